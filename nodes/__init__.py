@@ -1,0 +1,17 @@
+"""ComfyUI nodes of the pack: thin V3 wrappers that translate ComfyUI types to and from the core library.
+
+Imported only by ComfyUI (through the package's ``comfy_entrypoint``); node ids are the workflow identity and stay
+stable.
+"""
+
+from comfy_api.latest import ComfyExtension, io
+
+from .tracklet_nodes import LoadTracklets, TrackletsToTracks, VisualizeTracklets
+from .trajectory_nodes import PointTrajectoryBuilder
+
+NODES: list[type[io.ComfyNode]] = [LoadTracklets, TrackletsToTracks, VisualizeTracklets, PointTrajectoryBuilder]
+
+
+class TrackDiffusionExtension(ComfyExtension):
+    async def get_node_list(self) -> list[type[io.ComfyNode]]:
+        return list(NODES)

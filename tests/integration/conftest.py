@@ -1,0 +1,135 @@
+"""Real ComfyUI, in process, for the integration tests.
+
+ComfyUI is found at $COMFYUI_PATH, else ../ComfyUI beside the project. Without it (CI on a fresh machine) every test
+here is skipped with the reason. The pack is installed into a throw-away base directory under a folder name that is
+NOT "trackdiffusion", the way a user's clone or a registry install would be, so relative imports are proven.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import os
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+STUBS = REPO / "tests" / "stubs"
+PACK_FOLDER_NAME = "ComfyUI-TrackDiffusion-main"
+
+
+def find_comfyui() -> Path | None:
+    env = os.environ.get("COMFYUI_PATH")
+    candidate = Path(env) if env else REPO.parent / "ComfyUI"
+    return candidate if (candidate / "comfy").is_dir() and (candidate / "nodes.py").is_file() else None
+
+
+class StubServer:
+    """The attributes PromptExecutor and its progress handler touch on a PromptServer."""
+
+    client_id = None
+    last_node_id = None
+    last_prompt_id = None
+    sockets_metadata: dict = {}
+
+    def send_sync(self, event, data, sid=None):
+        pass
+
+    def queue_updated(self):
+        pass
+
+
+class ComfyHarness:
+    def __init__(self, path: Path, base: Path):
+        self.path = path
+        self.base = base
+        import execution
+        import nodes
+
+        self.nodes = nodes
+        self.execution = execution
+
+    def node_class(self, node_id: str):
+        return self.nodes.NODE_CLASS_MAPPINGS[node_id]
+
+    def run_prompt(self, prompt: dict) -> tuple[dict, list]:
+        """Validate and execute an API-format prompt. Returns (outputs per node id, status messages)."""
+        pid = str(uuid.uuid4())
+        valid, error, outputs, node_errors = asyncio.run(self.execution.validate_prompt(pid, prompt, None))
+        if not valid:
+            raise AssertionError(f"prompt invalid: {error} {node_errors}")
+        ex = self.execution.PromptExecutor(StubServer(), cache_type=self.execution.CacheType.CLASSIC,
+                                           cache_args={"lru": 0, "ram": 0})
+        ex.execute(prompt, pid, {}, outputs)
+        return ex.history_result.get("outputs", {}), ex.status_messages, ex.success
+
+
+@pytest.fixture(scope="session")
+def comfy(tmp_path_factory) -> ComfyHarness:
+    path = find_comfyui()
+    if path is None:
+        pytest.skip("real ComfyUI not found: set COMFYUI_PATH or place a ComfyUI checkout at ../ComfyUI "
+                    "(then run scripts/install_comfyui_deps.sh PYTHON COMFYUI_DIR)")
+    for module in ("aiohttp", "sqlalchemy", "av", "transformers"):
+        if importlib.util.find_spec(module) is None:
+            pytest.skip(f"ComfyUI found at {path} but its requirements are not installed ({module} missing): run "
+                        f"scripts/install_comfyui_deps.sh {sys.executable} {path}")
+    if importlib.util.find_spec("torchvision") is None:
+        sys.path.insert(0, str(STUBS))  # comfy.sd imports torchvision; there is no CPU build of it here
+
+    base = tmp_path_factory.mktemp("comfy_base")
+    (base / "custom_nodes").mkdir()
+    os.symlink(REPO, base / "custom_nodes" / PACK_FOLDER_NAME, target_is_directory=True)
+    sys.path.insert(0, str(path))
+    from comfy.cli_args import args
+
+    args.cpu = True
+    args.base_directory = str(base)
+    args.disable_api_nodes = True
+    import utils.extra_config  # noqa: F401  (must precede `import nodes`, which shadows `utils` with comfy/utils.py)
+    import nodes
+
+    asyncio.run(nodes.init_extra_nodes(init_custom_nodes=True, init_api_nodes=False))
+    if "LoadTracklets" not in nodes.NODE_CLASS_MAPPINGS:
+        pytest.fail("ComfyUI did not register this pack's nodes; see the import error in the log above")
+    return ComfyHarness(path, base)
+
+
+def describe(value) -> dict:
+    """A JSON-able description of a node output, for assertions on values that are not images."""
+    if hasattr(value, "shape") and hasattr(value, "dtype"):
+        return {"shape": list(value.shape), "dtype": str(value.dtype)}
+    if isinstance(value, dict):
+        return {k: describe(v) for k, v in value.items()}
+    if hasattr(value, "objects") and hasattr(value, "num_frames"):
+        return {"tracklets": value.to_dict()}
+    return {"repr": repr(value)[:200]}
+
+
+class ProbeNode:
+    """A V1 output node that reports what reached it, registered only in tests."""
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"value": ("*", {})}}
+
+    RETURN_TYPES = ()
+    FUNCTION = "probe"
+    OUTPUT_NODE = True
+    CATEGORY = "testing"
+
+    @classmethod
+    def VALIDATE_INPUTS(cls, input_types):
+        return True
+
+    def probe(self, value):
+        return {"ui": {"probe": [describe(value)]}}
+
+
+@pytest.fixture(scope="session")
+def comfy_with_probe(comfy):
+    comfy.nodes.NODE_CLASS_MAPPINGS["TDTestProbe"] = ProbeNode
+    return comfy

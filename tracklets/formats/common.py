@@ -1,0 +1,70 @@
+"""Shared helpers of the importers: per-frame presence -> keyframes, strict number parsing."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ...errors import InvalidInputError
+from ..model import FORMAT_NAME, FORMAT_VERSION, default_color
+
+
+def keyframes_from_presence(boxes: np.ndarray, present: np.ndarray) -> list[dict]:
+    """One object's per-frame boxes -> keyframe dicts of our JSON format.
+
+    Args:
+        boxes: [F, 4] xyxy pixels (rows where ``present`` is False are ignored).
+        present: [F] bool.
+    Every present frame becomes a visible keyframe (so the boxes round-trip exactly); the first absent frame after a
+    present one becomes a hidden keyframe holding the last box, which encodes a disappearance as a visibility gap.
+    """
+    keyframes = []
+    last_box = None
+    for f in range(len(present)):
+        if present[f]:
+            last_box = [float(v) for v in boxes[f]]
+            keyframes.append({"frame": f, "box": last_box, "visible": True})
+        elif last_box is not None and keyframes[-1]["visible"]:
+            keyframes.append({"frame": f, "box": last_box, "visible": False})
+    return keyframes
+
+
+def tracklets_dict(width: int, height: int, num_frames: int, fps: float, objects: list[dict]) -> dict:
+    """Our JSON dict around importer-built objects (each with id, label, keyframes); colours by slot order."""
+    objects = sorted(objects, key=lambda o: o["id"])
+    for index, obj in enumerate(objects):
+        obj.setdefault("color", default_color(index))
+        obj.setdefault("interpolation", "linear")
+    return {"format": FORMAT_NAME, "version": FORMAT_VERSION, "width": width, "height": height,
+            "num_frames": num_frames, "fps": fps, "objects": objects}
+
+
+def require_canvas(width, height, what: str, source: str) -> tuple[int, int]:
+    for name, value in (("width", width), ("height", height)):
+        if value is None:
+            raise InvalidInputError(
+                f"{what} carry no canvas size.", fix="pass width and height (CLI: --width W --height H).",
+                source=source,
+            )
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+                or value < 1 or not float(value).is_integer():
+            raise InvalidInputError(f"{name} must be a positive integer, got {value!r}.", source=source)
+    return int(width), int(height)
+
+
+def finite_float(value, what: str, source: str, **where) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        try:
+            value = float(value)
+        except (TypeError, ValueError):
+            raise InvalidInputError(f"{what} must be a number, got {value!r}.", source=source, **where) from None
+    value = float(value)
+    if not math.isfinite(value):
+        raise InvalidInputError(f"{what} must be finite, got {value!r}.", source=source, **where)
+    return value
+
+
+def fmt_number(v: float) -> str:
+    """Shortest text that reads back to the same float, without a trailing '.0' for whole numbers."""
+    return str(int(v)) if float(v).is_integer() and abs(v) < 1e15 else repr(float(v))

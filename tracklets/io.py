@@ -1,0 +1,145 @@
+"""Loading any supported tracklet format (guessing it when not given) and saving atomically."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+from ..errors import InvalidInputError
+from .formats import find_seqinfo, read_kj, read_mot, read_seqinfo, read_tracks, read_ytvis, write_mot, write_ytvis
+from .model import FORMAT_NAME, Tracklets, parse_tracklets_dict
+
+FORMATS = ("json", "mot", "ytvis", "tracks", "kj")
+EXPORT_FORMATS = ("json", "mot", "ytvis")
+
+
+def guess_format(data) -> str:
+    """Format name of parsed JSON data (dict/list) or of raw text."""
+    if isinstance(data, dict):
+        if data.get("format") == FORMAT_NAME or "objects" in data:
+            return "json"
+        if "videos" in data and "annotations" in data:
+            return "ytvis"
+        if "track_path" in data:
+            return "tracks"
+    elif isinstance(data, list):
+        return "kj"
+    elif isinstance(data, str):
+        return "mot"
+    raise InvalidInputError(
+        "could not tell the tracklet format.",
+        fix=f"pass format= one of {', '.join(FORMATS)} (CLI: --from).", source="tracklets input")
+
+
+def _looks_like_path(text: str) -> bool:
+    return "\n" not in text and len(text) < 4096 and not text.lstrip().startswith(("{", "["))
+
+
+def load(path_or_text, format: str | None = None, *, strict: bool = False, width=None, height=None,
+         num_frames=None, fps=None, video=None, box_size=64.0) -> Tracklets:
+    """Read tracklets from a file path, a text, a parsed dict/list, a TRACKS dict or a ``Tracklets``.
+
+    Args:
+        format: one of ``FORMATS``; guessed from the content when None.
+        strict: boxes reaching outside the canvas raise instead of being clamped and reported.
+        width, height: canvas size, needed for MOT (unless seqinfo.ini is beside the file), TRACKS and KJNodes.
+        num_frames: frame count; for MOT the default is the last frame, for KJNodes the spline resamples to it.
+        video: YouTube-VIS video id or name when the file holds several.
+        box_size: box size in pixels for point formats (TRACKS, KJNodes).
+    """
+    if format is not None and format not in FORMATS:
+        raise InvalidInputError(f"unknown format {format!r}.", fix=f"use one of {', '.join(FORMATS)}.",
+                                source="tracklets input")
+    if isinstance(path_or_text, Tracklets):
+        return path_or_text
+    source = "tracklets input"
+    text = None
+    seqinfo = {}
+    if isinstance(path_or_text, (str, os.PathLike)) and (isinstance(path_or_text, os.PathLike)
+                                                         or _looks_like_path(path_or_text)):
+        path = Path(path_or_text)
+        source = str(path)
+        if not path.is_file():
+            raise InvalidInputError("file not found.", fix="check the path (relative paths start from the current "
+                                    "folder).", source=source)
+        try:
+            text = path.read_text(encoding="utf-8-sig")
+        except (UnicodeDecodeError, OSError) as exc:
+            raise InvalidInputError(f"cannot read the file as UTF-8 text ({exc}).", source=source) from None
+        ini = find_seqinfo(path)
+        if ini is not None and format in (None, "mot") and path.suffix.lower() == ".txt":
+            seqinfo = read_seqinfo(ini)
+    elif isinstance(path_or_text, str):
+        text = path_or_text
+    data = path_or_text if text is None else None
+
+    if text is not None:
+        stripped = text.lstrip()
+        if stripped.startswith(("{", "[")) and format != "mot":
+            try:
+                data = json.loads(text)
+            except (json.JSONDecodeError, RecursionError) as exc:
+                raise InvalidInputError(f"not valid JSON ({exc}).", source=source) from None
+        else:
+            data = text
+    fmt = format or guess_format(data)
+
+    if fmt == "json":
+        tracklets = parse_tracklets_dict(data, strict=strict, source=source)
+        return tracklets if num_frames is None else tracklets.resample(num_frames=num_frames)
+    if fmt == "mot":
+        if not isinstance(data, str):
+            raise InvalidInputError("MOT input must be text.", source=source)
+        d = read_mot(data, width=width if width is not None else seqinfo.get("width"),
+                     height=height if height is not None else seqinfo.get("height"),
+                     num_frames=num_frames if num_frames is not None else seqinfo.get("num_frames"),
+                     fps=fps if fps is not None else seqinfo.get("fps"), source=source)
+        return parse_tracklets_dict(d, strict=strict, source=source)
+    if fmt == "ytvis":
+        if not isinstance(data, dict):
+            raise InvalidInputError("YouTube-VIS input must be a JSON object.", source=source)
+        tracklets = parse_tracklets_dict(read_ytvis(data, video=video, fps=fps, source=source), strict=strict,
+                                         source=source)
+    elif fmt == "tracks":
+        tracklets = parse_tracklets_dict(read_tracks(data, width=width, height=height, box_size=box_size, fps=fps,
+                                                     source=source), strict=strict, source=source)
+    else:
+        tracklets = parse_tracklets_dict(read_kj(data, width=width, height=height, box_size=box_size, fps=fps,
+                                                 source=source), strict=strict, source=source)
+    return tracklets if num_frames is None else tracklets.resample(num_frames=num_frames)
+
+
+def dumps(tracklets: Tracklets, format: str = "json") -> str:
+    """Text of ``tracklets`` in an export format."""
+    if format == "json":
+        return tracklets.to_json()
+    if format == "mot":
+        return write_mot(tracklets)
+    if format == "ytvis":
+        return json.dumps(write_ytvis(tracklets), indent=1)
+    raise InvalidInputError(f"cannot export to {format!r}.", fix=f"use one of {', '.join(EXPORT_FORMATS)}.",
+                            source="export")
+
+
+def atomic_write_text(path, text: str) -> None:
+    """Write through a temporary file in the same folder and rename it, so no reader ever sees half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save(tracklets: Tracklets, path, format: str | None = None) -> Path:
+    """Write ``tracklets`` to ``path`` (format from ``format`` or the suffix: .txt -> MOT, else our JSON)."""
+    path = Path(path)
+    fmt = format or ("mot" if path.suffix.lower() == ".txt" else "json")
+    atomic_write_text(path, dumps(tracklets, fmt))
+    return path
