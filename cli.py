@@ -51,8 +51,8 @@ def summarize(tracklets) -> str:
     """Human-readable summary: canvas, frames, objects with their visible spans and out-of-frame frames."""
     raw = tracklets.dense(clamp=False)
     clamped = tracklets.dense()
-    lines = [f"canvas {tracklets.width}x{tracklets.height}, {tracklets.num_frames} frames at {tracklets.fps:g} fps, "
-             f"{len(raw.ids)} objects"]
+    lines = [(f"canvas {tracklets.width}x{tracklets.height}, {tracklets.num_frames} frames at {tracklets.fps:g} fps, "
+             f"{len(raw.ids)} objects")]
     for j, obj in enumerate(tracklets.sorted_objects()):
         b = raw.boxes[:, j]
         outside = raw.visible[:, j] & ((b[:, 0] < 0) | (b[:, 1] < 0) | (b[:, 2] > tracklets.width)

@@ -53,7 +53,7 @@ def as_frames(images, num_frames: int | None = None, size: tuple[int, int] | Non
 
 
 def _rgb255(color: str) -> tuple[int, int, int]:
-    return tuple(int(round(c * 255)) for c in color_to_rgb(color))  # type: ignore[return-value]
+    return tuple(round(c * 255) for c in color_to_rgb(color))  # type: ignore[return-value]
 
 
 def draw_tracklets(tracklets, images=None, *, trail: bool = True, thickness: int = 2,
@@ -183,7 +183,7 @@ def _write_mp4(frames: np.ndarray, path: Path, fps: float) -> None:
 
 
 def _write_gif(frames: np.ndarray, path: Path, fps: float) -> None:
-    duration = int(round(1000 / fps))
+    duration = round(1000 / fps)
     if hasattr(cv2, "imwriteanimation"):  # OpenCV >= 4.11
         animation = cv2.Animation()
         animation.frames = [cv2.cvtColor(f, cv2.COLOR_RGB2BGR) for f in frames]

@@ -29,7 +29,7 @@ grep -Ev '^[[:space:]]*(torch|torchvision|torchaudio|spandrel)[[:space:]]*([<>=!
 # ComfyUI imports requests but does not list it.
 echo "requests" >> "$tmp/requirements.txt"
 
-# Pin torch so no requirement can upgrade or replace the installed build.
-echo "torch==2.13.0" > "$tmp/constraints.txt"
+# Pin the installed torch so no requirement can upgrade or replace it.
+"$python" -c "import torch; print('torch==' + torch.__version__)" > "$tmp/constraints.txt"
 
-"$python" -m pip install -r "$tmp/requirements.txt" -c "$tmp/constraints.txt"
+"$python" -m pip install -q -r "$tmp/requirements.txt" -c "$tmp/constraints.txt"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 
@@ -11,7 +12,6 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
-
 from trackdiffusion.errors import InvalidInputError
 from trackdiffusion.trajectories import (
     DEFAULT_PALETTE,
@@ -54,8 +54,18 @@ def assert_in_mask(points_xy, mask):
 @pytest.mark.parametrize(
     ("ratio", "k"),
     [
-        (0.0, 16), (0.05, 16), (0.0999, 16), (0.1, 16), (0.175, 28), (0.2, 32), (0.25, 40), (0.3, 48),
-        (0.35, 56), (0.4, 64), (0.41, 64), (1.0, 64),
+        (0.0, 16),
+        (0.05, 16),
+        (0.0999, 16),
+        (0.1, 16),
+        (0.175, 28),
+        (0.2, 32),
+        (0.25, 40),
+        (0.3, 48),
+        (0.35, 56),
+        (0.4, 64),
+        (0.41, 64),
+        (1.0, 64),
         (0.10625, 17),  # 16 + 48 * 0.00625 / 0.3 = 17.0
         (0.103125, 17),  # 16.5 exactly: halves round up, not to even
     ],
@@ -68,7 +78,7 @@ def test_points_per_mask_table(ratio, k):
 def test_points_per_mask_monotone():
     ks = [points_per_mask(p) for p in np.linspace(0, 1, 1001)]
     assert ks[0] == 16 and ks[-1] == 64
-    assert all(a <= b for a, b in zip(ks, ks[1:]))
+    assert all(a <= b for a, b in itertools.pairwise(ks))
     assert set(range(16, 65)) <= set(ks)  # every K in the linear range is reachable
 
 
@@ -168,7 +178,9 @@ def test_arc_length_split_on_l_shape():
     off = arc_length_offsets(np.array(arrow, float), 5)
     np.testing.assert_allclose(off, [[0, 0], [15, 0], [30, 0], [30, 15], [30, 30]])
     traj = build_point_trajectories(rect_mask(10, 20, 10, 20), [arrow], 5)
-    np.testing.assert_allclose(traj.points - traj.points[:1], np.broadcast_to(off[:, None], traj.points.shape), atol=1e-4)
+    np.testing.assert_allclose(
+        traj.points - traj.points[:1], np.broadcast_to(off[:, None], traj.points.shape), atol=1e-4
+    )
     # Uneven segments: 3 frames on a 10 + 30 path put the middle frame 10 px into the second segment.
     np.testing.assert_allclose(arc_length_offsets(np.array([[0, 0], [10, 0], [10, -30]], float), 3)[1], [10, -10])
 
@@ -236,13 +248,15 @@ def _single(x, y, comp=0, visible=True, w=32, h=24, frames=1):
     )
 
 
-@pytest.mark.parametrize(("size", "rows", "cols"), [(4, (19, 23), (8, 12)), (3, (20, 23), (9, 12)), (1, (21, 22), (10, 11))])
+@pytest.mark.parametrize(
+    ("size", "rows", "cols"), [(4, (19, 23), (8, 12)), (3, (20, 23), (9, 12)), (1, (21, 22), (10, 11))]
+)
 def test_render_square(size, rows, cols):
     video = _single(10.2, 20.7, comp=2, h=32).render(point_size=size)
     assert video.shape == (1, 32, 32, 3) and video.dtype == np.uint8
     lit = video[0].any(-1)
     expected = np.zeros_like(lit)
-    expected[rows[0]:rows[1], cols[0]:cols[1]] = True
+    expected[rows[0] : rows[1], cols[0] : cols[1]] = True
     np.testing.assert_array_equal(lit, expected)
     assert (video[0][lit] == DEFAULT_PALETTE[2]).all()
 
@@ -269,8 +283,11 @@ def test_render_colours_visibility_and_clipping():
 
 def test_render_overlap_higher_component_on_top():
     traj = PointTrajectories(
-        points=np.array([[[5, 5], [5, 5]]], np.float32), visibility=np.ones((1, 2), bool),
-        component=np.array([3, 1]), width=10, height=10,
+        points=np.array([[[5, 5], [5, 5]]], np.float32),
+        visibility=np.ones((1, 2), bool),
+        component=np.array([3, 1]),
+        width=10,
+        height=10,
     )
     assert tuple(traj.render()[0, 5, 5]) == tuple(DEFAULT_PALETTE[3])
 
@@ -375,12 +392,14 @@ _json_leaf = st.one_of(
 )
 _json_like = st.recursive(
     _json_leaf,
-    lambda inner: st.lists(inner, max_size=4)
-    | st.dictionaries(st.sampled_from(["x", "y", "points", "arrows", "q"]), inner, max_size=3),
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(st.sampled_from(["x", "y", "points", "arrows", "q"]), inner, max_size=3)
+    ),
     max_leaves=24,
 )
 _point = st.one_of(
-    st.lists(st.floats(-1e7, 1e7) | st.integers(-10**7, 10**7), min_size=2, max_size=2),
+    st.lists(st.floats(-1e7, 1e7) | st.integers(-(10**7), 10**7), min_size=2, max_size=2),
     st.fixed_dictionaries({"x": st.floats(-1e3, 1e3), "y": st.floats(-1e3, 1e3)}),
 )
 _nearly_valid_arrows = st.lists(st.lists(_point, min_size=0, max_size=4), min_size=0, max_size=3)
@@ -482,3 +501,15 @@ def test_valid_inputs_invariants(mask, arrow, num_frames, seed):
     assert traj.visibility[0].all()
     x, y = traj.points[..., 0], traj.points[..., 1]
     np.testing.assert_array_equal(traj.visibility, (x >= 0) & (x < w) & (y >= 0) & (y < h))
+
+
+def test_point_trajectories_validates_fields():
+    with pytest.raises(InvalidInputError, match="inconsistent shapes"):
+        PointTrajectories(np.zeros((2, 3, 2)), np.ones((2, 4), bool), np.zeros(3, int), 8, 8)
+    with pytest.raises(InvalidInputError):
+        PointTrajectories(np.zeros((1, 1, 2)), np.ones((1, 1), bool), np.zeros(1, int), 0, 8)
+    with pytest.raises(InvalidInputError):
+        PointTrajectories([["a", "b"]], np.ones((1, 1), bool), np.zeros(1, int), 8, 8)
+    # far off-frame points flagged visible are clipped away, not wrapped around by an integer overflow
+    far = _single(1e30, -1e30).render()
+    assert not far.any()

@@ -6,8 +6,18 @@
 
 from .interpolation import INTERPOLATIONS, interpolate_boxes
 from .io import EXPORT_FORMATS, FORMATS, atomic_write_text, dumps, guess_format, load, save
-from .model import (FORMAT_NAME, FORMAT_VERSION, PALETTE, DenseTracklets, Keyframe, TrackletObject, Tracklets,
-                    color_to_rgb, default_color, parse_tracklets_dict)
+from .model import (
+                    FORMAT_NAME,
+                    FORMAT_VERSION,
+                    PALETTE,
+                    DenseTracklets,
+                    Keyframe,
+                    TrackletObject,
+                    Tracklets,
+                    color_to_rgb,
+                    default_color,
+                    parse_tracklets_dict,
+)
 from .slots import Slots, tracklets_to_slots
 
 __all__ = [

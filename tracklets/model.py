@@ -18,6 +18,7 @@ sorted ascending (the official TrackDiffusion convention).
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from dataclasses import dataclass, field, replace
@@ -190,7 +191,7 @@ class Tracklets:
         time_scale = (f_new - 1) / (self.num_frames - 1) if self.num_frames > 1 else 0.0
         new_objects = []
         for obj in self.objects:
-            mapped = [int(round(k.frame * time_scale)) for k in obj.keyframes]
+            mapped = [round(k.frame * time_scale) for k in obj.keyframes]
             if len(set(mapped)) == len(mapped):
                 kfs = tuple(
                     Keyframe(f, tuple(float(v) for v in np.asarray(k.box) * scale), k.visible)
@@ -318,7 +319,7 @@ def _parse_object(raw, index, width, height, num_frames, strict, source, warning
     for raw_kf in raw_kfs:
         keyframes.append(_parse_keyframe(raw_kf, oid, width, height, num_frames, strict, source, warnings))
     keyframes.sort(key=lambda k: k.frame)
-    for a, b in zip(keyframes, keyframes[1:]):
+    for a, b in itertools.pairwise(keyframes):
         if a.frame == b.frame:
             raise InvalidInputError("has two keyframes on the same frame.", fix="keep one keyframe per frame.",
                                     source=source, obj=oid, frame=a.frame)

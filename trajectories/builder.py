@@ -107,7 +107,7 @@ def _polyline(raw: Any, arrow: int, source: str) -> np.ndarray:
             x, y = pt
         else:
             raise InvalidInputError(
-                f"arrow {arrow}, point {j} must be [x, y] or {{\"x\": .., \"y\": ..}}, got {pt!r:.60}.",
+                f'arrow {arrow}, point {j} must be [x, y] or {{"x": .., "y": ..}}, got {pt!r:.60}.',
                 fix=_ARROWS_FIX,
                 source=source,
             )
@@ -234,9 +234,7 @@ def as_mask_stack(masks: Any) -> np.ndarray:
         else:
             for i, p in enumerate(parts):
                 if p.ndim != 2:
-                    raise InvalidInputError(
-                        f"mask {i} must be 2-D [H, W], got shape {list(p.shape)}.", source="masks"
-                    )
+                    raise InvalidInputError(f"mask {i} must be 2-D [H, W], got shape {list(p.shape)}.", source="masks")
                 if p.shape != parts[0].shape:
                     raise InvalidInputError(
                         f"mask {i} has size {list(p.shape)} but mask 0 has {list(parts[0].shape)}; "
@@ -310,10 +308,13 @@ class PointTrajectories:
     height: int
 
     def __post_init__(self) -> None:
-        self.points = np.asarray(self.points, dtype=np.float32)
-        self.visibility = np.asarray(self.visibility, dtype=bool)
-        self.component = np.asarray(self.component, dtype=np.int64)
-        self.width, self.height = int(self.width), int(self.height)
+        try:
+            self.points = np.asarray(self.points, dtype=np.float32)
+            self.visibility = np.asarray(self.visibility, dtype=bool)
+            self.component = np.asarray(self.component, dtype=np.int64)
+            self.width, self.height = int(self.width), int(self.height)
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise InvalidInputError(f"PointTrajectories fields must be numeric arrays and ints ({exc}).") from None
         f_p = self.visibility.shape
         if (
             self.points.ndim != 3

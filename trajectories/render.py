@@ -103,9 +103,12 @@ def render_point_video(
         raise InvalidInputError(f"point_size must be an integer, got {type(point_size).__name__}.")
     if not 1 <= point_size <= _MAX_POINT_SIZE:
         raise InvalidInputError(f"point_size must be in 1..{_MAX_POINT_SIZE}, got {point_size}.")
-    points = np.asarray(points, dtype=np.float64)
-    visibility = np.asarray(visibility, dtype=bool)
-    component = np.asarray(component, dtype=np.int64)
+    try:
+        points = np.asarray(points, dtype=np.float64)
+        visibility = np.asarray(visibility, dtype=bool)
+        component = np.asarray(component, dtype=np.int64)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise InvalidInputError(f"render inputs must be numeric arrays ({exc}).") from None
     if visibility.ndim != 2 or points.shape != (*visibility.shape, 2) or component.shape != visibility.shape[1:]:
         raise InvalidInputError(
             f"render needs points [F, P, 2], visibility [F, P] and component [P]; got {list(points.shape)}, "
@@ -127,7 +130,9 @@ def render_point_video(
         # Stable sort by component: NumPy applies repeated-index writes in order, so higher components end on top.
         order = np.argsort(component[p_idx], kind="stable")
         f_idx, p_idx = f_idx[order], p_idx[order]
-        ij = pixel_index(points[f_idx, p_idx])  # [N, 2] (col, row)
+        # Clamp far-off points first (their squares stay fully off-frame) so the integer cast cannot overflow.
+        far = float(max(width, height) + s + 1)
+        ij = pixel_index(np.clip(points[f_idx, p_idx], -far, far))  # [N, 2] (col, row)
         d = np.arange(s) - s // 2
         xs = ij[:, 0, None, None] + d[None, None, :]  # [N, 1, s]
         ys = ij[:, 1, None, None] + d[None, :, None]  # [N, s, 1]

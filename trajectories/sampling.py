@@ -18,12 +18,12 @@ import numpy as np
 from ..errors import InvalidInputError
 
 __all__ = [
-    "MIN_POINTS",
     "MAX_POINTS",
-    "points_per_mask",
+    "MIN_POINTS",
     "check_seed",
-    "pixel_index",
     "kmeans",
+    "pixel_index",
+    "points_per_mask",
     "sample_mask_points",
 ]
 
@@ -33,7 +33,7 @@ MIN_POINTS = 16
 MAX_POINTS = 64
 _LOW_RATIO = 0.1
 _HIGH_RATIO = 0.4
-_LINEAR_SLOPE = 160.0  # = 16 / 0.1 = 64 / 0.4, written out because 16 / 0.1 is not exactly 160 in floats
+_LINEAR_SLOPE = 160.0  # = 16 / 0.1 = 64 / 0.4; one multiplication, one rounding (16 * p / 0.1 has two)
 
 #: Lloyd's iterations are bounded so a pathological sample can never stall a ComfyUI queue; with <= 192 samples the
 #: assignment settles in far fewer steps than this in practice.

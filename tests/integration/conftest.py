@@ -13,6 +13,7 @@ import os
 import sys
 import uuid
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
@@ -33,7 +34,7 @@ class StubServer:
     client_id = None
     last_node_id = None
     last_prompt_id = None
-    sockets_metadata: dict = {}
+    sockets_metadata: ClassVar[dict] = {}
 
     def send_sync(self, event, data, sid=None):
         pass
@@ -47,6 +48,7 @@ class ComfyHarness:
         self.path = path
         self.base = base
         import execution
+
         import nodes
 
         self.nodes = nodes
@@ -90,6 +92,7 @@ def comfy(tmp_path_factory) -> ComfyHarness:
     args.base_directory = str(base)
     args.disable_api_nodes = True
     import utils.extra_config  # noqa: F401  (must precede `import nodes`, which shadows `utils` with comfy/utils.py)
+
     import nodes
 
     asyncio.run(nodes.init_extra_nodes(init_custom_nodes=True, init_api_nodes=False))

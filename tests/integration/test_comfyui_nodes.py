@@ -63,7 +63,7 @@ def test_bad_tracklets_fail_the_node_with_our_message(comfy_with_probe):
     bad = json.loads(STREET)
     bad["objects"][0]["keyframes"][1]["box"] = [700, 320, 600, 460]  # x2 < x1
     prompt = {"1": _load_node(json.dumps(bad)), "2": {"class_type": "TDTestProbe", "inputs": {"value": ["1", 0]}}}
-    outputs, messages, success = comfy_with_probe.run_prompt(prompt)
+    _outputs, messages, success = comfy_with_probe.run_prompt(prompt)
     assert not success
     errors = [data for event, data in messages if event == "execution_error"]
     assert errors and errors[0]["node_id"] == "1"

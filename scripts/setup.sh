@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Everything this project needs, in ./.venv, on a fresh machine. Idempotent: a second run installs nothing new.
+#   TORCH_SPEC   the torch requirement (default torch==2.13.0: the CPU build; an unpinned torch pulls GBs of CUDA)
+#   COMFYUI_PATH a ComfyUI checkout for the integration tests (default ../ComfyUI when it exists)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+quiet() { "$@" 2> >(grep -v "^WARNING: Location" >&2); }
+
+[ -x .venv/bin/python ] || python3 -m venv .venv
+PY=.venv/bin/python
+quiet $PY -m pip install -q "${TORCH_SPEC:-torch==2.13.0}"
+# Hold torch where it is, so no dependency upgrades it to a CUDA build.
+constraints=$(mktemp)
+trap 'rm -f "$constraints"' EXIT
+$PY -c "import torch; print('torch==' + torch.__version__)" > "$constraints"
+quiet $PY -m pip install -q -c "$constraints" -e ".[dev]"
+
+comfy=${COMFYUI_PATH:-../ComfyUI}
+if [ -f "$comfy/requirements.txt" ] && [ -d "$comfy/comfy" ]; then
+  echo "ComfyUI found at $comfy: installing its requirements for the integration tests"
+  quiet bash scripts/install_comfyui_deps.sh "$PY" "$comfy"
+fi

@@ -1,0 +1,110 @@
+"""The command line: convert / show / render, and bad input that exits 2 without leaving files behind."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from trackdiffusion.cli import main
+from trackdiffusion.tracklets import load
+
+REPO = Path(__file__).resolve().parents[1]
+STREET = REPO / "examples" / "tracklets" / "street.json"
+
+
+def test_convert_json_to_mot_and_back_keeps_boxes(tmp_path, capsys):
+    gt = tmp_path / "seq" / "gt" / "gt.txt"
+    assert main(["tracklets", "convert", str(STREET), str(gt)]) == 0
+    back = tmp_path / "back.json"
+    assert main(["tracklets", "convert", str(gt), str(back), "--width", "1024", "--height", "576"]) == 0
+    src, dst = load(STREET).dense(clamp=False), load(back).dense(clamp=False)
+    assert dst.ids == src.ids
+    np.testing.assert_array_equal(dst.visible, src.visible)
+    np.testing.assert_allclose(dst.boxes[dst.visible], src.boxes[src.visible], atol=1e-6 * 1024)
+    assert "wrote" in capsys.readouterr().out
+
+
+def test_convert_mot_uses_seqinfo_and_resamples_frames(tmp_path):
+    seq = tmp_path / "MOT-01"
+    (seq / "gt").mkdir(parents=True)
+    (seq / "seqinfo.ini").write_text("[Sequence]\nname=MOT-01\nimWidth=640\nimHeight=480\nseqLength=5\n"
+                                     "frameRate=25\n")
+    (seq / "gt" / "gt.txt").write_text("1,7,10,20,30,40,1,1,1\n5,7,50,20,30,40,1,1,1\n")
+    out = tmp_path / "t.json"
+    assert main(["tracklets", "convert", str(seq / "gt" / "gt.txt"), str(out), "--frames", "9"]) == 0
+    doc = json.loads(out.read_text())
+    assert (doc["width"], doc["height"], doc["num_frames"]) == (640, 480, 9)
+    t = load(out)
+    boxes = t.dense().boxes[:, 0]
+    # frame 0 and frame 4 of the source (MOT frames 1 and 5) land on frames 0 and 8 of the 9-frame output
+    np.testing.assert_allclose(boxes[0], [10, 20, 40, 60])
+    np.testing.assert_allclose(boxes[8], [50, 20, 80, 60])
+    assert t.objects[0].label == "pedestrian"
+
+
+def test_show_reports_spans_and_out_of_frame(capsys):
+    assert main(["tracklets", "show", str(STREET)]) == 0
+    out = capsys.readouterr().out
+    assert "1024x576, 14 frames" in out and "3 objects" in out
+    dog = next(line for line in out.splitlines() if " dog " in line)
+    assert "visible 3-11" in dog and "partly out of frame 3-4" in dog
+
+
+def test_render_writes_annotated_video(tmp_path):
+    out = tmp_path / "street.mp4"
+    assert main(["tracklets", "render", str(STREET), str(out)]) == 0
+    cap = cv2.VideoCapture(str(out))
+    frames = []
+    while True:
+        ok, frame = cap.read()
+        if not ok:
+            break
+        frames.append(frame)
+    assert len(frames) == 14 and frames[0].shape == (576, 1024, 3)
+    # the car's box edge (red, #e6194b) is drawn at its frame-0 left edge x=60
+    _b, g, r = frames[0][400, 60].astype(int)
+    assert r > 150 and g < 100
+
+
+def test_render_png_frames_over_background_image(tmp_path):
+    bg = np.zeros((288, 512, 3), np.uint8)
+    bg[:] = (0, 0, 255)  # BGR red background, drawn at half the tracklet canvas
+    cv2.imwrite(str(tmp_path / "bg.png"), bg)
+    out = tmp_path / "frames"
+    assert main(["tracklets", "render", str(STREET), str(out), "--image", str(tmp_path / "bg.png")]) == 0
+    pngs = sorted(out.glob("*.png"))
+    assert len(pngs) == 14
+    first = cv2.imread(str(pngs[0]))
+    assert first.shape == (288, 512, 3)
+    assert tuple(first[5, 5]) == (0, 0, 255)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["tracklets", "show", "missing.json"], "file not found"),
+    (["tracklets", "convert", "{bad", "x.json"], "file not found"),
+])
+def test_bad_paths_exit_2(args, message, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(args) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "x.json").exists()
+
+
+def test_bad_input_leaves_no_output_file(tmp_path, capsys):
+    bad = tmp_path / "bad.json"
+    doc = json.loads(STREET.read_text())
+    doc["objects"][1]["keyframes"][2]["frame"] = 40
+    bad.write_text(json.dumps(doc))
+    out = tmp_path / "out.mp4"
+    assert main(["tracklets", "render", str(bad), str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "object 2" in err and "frame 40" in err and "num_frames is 14" in err
+    assert list(tmp_path.iterdir()) == [bad]
+
+
+def test_strict_mode_rejects_off_canvas_boxes(capsys):
+    assert main(["tracklets", "show", str(STREET), "--strict"]) == 2
+    assert "object 3, frame 3" in capsys.readouterr().err
