@@ -88,10 +88,13 @@ def interpolate_boxes(
         c = _catmull_rom(frames, centres, idx, u)
         s = sizes[idx] + (sizes[idx + 1] - sizes[idx]) * u[:, None]
         out = np.concatenate([c - s / 2, c + s / 2], axis=1)
+        # Centre -/+ half size rounds; a keyframe must reproduce its box exactly.
+        out = np.where((u == 0.0)[:, None], boxes[idx], np.where((u == 1.0)[:, None], boxes[idx + 1], out))
     else:
         if mode == "ease-in-out":
             u = u * u * (3.0 - 2.0 * u)
-        out = boxes[idx] + (boxes[idx + 1] - boxes[idx]) * u[:, None]
+        # (1-u)a + ub, not a + (b-a)u: the second misses b at u = 1 by rounding and overflows for huge coordinates.
+        out = (1.0 - u)[:, None] * boxes[idx] + u[:, None] * boxes[idx + 1]
 
     # Step visibility: the flag of the last keyframe at or before t; nothing before the first keyframe.
     last_at_or_before = np.searchsorted(frames, times, side="right") - 1

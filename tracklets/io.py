@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ..errors import InvalidInputError
 from .formats import find_seqinfo, read_kj, read_mot, read_seqinfo, read_tracks, read_ytvis, write_mot, write_ytvis
-from .model import FORMAT_NAME, Tracklets, parse_tracklets_dict
+from .model import FORMAT_NAME, MAX_FRAMES, Tracklets, bounded_int, parse_tracklets_dict
 
 FORMATS = ("json", "mot", "ytvis", "tracks", "kj")
 EXPORT_FORMATS = ("json", "mot", "ytvis")
@@ -33,8 +33,25 @@ def guess_format(data) -> str:
         fix=f"pass format= one of {', '.join(FORMATS)} (CLI: --from).", source="tracklets input")
 
 
+PATH_SUFFIXES = (".json", ".txt", ".csv")
+
+
+def _as_existing_file(text: str) -> Path | None:
+    """The file ``text`` names, if it is one (a name too long for the file system is simply not a file)."""
+    if "\n" in text or len(text) > 4096:
+        return None
+    try:
+        path = Path(text)
+        return path if path.is_file() else None
+    except (OSError, ValueError):
+        return None
+
+
 def _looks_like_path(text: str) -> bool:
-    return "\n" not in text and len(text) < 4096 and not text.lstrip().startswith(("{", "["))
+    """A missing file the user meant to name, as opposed to a one-line document (say, a single MOT row)."""
+    stripped = text.strip()
+    return ("\n" not in stripped and not stripped.startswith(("{", "["))
+            and (stripped.lower().endswith(PATH_SUFFIXES) or ("/" in stripped and "," not in stripped)))
 
 
 def load(path_or_text, format: str | None = None, *, strict: bool = False, width=None, height=None,
@@ -54,16 +71,26 @@ def load(path_or_text, format: str | None = None, *, strict: bool = False, width
                                 source="tracklets input")
     if isinstance(path_or_text, Tracklets):
         return path_or_text
+    if num_frames is not None:
+        num_frames = bounded_int(num_frames, "num_frames", "tracklets input", 1, MAX_FRAMES)
     source = "tracklets input"
     text = None
     seqinfo = {}
-    if isinstance(path_or_text, (str, os.PathLike)) and (isinstance(path_or_text, os.PathLike)
-                                                         or _looks_like_path(path_or_text)):
+    path = None
+    if isinstance(path_or_text, os.PathLike):
         path = Path(path_or_text)
-        source = str(path)
         if not path.is_file():
             raise InvalidInputError("file not found.", fix="check the path (relative paths start from the current "
-                                    "folder).", source=source)
+                                    "folder).", source=str(path))
+    elif isinstance(path_or_text, str):
+        path = _as_existing_file(path_or_text)
+        if path is None and _looks_like_path(path_or_text):
+            raise InvalidInputError("file not found.", fix="check the path (relative paths start from the current "
+                                    "folder), or paste the file's text instead.", source=path_or_text.strip())
+        if path is None:
+            text = path_or_text
+    if path is not None:
+        source = str(path)
         try:
             text = path.read_text(encoding="utf-8-sig")
         except (UnicodeDecodeError, OSError) as exc:
@@ -71,17 +98,19 @@ def load(path_or_text, format: str | None = None, *, strict: bool = False, width
         ini = find_seqinfo(path)
         if ini is not None and format in (None, "mot") and path.suffix.lower() == ".txt":
             seqinfo = read_seqinfo(ini)
-    elif isinstance(path_or_text, str):
-        text = path_or_text
     data = path_or_text if text is None else None
 
     if text is not None:
         stripped = text.lstrip()
-        if stripped.startswith(("{", "[")) and format != "mot":
+        if format in ("mot", "kj"):
+            data = text  # these readers parse text themselves (KJNodes strings may use single quotes)
+        elif stripped.startswith(("{", "[")):
             try:
                 data = json.loads(text)
-            except (json.JSONDecodeError, RecursionError) as exc:
-                raise InvalidInputError(f"not valid JSON ({exc}).", source=source) from None
+            except (ValueError, RecursionError) as exc:  # ValueError: also ints over 4300 digits
+                raise InvalidInputError(f"not valid JSON ({exc}).", fix="check the text is a complete JSON "
+                                        "document (tracklets, YouTube-VIS, TRACKS or KJNodes coordinates).",
+                                        source=source) from None
         else:
             data = text
     fmt = format or guess_format(data)

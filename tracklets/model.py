@@ -31,6 +31,12 @@ from .interpolation import INTERPOLATIONS, interpolate_boxes
 FORMAT_NAME = "trackdiffusion.tracklets"
 FORMAT_VERSION = 1
 
+# Bounds that keep every later computation finite and every allocation small; far beyond any real video.
+MAX_FRAMES = 100_000
+MAX_CANVAS = 65_536
+MAX_COORD = 1e7  # pixels, either side of the canvas
+MAX_ID = 2**53 - 1  # exact in a float, so ids survive JSON readers of other languages
+
 # A qualitative palette (distinct on both dark and light backgrounds); object i without a colour gets entry i % 20.
 PALETTE = (
     "#e6194b", "#3cb44b", "#ffe119", "#4363d8", "#f58231", "#911eb4", "#46f0f0", "#f032e6", "#bcf60c", "#fabebe",
@@ -137,7 +143,7 @@ class Tracklets:
     def from_json(cls, text: str, *, strict: bool = False, source: str = "tracklets JSON") -> Tracklets:
         try:
             data = json.loads(text)
-        except (json.JSONDecodeError, RecursionError) as exc:
+        except (ValueError, RecursionError) as exc:  # ValueError: also ints over 4300 digits
             raise InvalidInputError(
                 f"not valid JSON ({exc}).", fix="check the file is the tracklets JSON the editor saves.", source=source
             ) from None
@@ -192,7 +198,7 @@ class Tracklets:
         new_objects = []
         for obj in self.objects:
             mapped = [round(k.frame * time_scale) for k in obj.keyframes]
-            if len(set(mapped)) == len(mapped):
+            if f_new > 1 and len(set(mapped)) == len(mapped):
                 kfs = tuple(
                     Keyframe(f, tuple(float(v) for v in np.asarray(k.box) * scale), k.visible)
                     for f, k in zip(mapped, obj.keyframes)
@@ -236,11 +242,26 @@ def _is_number(v: object) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
-def _positive_int(v: object, name: str, source: str) -> int:
-    if _is_number(v) and math.isfinite(v) and float(v).is_integer() and v >= 1:  # type: ignore[arg-type]
-        return int(v)  # type: ignore[arg-type]
-    raise InvalidInputError(f"{name} must be a positive integer, got {v!r}.", fix=f"set {name} to 1 or more.",
-                            source=source)
+def bounded_number(v: object, limit: float) -> float | None:
+    """``v`` as a float when it is a real number with ``|v| <= limit``, else None (never raises, even for 10**400)."""
+    if not _is_number(v):
+        return None
+    if isinstance(v, int):
+        return float(v) if -limit <= v <= limit else None
+    return v if math.isfinite(v) and -limit <= v <= limit else None
+
+
+def bounded_int(v: object, name: str, source: str, low: int, high: int, **where) -> int:
+    """An integer (a whole float is accepted) within [low, high], or a clear error."""
+    f = bounded_number(v, max(-low, high))
+    if f is None or not f.is_integer() or not low <= f <= high:
+        raise InvalidInputError(f"{name} must be an integer from {low} to {high}, got {v!r:.60}.", source=source,
+                                **where)
+    return int(f)
+
+
+def _positive_int(v: object, name: str, source: str, high: int = MAX_FRAMES) -> int:
+    return bounded_int(v, name, source, 1, high)
 
 
 def parse_tracklets_dict(data: object, *, strict: bool = False, source: str = "tracklets JSON") -> Tracklets:
@@ -262,18 +283,20 @@ def parse_tracklets_dict(data: object, *, strict: bool = False, source: str = "t
     version = data.get("version")
     if version is None:
         raise InvalidInputError("missing \"version\".", fix=f"add \"version\": {FORMAT_VERSION}.", source=source)
-    if not _is_number(version) or version != FORMAT_VERSION:
+    if bounded_number(version, 1e9) != FORMAT_VERSION:
         raise InvalidInputError(
             f"unsupported version {version!r}; this pack reads version {FORMAT_VERSION}.",
             fix="update the trackdiffusion pack, or re-export the file from a matching version.",
             source=source,
         )
-    width = _positive_int(data.get("width"), "width", source)
-    height = _positive_int(data.get("height"), "height", source)
+    width = _positive_int(data.get("width"), "width", source, MAX_CANVAS)
+    height = _positive_int(data.get("height"), "height", source, MAX_CANVAS)
     num_frames = _positive_int(data.get("num_frames"), "num_frames", source)
     fps = data.get("fps", 8.0)
-    if not (_is_number(fps) and math.isfinite(fps) and fps > 0):
-        raise InvalidInputError(f"fps must be a positive number, got {fps!r}.", fix="set fps, e.g. 8.", source=source)
+    fps = bounded_number(fps, 1000.0)
+    if fps is None or fps <= 0:
+        raise InvalidInputError(f"fps must be a number in (0, 1000], got {data.get('fps')!r:.60}.", fix="set fps, "
+                                "e.g. 8.", source=source)
     raw_objects = data.get("objects")
     if not isinstance(raw_objects, list):
         raise InvalidInputError("\"objects\" must be a list.", fix="add \"objects\": [] with one entry per object.",
@@ -296,10 +319,11 @@ def _parse_object(raw, index, width, height, num_frames, strict, source, warning
     if not isinstance(raw, dict):
         raise InvalidInputError(f"object #{index} must be a JSON object, got {type(raw).__name__}.", source=source)
     oid = raw.get("id")
-    if not (_is_number(oid) and math.isfinite(oid) and float(oid).is_integer() and oid >= 0):
-        raise InvalidInputError(f"object #{index} has id {oid!r}; ids must be non-negative integers.",
+    f = bounded_number(oid, MAX_ID)
+    if f is None or not f.is_integer() or f < 0:
+        raise InvalidInputError(f"object #{index} has id {oid!r:.60}; ids must be integers from 0 to {MAX_ID}.",
                                 fix="number the objects 0, 1, 2, ...", source=source)
-    oid = int(oid)
+    oid = int(f)
     label = raw.get("label", "")
     if not isinstance(label, str):
         raise InvalidInputError(f"label must be text, got {label!r}.", source=source, obj=oid)
@@ -330,9 +354,10 @@ def _parse_keyframe(raw, oid, width, height, num_frames, strict, source, warning
     if not isinstance(raw, dict):
         raise InvalidInputError(f"keyframe must be a JSON object, got {raw!r}.", source=source, obj=oid)
     frame = raw.get("frame")
-    if not (_is_number(frame) and math.isfinite(frame) and float(frame).is_integer()):
-        raise InvalidInputError(f"keyframe frame must be an integer, got {frame!r}.", source=source, obj=oid)
-    frame = int(frame)
+    f = bounded_number(frame, MAX_FRAMES)
+    if f is None or not f.is_integer():
+        raise InvalidInputError(f"keyframe frame must be an integer, got {frame!r:.60}.", source=source, obj=oid)
+    frame = int(f)
     if not 0 <= frame < num_frames:
         raise InvalidInputError(
             f"keyframe frame {frame} is outside 0..{num_frames - 1} (num_frames is {num_frames}).",
@@ -342,9 +367,11 @@ def _parse_keyframe(raw, oid, width, height, num_frames, strict, source, warning
     if not (isinstance(box, (list, tuple)) and len(box) == 4 and all(_is_number(v) for v in box)):
         raise InvalidInputError(f"box must be [x1, y1, x2, y2] numbers, got {box!r}.", source=source, obj=oid,
                                 frame=frame)
-    x1, y1, x2, y2 = (float(v) for v in box)
-    if not all(math.isfinite(v) for v in (x1, y1, x2, y2)):
-        raise InvalidInputError(f"box has a non-finite coordinate {box!r}.", source=source, obj=oid, frame=frame)
+    coords = [bounded_number(v, MAX_COORD) for v in box]
+    if any(c is None for c in coords):
+        raise InvalidInputError(f"box {box!r:.120} has a coordinate that is not finite or beyond +-{MAX_COORD:g} px.",
+                                source=source, obj=oid, frame=frame)
+    x1, y1, x2, y2 = coords
     if x2 <= x1 or y2 <= y1:
         raise InvalidInputError(
             f"box [{x1:g}, {y1:g}, {x2:g}, {y2:g}] has x2 <= x1 or y2 <= y1.",

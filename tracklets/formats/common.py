@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from ...errors import InvalidInputError
-from ..model import FORMAT_NAME, FORMAT_VERSION, default_color
+from ..model import FORMAT_NAME, FORMAT_VERSION, MAX_CANVAS, MAX_COORD, bounded_int, bounded_number, default_color
 
 
 def keyframes_from_presence(boxes: np.ndarray, present: np.ndarray) -> list[dict]:
@@ -47,22 +45,21 @@ def require_canvas(width, height, what: str, source: str) -> tuple[int, int]:
                 f"{what} carry no canvas size.", fix="pass width and height (CLI: --width W --height H).",
                 source=source,
             )
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
-                or value < 1 or not float(value).is_integer():
-            raise InvalidInputError(f"{name} must be a positive integer, got {value!r}.", source=source)
-    return int(width), int(height)
+    return (bounded_int(width, "width", source, 1, MAX_CANVAS), bounded_int(height, "height", source, 1, MAX_CANVAS))
 
 
 def finite_float(value, what: str, source: str, **where) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    """A number (or numeric text) within +-MAX_COORD, else a clear error; never raises anything else."""
+    if isinstance(value, str):
         try:
             value = float(value)
-        except (TypeError, ValueError):
-            raise InvalidInputError(f"{what} must be a number, got {value!r}.", source=source, **where) from None
-    value = float(value)
-    if not math.isfinite(value):
-        raise InvalidInputError(f"{what} must be finite, got {value!r}.", source=source, **where)
-    return value
+        except ValueError:
+            raise InvalidInputError(f"{what} must be a number, got {value!r:.60}.", source=source, **where) from None
+    number = bounded_number(value, MAX_COORD)
+    if number is None:
+        raise InvalidInputError(f"{what} must be a finite number within +-{MAX_COORD:g}, got {value!r:.60}.",
+                                source=source, **where)
+    return float(number)
 
 
 def fmt_number(v: float) -> str:

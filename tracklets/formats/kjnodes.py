@@ -19,7 +19,7 @@ def parse_kj_points(data, source: str = "KJNodes coordinates") -> list[np.ndarra
     if isinstance(data, str):
         try:
             data = json.loads(data.replace("'", '"'))
-        except (json.JSONDecodeError, RecursionError) as exc:
+        except (ValueError, RecursionError) as exc:
             raise InvalidInputError(f"not valid JSON ({exc}).", fix="paste the SplineEditor's coordinates output.",
                                     source=source) from None
     if not isinstance(data, list) or not data:

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from ...errors import InvalidInputError
+from ..model import MAX_FRAMES
 from .common import finite_float, fmt_number, keyframes_from_presence, require_canvas, tracklets_dict
 
 # MOT16/17/20 class ids.
@@ -72,8 +73,9 @@ def read_mot(text: str, *, width=None, height=None, num_frames=None, fps=None, s
                 "(then optional conf, class, visibility).", source=source, line=line_no)
         nums = [finite_float(c, f"column {i + 1}", source, line=line_no) for i, c in enumerate(cols[:9])]
         frame, tid, left, top, w, h = nums[:6]
-        if not frame.is_integer() or frame < 1:
-            raise InvalidInputError(f"frame {cols[0]} is not a 1-based frame number.", source=source, line=line_no)
+        if not frame.is_integer() or not 1 <= frame <= MAX_FRAMES:
+            raise InvalidInputError(f"frame {cols[0]} is not a 1-based frame number up to {MAX_FRAMES}.",
+                                    source=source, line=line_no)
         if not tid.is_integer():
             raise InvalidInputError(f"track id {cols[1]} is not an integer.", source=source, line=line_no)
         if tid < 0:

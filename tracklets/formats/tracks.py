@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from ...errors import InvalidInputError
+from ..model import MAX_COORD, MAX_FRAMES
 from .common import keyframes_from_presence, require_canvas, tracklets_dict
 
 
@@ -34,8 +35,12 @@ def read_tracks(tracks, *, width=None, height=None, box_size=64.0, fps=None, sou
     if path.ndim != 3 or path.shape[2] != 2 or path.shape[0] < 1 or path.shape[1] < 1:
         raise InvalidInputError(f"track_path must have shape [frames, tracks, 2], got {list(path.shape)}.",
                                 source=source)
-    if not np.isfinite(path).all():
-        raise InvalidInputError("track_path has non-finite coordinates.", source=source)
+    if not (np.isfinite(path).all() and (np.abs(path) <= MAX_COORD).all()):
+        raise InvalidInputError(f"track_path has coordinates that are not finite or beyond +-{MAX_COORD:g} px.",
+                                source=source)
+    if path.shape[0] > MAX_FRAMES:
+        raise InvalidInputError(f"track_path has {path.shape[0]} frames; at most {MAX_FRAMES} are supported.",
+                                source=source)
     n_frames, n_tracks = path.shape[:2]
     vis_raw = tracks.get("track_visibility")
     if vis_raw is None:
@@ -64,7 +69,7 @@ def _box_size(box_size, source: str) -> tuple[float, float]:
     except (TypeError, ValueError):
         raise InvalidInputError(f"box_size must be a number or (width, height), got {box_size!r}.",
                                 source=source) from None
-    if not np.isfinite(size).all() or (size <= 0).any():
+    if not np.isfinite(size).all() or (size <= 0).any() or (size > MAX_COORD).any():
         raise InvalidInputError(f"box_size must be positive, got {box_size!r}.", source=source)
     return float(size[0]), float(size[1])
 

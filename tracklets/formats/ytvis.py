@@ -6,7 +6,8 @@ from __future__ import annotations
 import numpy as np
 
 from ...errors import InvalidInputError
-from .common import finite_float, keyframes_from_presence, tracklets_dict
+from ..model import MAX_FRAMES
+from .common import finite_float, keyframes_from_presence, require_canvas, tracklets_dict
 
 
 def _video_names(video: dict) -> set[str]:
@@ -41,17 +42,21 @@ def read_ytvis(data: dict, *, video=None, fps=None, source: str = "YouTube-VIS J
                                     "and names.", source=source)
         chosen = matches[0]
     width, height = chosen.get("width"), chosen.get("height")
-    for name, value in (("width", width), ("height", height)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise InvalidInputError(f"video {chosen.get('id')!r} has {name} {value!r}; expected a positive integer.",
-                                    source=source)
+    width, height = require_canvas(width, height, f"video {chosen.get('id')!r}", source)
+    raw_categories = data.get("categories") or []
+    if not isinstance(raw_categories, list):
+        raise InvalidInputError("\"categories\" must be a list of {\"id\", \"name\"}.", source=source)
     categories = {}
-    for cat in data.get("categories") or []:
-        if isinstance(cat, dict) and "id" in cat:
+    for cat in raw_categories:
+        # Only int/str ids can name a category; anything else cannot be referenced by an annotation.
+        if isinstance(cat, dict) and isinstance(cat.get("id"), (int, str)):
             categories[cat["id"]] = str(cat.get("name", cat["id"]))
 
     own = [a for a in annotations if isinstance(a, dict) and a.get("video_id") == chosen.get("id")]
     length = chosen.get("length")
+    if isinstance(length, int) and not isinstance(length, bool) and length > MAX_FRAMES:
+        raise InvalidInputError(f"video {chosen.get('id')!r} has length {length}; at most {MAX_FRAMES} frames are "
+                                "supported.", source=source)
     if isinstance(length, bool) or not isinstance(length, int) or length < 1:
         lengths = [len(a["bboxes"]) for a in own if isinstance(a.get("bboxes"), list)]
         if not lengths:
@@ -82,7 +87,8 @@ def read_ytvis(data: dict, *, video=None, fps=None, source: str = "YouTube-VIS J
                 continue
             boxes[f], present[f] = (x, y, x + w, y + h), True
         if present.any():
-            label = categories.get(ann.get("category_id"), "")
+            cid = ann.get("category_id")
+            label = categories.get(cid, "") if isinstance(cid, (int, str)) else ""
             objects.append({"id": oid, "label": label, "keyframes": keyframes_from_presence(boxes, present)})
     return tracklets_dict(width, height, length, 8.0 if fps is None else fps, objects)
 
