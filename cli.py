@@ -124,6 +124,10 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("--fps", type=float, help="frame rate (default: the tracklets' fps)")
     _add_input_options(render)
     render.set_defaults(func=_cmd_render)
+
+    from .weights.cli import add_weights_parser
+
+    add_weights_parser(sub)
     return parser
 
 
