@@ -30,6 +30,6 @@ grep -Ev '^[[:space:]]*(torch|torchvision|torchaudio|spandrel)[[:space:]]*([<>=!
 echo "requests" >> "$tmp/requirements.txt"
 
 # Pin the installed torch so no requirement can upgrade or replace it.
-"$python" -c "import torch; print('torch==' + torch.__version__)" > "$tmp/constraints.txt"
+"$python" -c "from importlib.metadata import version; print('torch==' + version('torch'))" > "$tmp/constraints.txt"
 
 "$python" -m pip install -q -r "$tmp/requirements.txt" -c "$tmp/constraints.txt"

@@ -12,7 +12,7 @@ quiet $PY -m pip install -q "${TORCH_SPEC:-torch==2.13.0}"
 # Hold torch where it is, so no dependency upgrades it to a CUDA build.
 constraints=$(mktemp)
 trap 'rm -f "$constraints"' EXIT
-$PY -c "import torch; print('torch==' + torch.__version__)" > "$constraints"
+$PY -c "from importlib.metadata import version; print('torch==' + version('torch'))" > "$constraints"
 quiet $PY -m pip install -q -c "$constraints" -e ".[dev]"
 
 comfy=${COMFYUI_PATH:-../ComfyUI}
