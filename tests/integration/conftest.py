@@ -136,3 +136,44 @@ class ProbeNode:
 def comfy_with_probe(comfy):
     comfy.nodes.NODE_CLASS_MAPPINGS["TDTestProbe"] = ProbeNode
     return comfy
+
+
+TINY_SVD_CHANNELS = 32
+TINY_SVD_CONTEXT = 64
+TINY_SVD_HEAD_DIM = 16
+
+
+@pytest.fixture(scope="session")
+def tiny_svd(comfy):
+    """A ComfyUI SVD with the real 16-transformer layout at 1/10 the width, loaded through ComfyUI's own state-dict
+    detection and loader (random weights, seeded)."""
+    import torch
+
+    import comfy.ops
+    import comfy.sd
+    import comfy.supported_models
+    from comfy.ldm.modules.diffusionmodules.openaimodel import UNetModel
+
+    base = comfy.supported_models.SVD_img2vid
+
+    class TinySVD(base):
+        unet_config = dict(base.unet_config, model_channels=TINY_SVD_CHANNELS, context_dim=TINY_SVD_CONTEXT)
+        unet_extra_config = dict(base.unet_extra_config, num_head_channels=TINY_SVD_HEAD_DIM)
+
+    config = {"use_checkpoint": False, "image_size": 32, "use_spatial_transformer": True, "legacy": False,
+              "num_classes": "sequential", "out_channels": 4, "num_res_blocks": [2, 2, 2, 2],
+              "channel_mult": [1, 2, 4, 4], "transformer_depth_output": [1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0],
+              "transformer_depth_middle": 1, "extra_ff_mix_layer": True, "use_spatial_context": True,
+              "merge_strategy": "learned_with_images", "merge_factor": 0.0, "video_kernel_size": [3, 1, 1],
+              "disable_temporal_crossattention": False, **TinySVD.unet_config, **TinySVD.unet_extra_config}
+    unet = UNetModel(**config, device="cpu", operations=comfy.ops.disable_weight_init)
+    generator = torch.Generator().manual_seed(0)
+    state_dict = {f"model.diffusion_model.{k}": torch.randn(v.shape, generator=generator) * 0.05
+                  for k, v in unet.state_dict().items()}
+    comfy.supported_models.models.insert(0, TinySVD)
+    try:
+        model = comfy.sd.load_diffusion_model_state_dict(state_dict)
+    finally:
+        comfy.supported_models.models.remove(TinySVD)
+    assert type(model.model).__name__ == "SVD_img2vid"
+    return model
