@@ -10,6 +10,7 @@ import statistics
 import time
 
 import numpy as np
+
 from trackdiffusion.tracklets import INTERPOLATIONS, load
 
 BUDGET_MS = 50.0

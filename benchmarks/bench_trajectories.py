@@ -20,6 +20,7 @@ import time
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import numpy as np
+
 from trackdiffusion.trajectories import build_point_trajectories
 
 WIDTH, HEIGHT, FRAMES = 1024, 576, 25

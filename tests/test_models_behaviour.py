@@ -8,6 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
+
 from trackdiffusion.errors import InvalidInputError
 from trackdiffusion.models import (
     FrameEmbedding,

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+
 from trackdiffusion.models import (
     SVD_FUSER_CHANNELS,
     FrameEmbedding,

@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+
 from trackdiffusion.errors import InvalidInputError
 from trackdiffusion.models import roi_align
 

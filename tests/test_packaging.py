@@ -100,3 +100,11 @@ def test_comfy_node_pack_leaves_dev_files_out(tmp_path):
     assert "__init__.py" in names and "nodes/__init__.py" in names and "tracklets/model.py" in names
     assert "LICENSE" in names and "requirements.txt" in names and "examples/tracklets/street.json" in names
     assert not [n for n in names if n.startswith(("tests/", "benchmarks/", "scripts/", ".ci/"))]
+
+
+def test_ruff_is_clean():
+    ruff = Path(sys.executable).with_name("ruff")
+    if not ruff.exists():
+        pytest.skip("ruff is not installed (pip install -e '.[dev]')")
+    out = subprocess.run([str(ruff), "check", "."], cwd=REPO, capture_output=True, text=True, check=False)
+    assert out.returncode == 0, out.stdout

@@ -8,6 +8,7 @@ import os
 import numpy as np
 import pytest
 import torch
+
 import trackdiffusion.tracklets.io as tio
 from trackdiffusion.errors import InvalidInputError
 from trackdiffusion.tracklets import (

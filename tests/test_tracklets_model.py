@@ -10,6 +10,7 @@ import json
 import numpy as np
 import pytest
 import torch
+
 from trackdiffusion.errors import InvalidInputError
 from trackdiffusion.tracklets import FORMAT_NAME, FORMAT_VERSION, INTERPOLATIONS, Tracklets, load, parse_tracklets_dict
 

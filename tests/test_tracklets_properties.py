@@ -17,6 +17,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
+
 from trackdiffusion.errors import InvalidInputError
 from trackdiffusion.tracklets import (
     FORMAT_NAME,

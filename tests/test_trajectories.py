@@ -12,6 +12,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
+
 from trackdiffusion.errors import InvalidInputError
 from trackdiffusion.trajectories import (
     DEFAULT_PALETTE,

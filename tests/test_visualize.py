@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+
 from trackdiffusion.errors import InvalidInputError
 from trackdiffusion.tracklets import load
 from trackdiffusion.trajectories import build_point_trajectories

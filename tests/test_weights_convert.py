@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 import safetensors.torch
 import torch
-import trackdiffusion.weights.convert as conv
 from safetensors.torch import save_file
+
+import trackdiffusion.weights.convert as conv
 from trackdiffusion.errors import InvalidInputError
 from trackdiffusion.weights import (
     KIND_COMFYUI_SVD,

@@ -13,6 +13,7 @@ import re
 from pathlib import Path
 
 import pytest
+
 from trackdiffusion.weights.modelscope_keys import modelscope_adapter_shapes
 from trackdiffusion.weights.svd_keys import (
     ATTENTIONS,

@@ -147,18 +147,17 @@ TINY_SVD_HEAD_DIM = 16
 def tiny_svd(comfy):
     """A ComfyUI SVD with the real 16-transformer layout at 1/10 the width, loaded through ComfyUI's own state-dict
     detection and loader (random weights, seeded)."""
-    import torch
-
     import comfy.ops
     import comfy.sd
     import comfy.supported_models
+    import torch
     from comfy.ldm.modules.diffusionmodules.openaimodel import UNetModel
 
     base = comfy.supported_models.SVD_img2vid
 
     class TinySVD(base):
-        unet_config = dict(base.unet_config, model_channels=TINY_SVD_CHANNELS, context_dim=TINY_SVD_CONTEXT)
-        unet_extra_config = dict(base.unet_extra_config, num_head_channels=TINY_SVD_HEAD_DIM)
+        unet_config = dict(base.unet_config, model_channels=TINY_SVD_CHANNELS, context_dim=TINY_SVD_CONTEXT)  # noqa: RUF012
+        unet_extra_config = dict(base.unet_extra_config, num_head_channels=TINY_SVD_HEAD_DIM)  # noqa: RUF012
 
     config = {"use_checkpoint": False, "image_size": 32, "use_spatial_transformer": True, "legacy": False,
               "num_classes": "sequential", "out_channels": 4, "num_res_blocks": [2, 2, 2, 2],

@@ -10,7 +10,6 @@ from trackdiffusion.errors import InvalidInputError
 from trackdiffusion.models.svd_adapter import TrackDiffusionSVDAdapter
 from trackdiffusion.tracklets import load
 
-
 FRAMES = 4
 CONTEXT_DIM = 64  # the tiny SVD's cross-attention width (conftest.tiny_svd)
 HEAD_DIM = 16
