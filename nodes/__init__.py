@@ -6,10 +6,12 @@ stable.
 
 from comfy_api.latest import ComfyExtension, io
 
+from .trackdiffusion_nodes import InstanceEnhancerPatch, LoadTrackDiffusionAdapter
 from .tracklet_nodes import LoadTracklets, TrackletsToTracks, VisualizeTracklets
 from .trajectory_nodes import PointTrajectoryBuilder
 
-NODES: list[type[io.ComfyNode]] = [LoadTracklets, TrackletsToTracks, VisualizeTracklets, PointTrajectoryBuilder]
+NODES: list[type[io.ComfyNode]] = [LoadTracklets, TrackletsToTracks, VisualizeTracklets, PointTrajectoryBuilder,
+                                   LoadTrackDiffusionAdapter, InstanceEnhancerPatch]
 
 
 class TrackDiffusionExtension(ComfyExtension):

@@ -133,3 +133,43 @@ def test_frame_count_mismatch_and_too_many_objects_are_clear_errors(tiny_svd):
         sample(patched)
     with pytest.raises(InvalidInputError, match="21 objects but the model has 20"):
         apply_trackdiffusion_svd(tiny_svd, bundle, tracklets(objects=21))
+
+
+def test_nodes_load_a_delta_file_and_patch_the_model(comfy, tiny_svd):
+    """LoadTrackDiffusionAdapter reads models/trackdiffusion/<file>; InstanceEnhancerPatch patches the MODEL."""
+    import folder_paths
+    from safetensors.torch import save_file
+
+    from trackdiffusion.weights import SVD_DELTA_FORMAT
+
+    folder = folder_paths.get_folder_paths("trackdiffusion")[0]
+    path = f"{folder}/tiny_delta.safetensors"
+    import os
+
+    os.makedirs(folder, exist_ok=True)
+    delta = {k: v.contiguous() for k, v in adapter_delta(tiny_svd, gate=0.5).items()}
+    # A complete delta also carries conv_in, conv_out and every mix factor; here they equal the base's.
+    base = tiny_svd.model.state_dict()
+    for key, value in base.items():
+        if key.endswith("time_mixer.mix_factor") or key.startswith(("diffusion_model.input_blocks.0.0.",
+                                                                     "diffusion_model.out.2.")):
+            delta[key] = value.clone().contiguous()
+    save_file(delta, path, metadata={"format": SVD_DELTA_FORMAT, "version": "1", "base": "svd_img2vid",
+                                     "stage": "2", "head_dim": str(HEAD_DIM)})
+    loader = comfy.node_class("LoadTrackDiffusionAdapter")
+    assert "tiny_delta.safetensors" in loader.GET_NODE_INFO_V1()["input"]["required"]["adapter_name"][1]["options"]
+    bundle = loader.execute(adapter_name="tiny_delta.safetensors").result[0]
+    patch = comfy.node_class("InstanceEnhancerPatch")
+    patched = patch.execute(model=tiny_svd, adapter=bundle, tracklets=tracklets(), strength=1.0, start_percent=0.0,
+                            end_percent=1.0).result[0]
+    direct = apply_direct(tiny_svd, gate=0.5)
+    assert torch.equal(sample(patched), sample(direct))
+    off = patch.execute(model=tiny_svd, adapter=bundle, tracklets=tracklets(), strength=1.0, start_percent=1.0,
+                        end_percent=1.0).result[0]
+    assert not torch.equal(sample(off), sample(patched))
+
+
+def apply_direct(model, gate):
+    from trackdiffusion.patching.comfy_svd import apply_trackdiffusion_svd
+
+    return apply_trackdiffusion_svd(model, bundle_for(model, gate=gate), tracklets())
