@@ -1,0 +1,97 @@
+"""Writes example_workflows/*.json in ComfyUI's UI (canvas) format from compact node lists.
+
+    python scripts/make_example_workflows.py
+
+Widget values are listed in each node's widget order (KSampler's seed is followed by its control_after_generate
+value, as the frontend saves it). tests/integration/test_example_workflows.py checks the result against real
+ComfyUI's node definitions.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+STREET = json.loads((REPO / "examples" / "tracklets" / "street.json").read_text())
+
+
+def build(nodes: list[dict], links: list[tuple]) -> dict:
+    """nodes: {id, type, pos, widgets, inputs: [(name, type, widget?)], outputs: [(name, type)]};
+    links: (from_id, from_slot, to_id, to_input_name)."""
+    by_id = {n["id"]: n for n in nodes}
+    ui_links, out_nodes = [], []
+    for link_id, (src, slot, dst, name) in enumerate(links, start=1):
+        dst_inputs = by_id[dst]["inputs"]
+        to_slot = next(i for i, inp in enumerate(dst_inputs) if inp[0] == name)
+        ui_links.append([link_id, src, slot, dst, to_slot, by_id[src]["outputs"][slot][1]])
+    for order, n in enumerate(nodes):
+        inputs = []
+        for name, typ, *widget in n["inputs"]:
+            link = next((lk[0] for lk in ui_links if lk[3] == n["id"] and lk[4] == len(inputs)), None)
+            entry = {"name": name, "type": typ, "link": link}
+            if widget:
+                entry["widget"] = {"name": name}
+            inputs.append(entry)
+        outputs = [{"name": name, "type": typ, "slot_index": i,
+                    "links": [lk[0] for lk in ui_links if lk[1] == n["id"] and lk[2] == i]}
+                   for i, (name, typ) in enumerate(n["outputs"])]
+        out_nodes.append({"id": n["id"], "type": n["type"], "pos": n["pos"], "size": n.get("size", [320, 160]),
+                          "flags": {}, "order": order, "mode": 0, "inputs": inputs, "outputs": outputs,
+                          "properties": {"Node name for S&R": n["type"]}, "widgets_values": n["widgets"]})
+    return {"last_node_id": max(by_id), "last_link_id": len(ui_links), "nodes": out_nodes, "links": ui_links,
+            "groups": [], "config": {}, "extra": {"ds": {"scale": 0.8, "offset": [0, 0]}}, "version": 0.4}
+
+
+def svd_trackdiffusion() -> dict:
+    nodes = [
+        {"id": 1, "type": "ImageOnlyCheckpointLoader", "pos": [0, 0], "widgets": ["svd.safetensors"], "inputs": [],
+         "outputs": [("MODEL", "MODEL"), ("CLIP_VISION", "CLIP_VISION"), ("VAE", "VAE")]},
+        {"id": 2, "type": "LoadImage", "pos": [0, 200], "widgets": ["example.png", "image"], "inputs": [],
+         "outputs": [("IMAGE", "IMAGE"), ("MASK", "MASK")]},
+        {"id": 3, "type": "LoadTracklets", "pos": [0, 560], "size": [400, 300],
+         "widgets": [json.dumps(STREET, indent=1), "auto", 0, 0, 0, "", 64.0, False], "inputs": [],
+         "outputs": [("tracklets", "TRACKLETS"), ("width", "INT"), ("height", "INT"), ("num_frames", "INT")]},
+        {"id": 4, "type": "LoadTrackDiffusionAdapter", "pos": [420, 0],
+         "widgets": ["trackdiffusion_svd_stage2_fp16.safetensors"], "inputs": [],
+         "outputs": [("adapter", "TRACKDIFFUSION_ADAPTER")]},
+        {"id": 5, "type": "InstanceEnhancerPatch", "pos": [780, 0], "widgets": [1.0, 0.0, 1.0],
+         "inputs": [("model", "MODEL"), ("adapter", "TRACKDIFFUSION_ADAPTER"), ("tracklets", "TRACKLETS")],
+         "outputs": [("MODEL", "MODEL")]},
+        {"id": 6, "type": "VideoLinearCFGGuidance", "pos": [1120, 0], "widgets": [1.0],
+         "inputs": [("model", "MODEL")], "outputs": [("MODEL", "MODEL")]},
+        # fps 8: ComfyUI passes fps-1 = 7, the value TrackDiffusion-SVD was trained with.
+        {"id": 7, "type": "SVD_img2vid_Conditioning", "pos": [420, 300], "widgets": [1024, 576, 14, 127, 8, 0.02],
+         "inputs": [("clip_vision", "CLIP_VISION"), ("init_image", "IMAGE"), ("vae", "VAE"),
+                    ("width", "INT", True), ("height", "INT", True), ("video_frames", "INT", True)],
+         "outputs": [("positive", "CONDITIONING"), ("negative", "CONDITIONING"), ("latent", "LATENT")]},
+        {"id": 8, "type": "KSampler", "pos": [1120, 200], "widgets": [42, "fixed", 25, 3.0, "euler", "karras", 1.0],
+         "inputs": [("model", "MODEL"), ("positive", "CONDITIONING"), ("negative", "CONDITIONING"),
+                    ("latent_image", "LATENT")], "outputs": [("LATENT", "LATENT")]},
+        {"id": 9, "type": "VAEDecode", "pos": [1460, 200], "widgets": [],
+         "inputs": [("samples", "LATENT"), ("vae", "VAE")], "outputs": [("IMAGE", "IMAGE")]},
+        {"id": 10, "type": "VisualizeTracklets", "pos": [1460, 400], "widgets": [True, 2, True],
+         "inputs": [("tracklets", "TRACKLETS"), ("images", "IMAGE")], "outputs": [("images", "IMAGE")]},
+        {"id": 11, "type": "SaveAnimatedWEBP", "pos": [1800, 200], "widgets": ["trackdiffusion", 8.0, False, 90, "default"],
+         "inputs": [("images", "IMAGE")], "outputs": []},
+        {"id": 12, "type": "SaveAnimatedWEBP", "pos": [1800, 500],
+         "widgets": ["trackdiffusion_boxes", 8.0, False, 90, "default"], "inputs": [("images", "IMAGE")],
+         "outputs": []},
+    ]
+    links = [(1, 0, 5, "model"), (4, 0, 5, "adapter"), (3, 0, 5, "tracklets"), (5, 0, 6, "model"),
+             (1, 1, 7, "clip_vision"), (2, 0, 7, "init_image"), (1, 2, 7, "vae"), (3, 1, 7, "width"),
+             (3, 2, 7, "height"), (3, 3, 7, "video_frames"), (6, 0, 8, "model"), (7, 0, 8, "positive"),
+             (7, 1, 8, "negative"), (7, 2, 8, "latent_image"), (8, 0, 9, "samples"), (1, 2, 9, "vae"),
+             (9, 0, 11, "images"), (3, 0, 10, "tracklets"), (9, 0, 10, "images"), (10, 0, 12, "images")]
+    return build(nodes, links)
+
+
+def main() -> None:
+    out = REPO / "example_workflows" / "svd_trackdiffusion.json"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps(svd_trackdiffusion(), indent=1) + "\n")
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
