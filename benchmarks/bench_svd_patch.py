@@ -28,7 +28,7 @@ def setup_comfyui():
         sys.exit(f"ComfyUI not found at {path}: set COMFYUI_PATH")
     try:
         import torchvision  # noqa: F401
-    except Exception:
+    except (ImportError, RuntimeError):  # absent, or a CUDA-only build on a CPU torch
         sys.path.insert(0, str(REPO / "tests" / "stubs"))
     sys.path.insert(0, str(path))
     from comfy.cli_args import args

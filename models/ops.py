@@ -54,7 +54,9 @@ def tanh_gate(alpha: torch.Tensor, strength: float | torch.Tensor, reference: to
     """
     if not isinstance(strength, torch.Tensor) and float(strength) == 0.0:
         return None
-    if alpha.device.type != "meta" and float(alpha.detach()) == 0.0:
+    # While training, a zero gate must still carry a gradient, or a freshly initialised gate could never open.
+    training = torch.is_grad_enabled() and alpha.requires_grad
+    if not training and alpha.device.type != "meta" and float(alpha.detach()) == 0.0:
         return None
     gate = torch.tanh(cast_like(alpha, reference))
     if isinstance(strength, torch.Tensor):

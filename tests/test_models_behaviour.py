@@ -40,8 +40,13 @@ def set_gates(module: nn.Module, attn: float, dense: float) -> None:
 def test_fresh_fuser_is_an_exact_identity():
     fuser = GatedSelfAttentionDense(32, 24, 2, 16)
     x = torch.randn(2, 10, 32)
+    with torch.no_grad():
+        assert fuser(x, torch.randn(2, 5, 24)) is x
+    # while training, the zero gate still lets a gradient through (or it could never open), output unchanged
     out = fuser(x, torch.randn(2, 5, 24))
-    assert out is x
+    assert torch.equal(out, x)
+    out.sum().backward()
+    assert fuser.alpha_attn.grad is not None and fuser.alpha_attn.grad != 0
 
 
 def test_fuser_zero_gates_or_zero_strength_identity():

@@ -6,8 +6,13 @@ import pytest
 import torch
 
 from trackdiffusion.errors import InvalidInputError
-from trackdiffusion.models.svd_adapter import (SVD_ATTENTION_BLOCKS, TrackDiffusionSVDAdapter, block_key,
-                                               slots_to_svd_boxes, tokens_for_chunks)
+from trackdiffusion.models.svd_adapter import (
+    SVD_ATTENTION_BLOCKS,
+    TrackDiffusionSVDAdapter,
+    block_key,
+    slots_to_svd_boxes,
+    tokens_for_chunks,
+)
 from trackdiffusion.tracklets import load
 
 TINY_BLOCKS = [("input_blocks.1.1", 32), ("middle_block.1", 64), ("output_blocks.11.1", 32)]
