@@ -173,3 +173,26 @@ def apply_direct(model, gate):
     from trackdiffusion.patching.comfy_svd import apply_trackdiffusion_svd
 
     return apply_trackdiffusion_svd(model, bundle_for(model, gate=gate), tracklets())
+
+
+def test_another_packs_object_patch_on_the_same_block_is_chained(tiny_svd):
+    import types
+
+    from trackdiffusion.patching.comfy_svd import apply_trackdiffusion_svd
+
+    calls = []
+    other = tiny_svd.clone()
+    block = other.get_model_object("diffusion_model").input_blocks[1][1].time_stack[0]
+
+    def other_forward(self, x, context=None, transformer_options={}):  # noqa: B006
+        calls.append(x.shape)
+        return type(self).forward(self, x, context=context, transformer_options=transformer_options) * 1.0
+
+    key = "diffusion_model.input_blocks.1.1.time_stack.0.forward"
+    other.add_object_patch(key, types.MethodType(other_forward, block))
+    reference = sample(other)
+    n_alone = len(calls)
+    assert n_alone > 0
+    ours = apply_trackdiffusion_svd(other, bundle_for(tiny_svd, gate=0.0), tracklets())
+    assert torch.equal(sample(ours), reference)
+    assert len(calls) == 2 * n_alone  # the other pack's forward still ran under ours
