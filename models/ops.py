@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 #: The default layer factory: plain ``torch.nn`` layers (weights must already match the input dtype/device).
-TORCH_OPERATIONS = SimpleNamespace(Linear=nn.Linear, LayerNorm=nn.LayerNorm, Embedding=nn.Embedding)
+TORCH_OPERATIONS = SimpleNamespace(Linear=nn.Linear, LayerNorm=nn.LayerNorm, Embedding=nn.Embedding, Conv2d=nn.Conv2d)
 
 
 def resolve_operations(operations: Any | None) -> Any:

@@ -6,12 +6,12 @@ stable.
 
 from comfy_api.latest import ComfyExtension, io
 
-from .trackdiffusion_nodes import InstanceEnhancerPatch, LoadTrackDiffusionAdapter
+from .trackdiffusion_nodes import InstanceEnhancerPatch, LoadTrackDiffusionAdapter, TrackAdapterPatch
 from .tracklet_nodes import LoadTracklets, TrackletsToTracks, VisualizeTracklets
 from .trajectory_nodes import PointTrajectoryBuilder
 
 NODES: list[type[io.ComfyNode]] = [LoadTracklets, TrackletsToTracks, VisualizeTracklets, PointTrajectoryBuilder,
-                                   LoadTrackDiffusionAdapter, InstanceEnhancerPatch]
+                                   LoadTrackDiffusionAdapter, InstanceEnhancerPatch, TrackAdapterPatch]
 
 
 class TrackDiffusionExtension(ComfyExtension):

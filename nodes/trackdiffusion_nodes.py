@@ -8,9 +8,10 @@ import folder_paths
 from comfy_api.latest import io
 
 from ..errors import InvalidInputError
-from ..patching.comfy_svd import apply_trackdiffusion_svd, load_svd_adapter
+from ..patching.comfy_svd import SVDAdapterBundle, apply_trackdiffusion_svd, load_svd_adapter
+from ..patching.comfy_trackgo import TRACKGO_FORMAT, TrackGoAdapterBundle, apply_trackgo, load_trackgo_adapter
 from ..weights import MODELSCOPE_ADAPTER_FORMAT, SVD_DELTA_FORMAT, load_delta
-from .types import CATEGORY, Tracklets
+from .types import CATEGORY, PointTrajectories, Tracklets
 
 MODEL_FOLDER = "trackdiffusion"
 # models/trackdiffusion/ holds converted deltas (or the official files, converted on load).
@@ -21,6 +22,20 @@ if MODEL_FOLDER not in folder_paths.folder_names_and_paths:
 TrackDiffusionAdapter = io.Custom("TRACKDIFFUSION_ADAPTER")
 
 
+def _file_metadata(path: str) -> dict:
+    from safetensors import safe_open
+
+    try:
+        with safe_open(path, framework="pt") as handle:
+            return dict(handle.metadata() or {})
+    except Exception:  # noqa: BLE001 (any unreadable file: load_delta explains what is wrong with it)
+        return {}
+
+
+def _file_format(path: str) -> str | None:
+    return _file_metadata(path).get("format")
+
+
 class LoadTrackDiffusionAdapter(io.ComfyNode):
     @classmethod
     def define_schema(cls):
@@ -28,15 +43,21 @@ class LoadTrackDiffusionAdapter(io.ComfyNode):
             node_id="LoadTrackDiffusionAdapter",
             display_name="Load TrackDiffusion Adapter",
             category=CATEGORY,
-            description="The TrackDiffusion box modules from models/trackdiffusion: a delta made by `trackdiffusion "
-            "weights convert`, or the official svd_stage2 UNet file (converted while loading).",
+            description="Adapter weights from models/trackdiffusion: the TrackDiffusion box modules (a delta made by "
+            "`trackdiffusion weights convert`, or the official svd_stage2 UNet file, converted while loading), or a "
+            "trained TrackGo TrackAdapter.",
             inputs=[io.Combo.Input("adapter_name", options=folder_paths.get_filename_list(MODEL_FOLDER))],
             outputs=[TrackDiffusionAdapter.Output(display_name="adapter")],
         )
 
     @classmethod
     def execute(cls, adapter_name) -> io.NodeOutput:
-        tensors, metadata = load_delta(folder_paths.get_full_path_or_raise(MODEL_FOLDER, adapter_name))
+        path = folder_paths.get_full_path_or_raise(MODEL_FOLDER, adapter_name)
+        if _file_format(path) == TRACKGO_FORMAT:
+            from safetensors.torch import load_file
+
+            return io.NodeOutput(load_trackgo_adapter(load_file(path), _file_metadata(path)))
+        tensors, metadata = load_delta(path)
         if metadata.get("format") == MODELSCOPE_ADAPTER_FORMAT:
             raise InvalidInputError("this is the ModelScope (text-to-video) adapter; the patch here is for SVD.",
                                     fix="load the file converted from svd_stage2 instead.", source=adapter_name)
@@ -71,5 +92,45 @@ class InstanceEnhancerPatch(io.ComfyNode):
 
     @classmethod
     def execute(cls, model, adapter, tracklets, strength, start_percent, end_percent) -> io.NodeOutput:
+        if not isinstance(adapter, SVDAdapterBundle):
+            raise InvalidInputError("this adapter is not a TrackDiffusion (box) adapter.",
+                                    fix="connect it to TrackAdapter Patch (TrackGo) instead.")
         return io.NodeOutput(apply_trackdiffusion_svd(model, adapter, tracklets, strength=strength,
                                                       start_percent=start_percent, end_percent=end_percent))
+
+
+class TrackAdapterPatch(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="TrackAdapterPatch",
+            display_name="TrackAdapter Patch (TrackGo)",
+            category=CATEGORY,
+            description="TrackGo: the masked parts follow their arrows through a TrackAdapter in SVD's temporal "
+            "self-attention. tau sets how much the rest of the scene may move (0 freely ... -10000 not held "
+            "back at all by the mask). Needs a trained TrackAdapter: TrackGo released no weights.",
+            inputs=[
+                io.Model.Input("model"),
+                PointTrajectories.Input("trajectories"),
+                TrackDiffusionAdapter.Input("adapter", optional=True),
+                io.Float.Input("tau", default=0.0, min=-10000.0, max=0.0, step=1.0,
+                               tooltip="Mask value where the trajectory attention is below alpha (TrackGo fig. 5: "
+                               "0, -100, -10000)."),
+                io.Float.Input("alpha", default=0.2, min=0.0, max=1.0, step=0.01,
+                               tooltip="Trajectory attention above which the original temporal attention is "
+                               "masked out."),
+                io.Float.Input("strength", default=1.0, min=0.0, max=2.0, step=0.05,
+                               tooltip="Scales the trajectory attention; 0 = the unpatched model."),
+                io.Int.Input("point_size", default=4, min=1, max=64,
+                             tooltip="Square size of each point in the conditioning video (as trained)."),
+            ],
+            outputs=[io.Model.Output()],
+        )
+
+    @classmethod
+    def execute(cls, model, trajectories, tau, alpha, strength, point_size, adapter=None) -> io.NodeOutput:
+        if adapter is not None and not isinstance(adapter, TrackGoAdapterBundle):
+            raise InvalidInputError("this adapter is a TrackDiffusion (box) adapter, not a TrackGo TrackAdapter.",
+                                    fix="connect it to TrackDiffusion Patch (SVD) instead.")
+        return io.NodeOutput(apply_trackgo(model, adapter, trajectories, tau=tau, alpha=alpha, strength=strength,
+                                           point_size=point_size))
