@@ -1,0 +1,55 @@
+"""TrackGo TrackAdapter patch: sampling-step time, FLOPs and peak memory with the adapter over without, interleaved in
+one process on ComfyUI's SVD UNet with random weights.
+
+    OMP_NUM_THREADS=1 python benchmarks/bench_trackgo_patch.py                              # tiny width, CPU
+    python benchmarks/bench_trackgo_patch.py --real --frames 14 --height 576 --width 1024   # on a GPU
+
+The FLOP floor of the TrackAdapter is about +2%; the goal is at most +5% time on a GPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import numpy as np
+import torch
+from comfy_svd_harness import build_svd, compare, setup_comfyui
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--real", action="store_true")
+    parser.add_argument("--frames", type=int, default=4)
+    parser.add_argument("--height", type=int, default=64)
+    parser.add_argument("--width", type=int, default=64)
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+    setup_comfyui()
+    from trackdiffusion.models.trackgo import SVD_LEVEL_CHANNELS, TrackGoAdapter
+    from trackdiffusion.patching.comfy_svd import _spatial_video_transformers
+    from trackdiffusion.patching.comfy_trackgo import TRACKGO_FORMAT, apply_trackgo, load_trackgo_adapter
+    from trackdiffusion.trajectories import build_point_trajectories
+
+    model, context = build_svd(args.real)
+    svts = _spatial_video_transformers(model.get_model_object("diffusion_model"))
+    layers = [(name, svt.time_stack[0].attn1.to_q.weight.shape[0]) for name, svt in svts]
+    levels = SVD_LEVEL_CHANNELS if args.real else tuple(c // 10 for c in SVD_LEVEL_CHANNELS)
+    adapter = TrackGoAdapter(layers, level_channels=levels)
+    with torch.no_grad():
+        for p in adapter.parameters():
+            p.normal_(0, 0.05)
+    bundle = load_trackgo_adapter(adapter.state_dict(), {"format": TRACKGO_FORMAT,
+                                                         "config": json.dumps(adapter.config()), "trained_steps": "1"})
+    masks = np.zeros((2, args.height, args.width), bool)
+    masks[0, args.height // 4: args.height // 2, args.width // 4: args.width // 2] = True
+    masks[1] = True
+    arrows = [[[args.width // 3, args.height // 3], [2 * args.width // 3, args.height // 2]], [[0, 0], [8, 0]]]
+    trajectories = build_point_trajectories(masks, arrows, args.frames)
+    patched = apply_trackgo(model, bundle, trajectories, tau=-100.0)
+    compare("TrackGo TrackAdapter patch" + (" (real width)" if args.real else " (tiny width)"),
+            {"unpatched": model, "patched": patched}, args.frames, args.height, args.width, context, args.repeats)
+
+
+if __name__ == "__main__":
+    main()

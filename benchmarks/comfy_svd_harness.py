@@ -1,0 +1,111 @@
+"""Shared by the patch benchmarks: real ComfyUI, an SVD UNet with random weights loaded through ComfyUI's own loader,
+and one interleaved timing loop of single sampling steps (so the patches run exactly as in a user's workflow)."""
+
+from __future__ import annotations
+
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def setup_comfyui() -> None:
+    path = Path(os.environ.get("COMFYUI_PATH", REPO.parent / "ComfyUI"))
+    if not (path / "comfy").is_dir():
+        sys.exit(f"ComfyUI not found at {path}: set COMFYUI_PATH")
+    try:
+        import torchvision  # noqa: F401
+    except (ImportError, RuntimeError):  # absent, or a CUDA-only build on a CPU torch
+        sys.path.insert(0, str(REPO / "tests" / "stubs"))
+    sys.path.insert(0, str(path))
+    from comfy.cli_args import args
+
+    args.cpu = not torch.cuda.is_available()
+
+
+def build_svd(real: bool):
+    """A ComfyUI SVD ModelPatcher: the real layout at the real width (real=True) or at 1/10 of it."""
+    import comfy.ops
+    import comfy.sd
+    import comfy.supported_models
+    from comfy.ldm.modules.diffusionmodules.openaimodel import UNetModel
+
+    base = comfy.supported_models.SVD_img2vid
+    channels, context, head = (320, 1024, 64) if real else (32, 64, 16)
+
+    class BenchSVD(base):
+        unet_config = dict(base.unet_config, model_channels=channels, context_dim=context)  # noqa: RUF012
+        unet_extra_config = dict(base.unet_extra_config, num_head_channels=head)  # noqa: RUF012
+
+    config = {"use_checkpoint": False, "image_size": 32, "use_spatial_transformer": True, "legacy": False,
+              "num_classes": "sequential", "out_channels": 4, "num_res_blocks": [2, 2, 2, 2],
+              "channel_mult": [1, 2, 4, 4], "transformer_depth_output": [1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0],
+              "transformer_depth_middle": 1, "extra_ff_mix_layer": True, "use_spatial_context": True,
+              "merge_strategy": "learned_with_images", "merge_factor": 0.0, "video_kernel_size": [3, 1, 1],
+              "disable_temporal_crossattention": False, **BenchSVD.unet_config, **BenchSVD.unet_extra_config}
+    with torch.device("meta"):
+        unet = UNetModel(**config, operations=comfy.ops.disable_weight_init)
+    generator = torch.Generator().manual_seed(0)
+    state_dict = {f"model.diffusion_model.{k}": torch.randn(v.shape, generator=generator, dtype=torch.float16) * 0.02
+                  for k, v in unet.state_dict().items()}
+    comfy.supported_models.models.insert(0, BenchSVD)
+    try:
+        return comfy.sd.load_diffusion_model_state_dict(state_dict), context
+    finally:
+        comfy.supported_models.models.remove(BenchSVD)
+
+
+def sample_once(model, frames: int, height: int, width: int, context_dim: int):
+    import comfy.sample
+
+    g = torch.Generator().manual_seed(0)
+    noise = torch.randn(frames, 4, height // 8, width // 8, generator=g)
+    concat = torch.randn(1, 4, height // 8, width // 8, generator=g)
+    embed = torch.randn(1, 1, context_dim, generator=g)
+    extra = {"motion_bucket_id": 127, "fps": 8, "augmentation_level": 0.02}
+    positive = [[embed, dict(extra, concat_latent_image=concat)]]
+    negative = [[torch.zeros_like(embed), dict(extra, concat_latent_image=torch.zeros_like(concat))]]
+    # 1 euler step with CFG: one batched UNet call (cond + uncond), as every step of a real run.
+    return comfy.sample.sample(model, noise, 1, 2.5, "euler", "karras", positive, negative, torch.zeros_like(noise),
+                               disable_pbar=True, seed=0)
+
+
+def compare(title: str, variants: dict, frames: int, height: int, width: int, context_dim: int,
+            repeats: int) -> None:
+    """Interleaved timings, FLOPs and (on CUDA) peak memory of each variant; ratios against the first."""
+    cuda = torch.cuda.is_available()
+    flops = {}
+    for name, model in variants.items():
+        sample_once(model, frames, height, width, context_dim)  # warm-up (loads the model and the adapter)
+        with FlopCounterMode(display=False) as counter:
+            sample_once(model, frames, height, width, context_dim)
+        flops[name] = counter.get_total_flops()
+    times = {name: [] for name in variants}
+    peaks = dict.fromkeys(variants, 0)
+    for _ in range(repeats):
+        for name, model in variants.items():  # interleaved: machine noise hits every variant alike
+            if cuda:
+                torch.cuda.synchronize()
+                torch.cuda.reset_peak_memory_stats()
+            t0 = time.perf_counter()
+            sample_once(model, frames, height, width, context_dim)
+            if cuda:
+                torch.cuda.synchronize()
+                peaks[name] = max(peaks[name], torch.cuda.max_memory_allocated())
+            times[name].append(time.perf_counter() - t0)
+    first = next(iter(variants))
+    print(f"{title}: {frames} frames, {width}x{height}, {'cuda' if cuda else 'cpu'}, median of {repeats} "
+          "interleaved sampling steps (cond + uncond batched)")
+    for name in variants:
+        t = statistics.median(times[name])
+        line = (f"  {name:<12} {t * 1000:9.1f} ms  x{t / statistics.median(times[first]):.3f}   "
+                f"{flops[name] / 1e9:9.2f} GFLOP  x{flops[name] / flops[first]:.3f}")
+        if cuda:
+            line += f"   peak {peaks[name] / 2**30:6.2f} GiB  x{peaks[name] / peaks[first]:.3f}"
+        print(line)
