@@ -86,11 +86,52 @@ def svd_trackdiffusion() -> dict:
     return build(nodes, links)
 
 
+def svd_trackgo() -> dict:
+    # The mask comes from the image's alpha channel (paint it in ComfyUI's mask editor); the arrow moves it right.
+    arrows = json.dumps([[[380, 300], [560, 300], [700, 260]]])
+    nodes = [
+        {"id": 1, "type": "ImageOnlyCheckpointLoader", "pos": [0, 0], "widgets": ["svd.safetensors"], "inputs": [],
+         "outputs": [("MODEL", "MODEL"), ("CLIP_VISION", "CLIP_VISION"), ("VAE", "VAE")]},
+        {"id": 2, "type": "LoadImage", "pos": [0, 200], "widgets": ["example.png", "image"], "inputs": [],
+         "outputs": [("IMAGE", "IMAGE"), ("MASK", "MASK")]},
+        {"id": 3, "type": "PointTrajectoryBuilder", "pos": [380, 420], "size": [360, 220],
+         "widgets": [arrows, 14, 0, 4], "inputs": [("masks", "MASK")],
+         "outputs": [("trajectories", "POINT_TRAJECTORIES"), ("tracks", "TRACKS"), ("trajectory_video", "IMAGE")]},
+        {"id": 4, "type": "LoadTrackDiffusionAdapter", "pos": [380, 0], "widgets": ["trackadapter_svd.safetensors"],
+         "inputs": [], "outputs": [("adapter", "TRACKDIFFUSION_ADAPTER")]},
+        {"id": 5, "type": "TrackAdapterPatch", "pos": [760, 0], "widgets": [-100.0, 0.2, 1.0, 4],
+         "inputs": [("model", "MODEL"), ("trajectories", "POINT_TRAJECTORIES"),
+                    ("adapter", "TRACKDIFFUSION_ADAPTER")], "outputs": [("MODEL", "MODEL")]},
+        {"id": 6, "type": "VideoLinearCFGGuidance", "pos": [1100, 0], "widgets": [1.0],
+         "inputs": [("model", "MODEL")], "outputs": [("MODEL", "MODEL")]},
+        {"id": 7, "type": "SVD_img2vid_Conditioning", "pos": [380, 200], "widgets": [1024, 576, 14, 127, 8, 0.02],
+         "inputs": [("clip_vision", "CLIP_VISION"), ("init_image", "IMAGE"), ("vae", "VAE")],
+         "outputs": [("positive", "CONDITIONING"), ("negative", "CONDITIONING"), ("latent", "LATENT")]},
+        {"id": 8, "type": "KSampler", "pos": [1100, 200], "widgets": [42, "fixed", 25, 2.5, "euler", "karras", 1.0],
+         "inputs": [("model", "MODEL"), ("positive", "CONDITIONING"), ("negative", "CONDITIONING"),
+                    ("latent_image", "LATENT")], "outputs": [("LATENT", "LATENT")]},
+        {"id": 9, "type": "VAEDecode", "pos": [1440, 200], "widgets": [],
+         "inputs": [("samples", "LATENT"), ("vae", "VAE")], "outputs": [("IMAGE", "IMAGE")]},
+        {"id": 10, "type": "SaveAnimatedWEBP", "pos": [1780, 200], "widgets": ["trackgo", 8.0, False, 90, "default"],
+         "inputs": [("images", "IMAGE")], "outputs": []},
+        {"id": 11, "type": "SaveAnimatedWEBP", "pos": [760, 420],
+         "widgets": ["trackgo_trajectories", 8.0, True, 90, "default"], "inputs": [("images", "IMAGE")],
+         "outputs": []},
+    ]
+    links = [(2, 1, 3, "masks"), (1, 0, 5, "model"), (3, 0, 5, "trajectories"), (4, 0, 5, "adapter"),
+             (5, 0, 6, "model"), (1, 1, 7, "clip_vision"), (2, 0, 7, "init_image"), (1, 2, 7, "vae"),
+             (6, 0, 8, "model"), (7, 0, 8, "positive"), (7, 1, 8, "negative"), (7, 2, 8, "latent_image"),
+             (8, 0, 9, "samples"), (1, 2, 9, "vae"), (9, 0, 10, "images"), (3, 2, 11, "images")]
+    return build(nodes, links)
+
+
 def main() -> None:
-    out = REPO / "example_workflows" / "svd_trackdiffusion.json"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps(svd_trackdiffusion(), indent=1) + "\n")
-    print(f"wrote {out}")
+    folder = REPO / "example_workflows"
+    folder.mkdir(exist_ok=True)
+    for name, make in (("svd_trackdiffusion", svd_trackdiffusion), ("svd_trackgo", svd_trackgo)):
+        out = folder / f"{name}.json"
+        out.write_text(json.dumps(make(), indent=1) + "\n")
+        print(f"wrote {out}")
 
 
 if __name__ == "__main__":
