@@ -98,6 +98,17 @@ def _cmd_render(args) -> int:
     return 0
 
 
+def _cmd_dataset(args) -> int:
+    from .dataset import read_frames, write_tracking_sequence
+
+    args.input = args.tracklets
+    tracklets = _load(args)
+    target = write_tracking_sequence(read_frames(args.frames_path), tracklets, args.output, args.name,
+                                     fps=args.fps, image_format=args.image_format)
+    print(f"wrote {target} (MOT sequence: img1/, gt/gt.txt, seqinfo.ini; ytvis.json)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="trackdiffusion", description="Tracklet- and trajectory-controlled video "
                                      "generation tools (the ComfyUI nodes' core, from the command line).")
@@ -124,6 +135,16 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("--fps", type=float, help="frame rate (default: the tracklets' fps)")
     _add_input_options(render)
     render.set_defaults(func=_cmd_render)
+
+    ds = sub.add_parser("dataset", help="video frames + tracklets -> a MOT sequence and YouTube-VIS json")
+    ds.add_argument("frames_path", metavar="FRAMES", help="a folder of frames or a video file")
+    ds.add_argument("tracklets", metavar="TRACKLETS", help="the conditioning tracklets (any supported format)")
+    ds.add_argument("output", metavar="OUT", help="dataset root; the sequence goes to OUT/NAME (never overwritten)")
+    ds.add_argument("--name", required=True, help="sequence name")
+    ds.add_argument("--fps", type=float, help="frame rate written to seqinfo.ini (default: the tracklets')")
+    ds.add_argument("--image-format", choices=("jpg", "png"), default="jpg")
+    _add_input_options(ds)
+    ds.set_defaults(func=_cmd_dataset)
 
     from .weights.cli import add_weights_parser
 

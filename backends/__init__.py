@@ -55,6 +55,8 @@ _LAZY = {
     "build_trackdiffusion_unet3d": "diffusers_unet3d",
     "TrackDiffusionUNet3DAttachment": "diffusers_unet3d",
     "use_official_spatial_heads": "diffusers_unet3d",
+    "attach_trackgo": "diffusers_trackgo",
+    "TrackGoAttachment": "diffusers_trackgo",
 }
 
 

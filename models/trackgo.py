@@ -7,8 +7,12 @@ TrackGo released no code; this follows the paper ("Injecting Motion Conditions v
   of every temporal self-attention layer. Because Q' = f W'q with W'q initialised from the layer's own Wq, f must have
   that layer's width: the final FC is one linear map per UNet resolution (320/640/1280/1280 channels for SVD);
 - TrackAdapter, in every temporal self-attention: A' = softmax(Q'K'^T / sqrt(d)) with Q' = f W'q, K' = f W'k;
-  A_M = -1e4 where A' >= alpha (0.2), else tau (0 in training; 0, -1e2 or -1e4 at inference, the background's
-  freedom to move); A = softmax(QK^T / sqrt(d) + A_M); O = (A + strength * A') V, then the layer's to_out;
+  A_M = -1e4 where A' >= alpha (0.2), else tau (0 in training; 0, -1e2 or -1e4 at inference, TrackGo fig. 5);
+  A = softmax(QK^T / sqrt(d) + A_M); O = (A + strength * A') V, then the layer's to_out.
+  Note what this formula does with tau: a softmax ignores a constant added to a whole row, so tau only acts through
+  its distance to the -1e4 of the masked entries. Any tau far above -1e4 (0, -1e2) keeps the masked entries out of
+  the original branch; tau = -1e4 makes them equal again, i.e. removes the mask and leaves the original temporal
+  attention free. Values in between (e.g. -9990) blend the two;
 - attention loss: the squared diagonal A(i, i) of the original branch inside the (down-sampled) mask of moving parts,
   summed over the temporal layers, added to the noise loss with a weight lambda.
 
@@ -53,6 +57,16 @@ class TrajectoryEncoder(nn.Module):
         ])
         self.heads = nn.ModuleList([ops.Linear(h3, c, **kw) for c in level_channels])
         self.level_channels = tuple(level_channels)
+        if operations is None and device != "meta":
+            self.reset_parameters()
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        """He initialisation of the convs: P is mostly black, and with PyTorch's default init the trunk comes out
+        near 1e-2, A' is uniform and the adapter starts on a plateau with gradients around 1e-8."""
+        for conv in self.convs:
+            nn.init.kaiming_normal_(conv.weight, nonlinearity="relu")
+            nn.init.zeros_(conv.bias)
 
     def trunk(self, video: torch.Tensor) -> torch.Tensor:
         """video [N, 3, H, W] in [0, 1] (N = batch * frames) -> [N, hidden[-1], H/8, W/8]."""
@@ -139,7 +153,9 @@ def attention_diagonal_loss(attention: torch.Tensor, moving: torch.Tensor) -> to
         attention: A [N, heads, T, T] with N = batch * h * w.
         moving: [N] or [N, T] weights in [0, 1], the mask of moving parts down-sampled to this layer.
     Returns:
-        0-dim: sum over the diagonal of A(i, i)^2, averaged over heads and over the moving tokens (0 with none).
+        0-dim: the mean over heads, diagonal positions and moving tokens (weighted by ``moving``) of A(i, i)^2; 0 when
+        no token moves. (The paper sums over the diagonal; the mean differs by the constant factor T, which the
+        loss weight lambda absorbs.)
     """
     diag_sq = torch.diagonal(attention, dim1=-2, dim2=-1).pow(2)  # [N, heads, T]
     weight = moving.float()
@@ -147,7 +163,7 @@ def attention_diagonal_loss(attention: torch.Tensor, moving: torch.Tensor) -> to
         weight = weight[:, None].expand(-1, diag_sq.shape[-1])
     per_token = diag_sq.mean(1)  # [N, T]
     total = weight.sum()
-    return (per_token * weight).sum() / total.clamp_min(1.0)
+    return (per_token * weight).sum() / total.clamp_min(1e-6)
 
 
 class TrackGoAdapter(nn.Module):

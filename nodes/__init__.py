@@ -6,12 +6,15 @@ stable.
 
 from comfy_api.latest import ComfyExtension, io
 
+from .dataset_nodes import SaveTrackingDataset
+from .sampler_nodes import TrackDiffusionSampler
 from .trackdiffusion_nodes import InstanceEnhancerPatch, LoadTrackDiffusionAdapter, TrackAdapterPatch
 from .tracklet_nodes import LoadTracklets, TrackletsToTracks, VisualizeTracklets
 from .trajectory_nodes import PointTrajectoryBuilder
 
 NODES: list[type[io.ComfyNode]] = [LoadTracklets, TrackletsToTracks, VisualizeTracklets, PointTrajectoryBuilder,
-                                   LoadTrackDiffusionAdapter, InstanceEnhancerPatch, TrackAdapterPatch]
+                                   LoadTrackDiffusionAdapter, InstanceEnhancerPatch, TrackAdapterPatch,
+                                   TrackDiffusionSampler, SaveTrackingDataset]
 
 
 class TrackDiffusionExtension(ComfyExtension):

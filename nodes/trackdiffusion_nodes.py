@@ -107,15 +107,16 @@ class TrackAdapterPatch(io.ComfyNode):
             display_name="TrackAdapter Patch (TrackGo)",
             category=CATEGORY,
             description="TrackGo: the masked parts follow their arrows through a TrackAdapter in SVD's temporal "
-            "self-attention. tau sets how much the rest of the scene may move (0 freely ... -10000 not held "
-            "back at all by the mask). Needs a trained TrackAdapter: TrackGo released no weights.",
+            "self-attention. Needs a trained TrackAdapter: TrackGo released no weights.",
             inputs=[
                 io.Model.Input("model"),
                 PointTrajectories.Input("trajectories"),
                 TrackDiffusionAdapter.Input("adapter", optional=True),
                 io.Float.Input("tau", default=0.0, min=-10000.0, max=0.0, step=1.0,
                                tooltip="Mask value where the trajectory attention is below alpha (TrackGo fig. 5: "
-                               "0, -100, -10000)."),
+                               "0, -100, -10000). It acts through its distance to the -10000 of the masked "
+                               "entries: 0 or -100 keep the mask (as trained), -10000 removes it and leaves the "
+                               "original temporal attention free; values near -10000 blend."),
                 io.Float.Input("alpha", default=0.2, min=0.0, max=1.0, step=0.01,
                                tooltip="Trajectory attention above which the original temporal attention is "
                                "masked out."),

@@ -1,0 +1,138 @@
+"""Generated videos + their conditioning tracklets -> tracker training data: a MOT Challenge sequence (img1/,
+gt/gt.txt, seqinfo.ini) with a YouTube-VIS json beside it.
+
+Written atomically: everything goes into a hidden temporary folder next to the target, renamed at the end, so an
+interrupted run leaves no half sequence; an existing sequence is never overwritten.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from .errors import InvalidInputError
+from .tracklets.formats import write_mot, write_ytvis
+from .visualize import as_frames
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+def check_sequence_name(name: str) -> str:
+    if not isinstance(name, str) or not _NAME.match(name) or name in (".", ".."):
+        raise InvalidInputError(f"sequence name {name!r} is not a plain folder name.",
+                                fix="use letters, digits, '.', '_' and '-' (e.g. synth-0001).")
+    return name
+
+
+def next_free_name(root: Path, prefix: str) -> str:
+    """``prefix_00001``, ``prefix_00002``, ...: the first that does not exist under ``root``."""
+    check_sequence_name(prefix)
+    taken = {p.name for p in root.iterdir()} if root.is_dir() else set()
+    for i in range(1, 100_000):
+        name = f"{prefix}_{i:05d}"
+        if name not in taken:
+            return name
+    raise InvalidInputError(f"no free sequence name left for {prefix!r} in {root}.", fix="use another prefix.")
+
+
+def write_tracking_sequence(frames, tracklets, root, name: str, fps: float | None = None,
+                            image_format: str = "jpg") -> Path:
+    """Write ``root/name`` as a MOT sequence plus ``ytvis.json``; returns the folder.
+
+    The tracklets are resampled to the frames' count and scaled to their size, so what is written matches the
+    pixels. Boxes are clamped to the image (MOT tools expect boxes inside it); hidden frames have no row.
+    """
+    frames = as_frames(frames)
+    root = Path(root)
+    name = check_sequence_name(name)
+    target = root / name
+    if target.exists():
+        raise InvalidInputError("already exists; an existing sequence is never overwritten.",
+                                fix="choose another name or remove the old sequence.", source=str(target))
+    if image_format not in ("jpg", "png"):
+        raise InvalidInputError(f"image_format must be jpg or png, got {image_format!r}.")
+    n_frames, height, width = frames.shape[:3]
+    fitted = tracklets.resample(num_frames=n_frames, width=width, height=height)
+    clamped = _clamped(fitted)
+    fps = float(fps or tracklets.fps)
+
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=root))
+    try:
+        (tmp / "img1").mkdir()
+        (tmp / "gt").mkdir()
+        file_names = []
+        for i, frame in enumerate(frames):
+            file_name = f"img1/{i + 1:06d}.{image_format}"
+            if not cv2.imwrite(str(tmp / file_name), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR)):
+                raise InvalidInputError("OpenCV could not write a frame.", source=str(target))
+            file_names.append(file_name)
+        (tmp / "gt" / "gt.txt").write_text(write_mot(clamped), encoding="utf-8")
+        (tmp / "seqinfo.ini").write_text(
+            f"[Sequence]\nname={name}\nimDir=img1\nframeRate={fps:g}\nseqLength={n_frames}\nimWidth={width}\n"
+            f"imHeight={height}\nimExt=.{image_format}\n", encoding="utf-8")
+        ytvis = write_ytvis(clamped, video_name=name, file_names=file_names)
+        (tmp / "ytvis.json").write_text(json.dumps(ytvis), encoding="utf-8")
+        (tmp / "tracklets.json").write_text(fitted.to_json(), encoding="utf-8")
+        try:
+            os.rename(tmp, target)  # atomic; fails rather than replacing a folder that appeared meanwhile
+        except OSError:
+            raise InvalidInputError("appeared while writing; nothing was replaced.", source=str(target)) from None
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def _clamped(tracklets):
+    """Per-frame keyframes with boxes clamped to the canvas and hidden where nothing is left inside."""
+    from .tracklets.formats.common import keyframes_from_presence, tracklets_dict
+    from .tracklets.model import parse_tracklets_dict
+
+    dense = tracklets.dense()
+    objects = []
+    for j, oid in enumerate(dense.ids):
+        if dense.visible[:, j].any():
+            objects.append({"id": oid, "label": dense.labels[j], "color": dense.colors[j],
+                            "keyframes": keyframes_from_presence(dense.boxes[:, j], dense.visible[:, j])})
+    doc = tracklets_dict(tracklets.width, tracklets.height, tracklets.num_frames, tracklets.fps, objects)
+    return parse_tracklets_dict(doc, strict=True, source="dataset export")
+
+
+def read_frames(path) -> np.ndarray:
+    """A folder of images (sorted by name) or a video file -> RGB uint8 [F, H, W, 3]."""
+    path = Path(path)
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg", ".webp", ".bmp"))
+        if not files:
+            raise InvalidInputError("holds no images (png, jpg, webp, bmp).", source=str(path))
+        images = []
+        for f in files:
+            bgr = cv2.imread(str(f), cv2.IMREAD_COLOR)
+            if bgr is None:
+                raise InvalidInputError("cannot be read as an image.", source=str(f))
+            images.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+        if len({im.shape for im in images}) > 1:
+            raise InvalidInputError("images of different sizes.", fix="give frames of one size.", source=str(path))
+        return np.stack(images)
+    if not path.is_file():
+        raise InvalidInputError("not found.", fix="give a folder of frames or a video file.", source=str(path))
+    capture = cv2.VideoCapture(str(path))
+    frames = []
+    while True:
+        ok, bgr = capture.read()
+        if not ok:
+            break
+        frames.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+    capture.release()
+    if not frames:
+        raise InvalidInputError("no frames could be decoded.", fix="give a folder of frames or an mp4.",
+                                source=str(path))
+    return np.stack(frames)

@@ -1,0 +1,48 @@
+"""Generated frames + their tracklets -> tracker training data."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import folder_paths
+from comfy_api.latest import io, ui
+
+from ..dataset import next_free_name, write_tracking_sequence
+from ..errors import InvalidInputError
+from .convert import image_to_numpy
+from .types import CATEGORY, Tracklets
+
+
+class SaveTrackingDataset(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="SaveTrackingDataset",
+            display_name="Save Tracking Dataset",
+            category=CATEGORY,
+            description="Writes the frames and the tracklets that conditioned them as a MOT Challenge sequence "
+            "(img1/, gt/gt.txt, seqinfo.ini) plus a YouTube-VIS json, under ComfyUI's output folder. Each run gets a "
+            "new numbered sequence; nothing is overwritten and an interrupted run leaves no half sequence.",
+            inputs=[
+                io.Image.Input("images"),
+                Tracklets.Input("tracklets"),
+                io.String.Input("dataset", default="trackdiffusion_dataset",
+                                tooltip="Folder under ComfyUI's output folder."),
+                io.String.Input("sequence_prefix", default="synth"),
+                io.Combo.Input("image_format", options=["jpg", "png"]),
+            ],
+            outputs=[],
+            is_output_node=True,
+        )
+
+    @classmethod
+    def execute(cls, images, tracklets, dataset, sequence_prefix, image_format) -> io.NodeOutput:
+        output_dir = os.path.realpath(folder_paths.get_output_directory())
+        root = os.path.realpath(os.path.join(output_dir, dataset))
+        if os.path.commonpath([root, output_dir]) != output_dir:
+            raise InvalidInputError(f"dataset folder {dataset!r} leaves ComfyUI's output folder.",
+                                    fix="give a relative folder name such as trackdiffusion_dataset.")
+        name = next_free_name(Path(root), sequence_prefix)
+        target = write_tracking_sequence(image_to_numpy(images), tracklets, root, name, image_format=image_format)
+        return io.NodeOutput(ui=ui.PreviewText(f"wrote {target}"))
