@@ -125,13 +125,45 @@ def svd_trackgo() -> dict:
     return build(nodes, links)
 
 
+def preview_tracklets(path: Path) -> None:
+    """The template browser's thumbnail: the example tracklets drawn over a grey canvas, middle frame."""
+    import cv2
+
+    from trackdiffusion.tracklets import load
+    from trackdiffusion.visualize import draw_tracklets
+
+    frames = draw_tracklets(load(STREET), thickness=4)
+    frame = cv2.resize(frames[len(frames) // 2], (512, 288), interpolation=cv2.INTER_AREA)
+    cv2.imwrite(str(path), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 85])
+
+
+def preview_trajectories(path: Path) -> None:
+    import cv2
+    import numpy as np
+
+    from trackdiffusion.trajectories import build_point_trajectories
+    from trackdiffusion.visualize import draw_trajectories
+
+    mask = np.zeros((576, 1024), bool)
+    mask[230:370, 300:460] = True
+    traj = build_point_trajectories(mask[None], [[[380, 300], [560, 300], [700, 260]]], 14)
+    frame = draw_trajectories(traj, radius=5)[-1]
+    frame = cv2.resize(frame, (512, 288), interpolation=cv2.INTER_AREA)
+    cv2.imwrite(str(path), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 85])
+
+
+WORKFLOWS = {"svd_trackdiffusion": (svd_trackdiffusion, preview_tracklets),
+             "svd_trackgo": (svd_trackgo, preview_trajectories)}
+
+
 def main() -> None:
     folder = REPO / "example_workflows"
     folder.mkdir(exist_ok=True)
-    for name, make in (("svd_trackdiffusion", svd_trackdiffusion), ("svd_trackgo", svd_trackgo)):
+    for name, (make, preview) in WORKFLOWS.items():
         out = folder / f"{name}.json"
         out.write_text(json.dumps(make(), indent=1) + "\n")
-        print(f"wrote {out}")
+        preview(folder / f"{name}.jpg")
+        print(f"wrote {out} and its preview")
 
 
 if __name__ == "__main__":
