@@ -7,6 +7,7 @@ stable.
 from comfy_api.latest import ComfyExtension, io
 
 from .dataset_nodes import SaveTrackingDataset
+from .modelscope_nodes import LoadModelScopeTrackDiffusion, ModelScopeTrackDiffusionSampler
 from .sampler_nodes import TrackDiffusionSampler
 from .trackdiffusion_nodes import InstanceEnhancerPatch, LoadTrackDiffusionAdapter, TrackAdapterPatch
 from .tracklet_nodes import LoadTracklets, TrackletsToTracks, VisualizeTracklets
@@ -14,7 +15,8 @@ from .trajectory_nodes import PointTrajectoryBuilder
 
 NODES: list[type[io.ComfyNode]] = [LoadTracklets, TrackletsToTracks, VisualizeTracklets, PointTrajectoryBuilder,
                                    LoadTrackDiffusionAdapter, InstanceEnhancerPatch, TrackAdapterPatch,
-                                   TrackDiffusionSampler, SaveTrackingDataset]
+                                   TrackDiffusionSampler, SaveTrackingDataset, LoadModelScopeTrackDiffusion,
+                                   ModelScopeTrackDiffusionSampler]
 
 
 class TrackDiffusionExtension(ComfyExtension):

@@ -48,8 +48,10 @@ class TrackDiffusionSampler(io.ComfyNode):
             guided = VideoLinearCFGGuidance().patch(model, min_cfg)[0]
         else:
             guided = model.clone()
+            # The official pipeline applies no guidance at a scale <= 1: the conditional prediction alone.
             guided.set_model_sampler_cfg_function(
-                lambda args: normalized_guidance(args["cond"], args["uncond"], args["cond_scale"]))
+                lambda args: args["cond"] if args["cond_scale"] <= 1.0
+                else normalized_guidance(args["uncond"], args["cond"], args["cond_scale"]))
         # common_ksampler brings ComfyUI's noise, progress bar, previews and interruption.
         latent = nodes.common_ksampler(guided, seed, steps, max_cfg, sampler_name, scheduler, positive, negative,
                                        latent_image, denoise=denoise)[0]

@@ -125,6 +125,32 @@ def svd_trackgo() -> dict:
     return build(nodes, links)
 
 
+def modelscope_trackdiffusion() -> dict:
+    io_t = [("tracklets", "TRACKLETS"), ("width", "INT"), ("height", "INT"), ("num_frames", "INT")]
+    nodes = [
+        {"id": 1, "type": "LoadModelScopeTrackDiffusion", "pos": [0, 0], "inputs": [],
+         "outputs": [("model", "MODELSCOPE_TRACKDIFFUSION")],
+         "widgets": ["TrackDiffusion_Pretrain", "modelscope_ft/unet/diffusion_pytorch_model.safetensors", "auto"]},
+        {"id": 2, "type": "LoadTracklets", "pos": [0, 200], "size": [400, 300], "inputs": [], "outputs": io_t,
+         "widgets": [json.dumps(STREET, indent=1), "auto", 0, 0, 0, "", 64.0, False]},
+        {"id": 3, "type": "ModelScopeTrackDiffusionSampler", "pos": [440, 0], "size": [360, 420],
+         "inputs": [("model", "MODELSCOPE_TRACKDIFFUSION"), ("tracklets", "TRACKLETS")],
+         "outputs": [("images", "IMAGE")],
+         "widgets": ["a car and a person on a city street", "", 0, 384, 256, 50, 1.2, "normalized", "pndm", 42,
+                     "fixed"]},
+        {"id": 4, "type": "VisualizeTracklets", "pos": [840, 300], "widgets": [True, 2, True],
+         "inputs": [("tracklets", "TRACKLETS"), ("images", "IMAGE")], "outputs": [("images", "IMAGE")]},
+        {"id": 5, "type": "SaveAnimatedWEBP", "pos": [840, 0], "widgets": ["trackdiffusion_t2v", 8.0, False, 90,
+                                                                           "default"],
+         "inputs": [("images", "IMAGE")], "outputs": []},
+        {"id": 6, "type": "SaveAnimatedWEBP", "pos": [1180, 300],
+         "widgets": ["trackdiffusion_t2v_boxes", 8.0, False, 90, "default"], "inputs": [("images", "IMAGE")],
+         "outputs": []},
+    ]
+    return build(nodes, [(1, 0, 3, "model"), (2, 0, 3, "tracklets"), (3, 0, 5, "images"), (2, 0, 4, "tracklets"),
+                         (3, 0, 4, "images"), (4, 0, 6, "images")])
+
+
 def preview_tracklets(path: Path) -> None:
     """The template browser's thumbnail: the example tracklets drawn over a grey canvas, middle frame."""
     import cv2
@@ -153,7 +179,8 @@ def preview_trajectories(path: Path) -> None:
 
 
 WORKFLOWS = {"svd_trackdiffusion": (svd_trackdiffusion, preview_tracklets),
-             "svd_trackgo": (svd_trackgo, preview_trajectories)}
+             "svd_trackgo": (svd_trackgo, preview_trajectories),
+             "modelscope_trackdiffusion": (modelscope_trackdiffusion, preview_tracklets)}
 
 
 def main() -> None:

@@ -42,11 +42,11 @@ def test_sampler_linear_cfg_is_svds_and_normalized_cfg_follows_the_official_rule
     guided = VideoLinearCFGGuidance().patch(tiny_svd, 1.0)[0]
     reference = nodes.common_ksampler(guided, 7, 2, 3.0, "euler", "karras", positive, negative, latent)[0]["samples"]
     assert torch.equal(linear, reference)
-    # normalized CFG at scale 1 keeps only the unconditional prediction (w = (s - 1) * ... = 0)
+    # normalized CFG at scale <= 1: as the official pipeline, no guidance (the conditional prediction alone)
     normalized_1 = run_sampler(comfy, tiny_svd, "normalized (TrackDiffusion ModelScope)", max_cfg=1.0)
-    uncond_only = tiny_svd.clone()
-    uncond_only.set_model_sampler_cfg_function(lambda args: args["uncond"])
-    reference_1 = nodes.common_ksampler(uncond_only, 7, 2, 1.0, "euler", "karras", positive, negative,
+    cond_only = tiny_svd.clone()
+    cond_only.set_model_sampler_cfg_function(lambda args: args["cond"])
+    reference_1 = nodes.common_ksampler(cond_only, 7, 2, 1.0, "euler", "karras", positive, negative,
                                         latent)[0]["samples"]
     assert torch.equal(normalized_1, reference_1)
     normalized_3 = run_sampler(comfy, tiny_svd, "normalized (TrackDiffusion ModelScope)")
