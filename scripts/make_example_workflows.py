@@ -151,6 +151,27 @@ def modelscope_trackdiffusion() -> dict:
                          (3, 0, 4, "images"), (4, 0, 6, "images")])
 
 
+def dataset_from_tracklets() -> dict:
+    """Run with `trackdiffusion run dataset_from_tracklets.json --batch DIR`: one MOT sequence per tracklet file."""
+    io_t = [("tracklets", "TRACKLETS"), ("width", "INT"), ("height", "INT"), ("num_frames", "INT")]
+    nodes = [
+        {"id": 1, "type": "LoadModelScopeTrackDiffusion", "pos": [0, 0], "inputs": [],
+         "outputs": [("model", "MODELSCOPE_TRACKDIFFUSION")],
+         "widgets": ["TrackDiffusion_Pretrain", "modelscope_ft/unet/diffusion_pytorch_model.safetensors", "auto"]},
+        {"id": 2, "type": "LoadTracklets", "pos": [0, 200], "size": [400, 200], "inputs": [], "outputs": io_t,
+         "widgets": ["tracklets/street.json", "auto", 0, 0, 0, "", 64.0, False]},
+        {"id": 3, "type": "ModelScopeTrackDiffusionSampler", "pos": [440, 0], "size": [360, 420],
+         "inputs": [("model", "MODELSCOPE_TRACKDIFFUSION"), ("tracklets", "TRACKLETS")],
+         "outputs": [("images", "IMAGE")],
+         "widgets": ["a street scene, multi-object tracking video", "", 0, 384, 256, 50, 1.2, "normalized", "pndm",
+                     0, "increment"]},
+        {"id": 4, "type": "SaveTrackingDataset", "pos": [840, 0], "size": [320, 160],
+         "inputs": [("images", "IMAGE"), ("tracklets", "TRACKLETS")], "outputs": [],
+         "widgets": ["trackdiffusion_dataset", "synth", "jpg"]},
+    ]
+    return build(nodes, [(1, 0, 3, "model"), (2, 0, 3, "tracklets"), (3, 0, 4, "images"), (2, 0, 4, "tracklets")])
+
+
 def preview_tracklets(path: Path) -> None:
     """The template browser's thumbnail: the example tracklets drawn over a grey canvas, middle frame."""
     import cv2
@@ -180,7 +201,8 @@ def preview_trajectories(path: Path) -> None:
 
 WORKFLOWS = {"svd_trackdiffusion": (svd_trackdiffusion, preview_tracklets),
              "svd_trackgo": (svd_trackgo, preview_trajectories),
-             "modelscope_trackdiffusion": (modelscope_trackdiffusion, preview_tracklets)}
+             "modelscope_trackdiffusion": (modelscope_trackdiffusion, preview_tracklets),
+             "dataset_from_tracklets": (dataset_from_tracklets, preview_tracklets)}
 
 
 def main() -> None:
