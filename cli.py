@@ -4,6 +4,9 @@
                                             --video NAME --box-size PX --strict]
     trackdiffusion tracklets show IN [same input options]
     trackdiffusion tracklets render IN OUT.mp4|OUT.gif|FOLDER [--image PATH] [--fps F] [same input options]
+    trackdiffusion dataset FRAMES TRACKLETS OUT --name NAME
+    trackdiffusion weights inspect|convert ...
+    trackdiffusion run WORKFLOW.json [--comfyui PATH] [--set NODE.INPUT=VALUE ...] [--batch DIR] [--out DIR]
 
 Bad input exits with status 2 and one line saying what was wrong and what to do; no output file is left half-written.
 """
@@ -149,6 +152,10 @@ def build_parser() -> argparse.ArgumentParser:
     from .weights.cli import add_weights_parser
 
     add_weights_parser(sub)
+
+    from .runner.cli import add_run_parser
+
+    add_run_parser(sub)
     return parser
 
 

@@ -80,6 +80,13 @@ def comfy(tmp_path_factory) -> ComfyHarness:
             pytest.skip(f"ComfyUI found at {path} but its requirements are not installed ({module} missing): run "
                         f"scripts/install_comfyui_deps.sh {sys.executable} {path}")
     if importlib.util.find_spec("torchvision") is None:
+        # diffusers and transformers decide once, at first import, whether torchvision is usable; import the parts
+        # the pack uses before the stand-in exists, so they take the no-torchvision paths.
+        import diffusers
+        import transformers
+
+        _ = (diffusers.UNet3DConditionModel, diffusers.AutoencoderKL, diffusers.DDIMScheduler,
+             diffusers.UNetSpatioTemporalConditionModel, transformers.CLIPTextModel, transformers.CLIPTokenizer)
         sys.path.insert(0, str(STUBS))  # comfy.sd imports torchvision; there is no CPU build of it here
 
     base = tmp_path_factory.mktemp("comfy_base")

@@ -1,0 +1,205 @@
+"""The pack in the real ComfyUI server, over HTTP on loopback: installed under an odd folder name, its nodes listed by
+/object_info, API prompts queued with POST /prompt and followed through /history (a run that writes images, and one
+that fails in our node), and UI workflows converted with the server's own /object_info (the comfy-cli route)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+import uuid
+from pathlib import Path
+
+import pytest
+
+from trackdiffusion.runner.convert import combo_options, to_api_prompt
+
+REPO = Path(__file__).resolve().parents[2]
+STUBS = REPO / "tests" / "stubs"
+ODD_NAME = "TrackDiffusion.pack (dev)-2"
+
+
+def _comfyui_or_skip() -> Path:
+    env = os.environ.get("COMFYUI_PATH")
+    path = Path(env) if env else REPO.parent / "ComfyUI"
+    if not (path / "main.py").is_file() or not (path / "comfy").is_dir():
+        pytest.skip("real ComfyUI not found: set COMFYUI_PATH or place a ComfyUI checkout at ../ComfyUI")
+    for module in ("aiohttp", "sqlalchemy", "av", "requests"):
+        if importlib.util.find_spec(module) is None:
+            pytest.skip(f"ComfyUI's requirements are not installed ({module} missing)")
+    return path
+
+
+def _real_torchvision() -> bool:
+    """Installed torchvision (not tests/stubs, nor the runner's stand-in, which other tests may have loaded here)."""
+    spec = importlib.util.find_spec("torchvision")
+    return bool(spec and spec.origin and STUBS not in Path(spec.origin).resolve().parents)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    def __init__(self, url: str, base: Path, log: Path):
+        self.url, self.base, self.log = url, base, log
+
+    def request(self, path: str, body: dict | None = None) -> tuple[int, object]:
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(self.url + path, data=data, headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(req, timeout=30) as resp:
+                raw, status, kind = resp.read(), resp.status, resp.headers.get("Content-Type", "")
+        except urllib.error.HTTPError as exc:
+            raw, status, kind = exc.read(), exc.code, exc.headers.get("Content-Type", "")
+        return status, (json.loads(raw) if "json" in kind else raw)
+
+    def run(self, prompt: dict, timeout: float = 60) -> dict:
+        status, reply = self.request("/prompt", {"prompt": prompt, "client_id": str(uuid.uuid4())})
+        assert status == 200, reply
+        prompt_id = reply["prompt_id"]
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            _, history = self.request(f"/history/{prompt_id}")
+            entry = history.get(prompt_id) if isinstance(history, dict) else None
+            if entry and (entry["status"].get("completed") or entry["status"].get("status_str") == "error"):
+                return entry
+            time.sleep(0.1)
+        raise AssertionError(f"prompt {prompt_id} did not finish in {timeout} s; log:\n{self.log.read_text()[-3000:]}")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    comfy = _comfyui_or_skip()
+    base = tmp_path_factory.mktemp("server_base")
+    (base / "custom_nodes").mkdir()
+    os.symlink(REPO, base / "custom_nodes" / ODD_NAME, target_is_directory=True)
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if k != "COMFYUI_PATH"}
+    env["OMP_NUM_THREADS"] = "1"
+    if not _real_torchvision():
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(STUBS), env.get("PYTHONPATH")) if p)
+    log = base / "server.log"
+    with log.open("wb") as sink:
+        proc = subprocess.Popen([sys.executable, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(port),
+                                 "--base-directory", str(base), "--disable-api-nodes",
+                                 "--database-url", "sqlite:///:memory:"],
+                                cwd=comfy, env=env, stdout=sink, stderr=subprocess.STDOUT)
+    srv = Server(f"http://127.0.0.1:{port}", base, log)
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            if proc.poll() is not None:
+                raise AssertionError(f"ComfyUI exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+            try:
+                if srv.request("/system_stats")[0] == 200:
+                    break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise AssertionError(f"ComfyUI did not answer in 90 s:\n{log.read_text()[-3000:]}")
+            time.sleep(0.2)
+        yield srv
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def tracklets(width: int, height: int, frames: int, box=(2, 2, 12, 12)) -> str:
+    return json.dumps({"format": "trackdiffusion.tracklets", "version": 1, "width": width, "height": height,
+                       "num_frames": frames, "objects": [{"id": 1, "keyframes": [
+                           {"frame": 0, "box": list(box)}, {"frame": frames - 1, "box": [b + 6 for b in box]}]}]})
+
+
+def api_workflow(source: str, prefix: str) -> dict:
+    return {"1": {"class_type": "LoadTracklets",
+                  "inputs": {"source": source, "format": "auto", "width": 0, "height": 0, "num_frames": 0,
+                             "video": "", "box_size": 64.0, "strict": False}},
+            "2": {"class_type": "VisualizeTracklets",
+                  "inputs": {"tracklets": ["1", 0], "trail": True, "thickness": 2, "labels": True}},
+            "3": {"class_type": "SaveImage", "inputs": {"images": ["2", 0], "filename_prefix": prefix}}}
+
+
+def test_pack_loads_under_an_odd_folder_name(server):
+    status, info = server.request("/object_info/LoadTracklets")
+    assert status == 200 and info["LoadTracklets"]["output"] == ["TRACKLETS", "INT", "INT", "INT"]
+    assert info["LoadTracklets"]["python_module"] == f"custom_nodes.{ODD_NAME}"
+
+
+def test_prompt_runs_and_writes_images(server):
+    entry = server.run(api_workflow(tracklets(40, 24, 3), "srv"))
+    assert entry["status"]["status_str"] == "success", entry["status"]
+    images = entry["outputs"]["3"]["images"]
+    assert [i["filename"] for i in images] == ["srv_00001_.png", "srv_00002_.png", "srv_00003_.png"]
+    for image in images:
+        assert (server.base / "output" / image["subfolder"] / image["filename"]).is_file()
+    query = urllib.parse.urlencode({"filename": images[0]["filename"], "subfolder": "", "type": "output"})
+    status, body = server.request(f"/view?{query}")
+    assert status == 200 and body[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_failing_prompt_reports_our_node_and_message(server):
+    bad = tracklets(40, 24, 3, box=(30, 20, 10, 5))
+    entry = server.run(api_workflow(bad, "bad"))
+    assert entry["status"]["status_str"] == "error"
+    errors = [data for event, data in entry["status"]["messages"] if event == "execution_error"]
+    assert errors[0]["node_id"] == "1" and errors[0]["node_type"] == "LoadTracklets"
+    assert "x2 <= x1" in errors[0]["exception_message"]
+
+
+def test_invalid_prompt_is_refused_with_node_errors(server):
+    prompt = api_workflow(tracklets(40, 24, 3), "x")
+    prompt["2"]["inputs"]["thickness"] = 99
+    status, reply = server.request("/prompt", {"prompt": prompt})
+    assert status == 400 and reply["error"]["type"] == "prompt_outputs_failed_validation"
+    assert reply["node_errors"]["2"]["errors"][0]["type"] == "value_bigger_than_max"
+
+
+def test_ui_workflows_converted_with_the_servers_object_info(server):
+    status, object_info = server.request("/object_info")
+    assert status == 200
+    # Our nodes in a UI workflow with a bypassed node: converted, queued, run.
+    spec = importlib.util.spec_from_file_location("td_test_runner_convert", REPO / "tests" / "test_runner_convert.py")
+    unit = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(unit)
+    load = {**unit.LOAD, "widgets": [tracklets(24, 24, 2), "auto", 0, 0, 0, "", 64.0, False]}
+    invert = {"id": 4, "type": "ImageInvert", "mode": 4, "inputs": [("image", "IMAGE")]}
+    workflow = unit.ui([load, unit.VIS, {**unit.SAVE, "widgets": ["ui"]}, invert],
+                       [(1, 1, 0, 2, "tracklets", "TRACKLETS"), (2, 2, 0, 4, "image", "IMAGE"),
+                        (3, 4, 0, 3, "images", "IMAGE")])
+    entry = server.run(to_api_prompt(workflow, object_info))
+    assert entry["status"]["status_str"] == "success"
+    assert len(entry["outputs"]["3"]["images"]) == 2
+    # The example workflows: the server refuses them only for the model (and image) files that are not installed.
+    for path in sorted((REPO / "example_workflows").glob("*.json")):
+        prompt = to_api_prompt(json.loads(path.read_text()), object_info)
+        status, reply = server.request("/prompt", {"prompt": prompt})
+        assert status == 400 and reply["node_errors"], path.name
+        for node_id, entry in reply["node_errors"].items():
+            for error in entry["errors"]:
+                assert _missing_file(object_info[entry["class_type"]], error), (path.name, node_id, error)
+
+
+def _missing_file(info: dict, error: dict) -> bool:
+    """A combo value not offered because the file is absent (a file name, or anything when nothing is installed),
+    or LoadImage's "Invalid image file"."""
+    if error["type"] == "custom_validation_failed":
+        return "Invalid image file" in error["details"]
+    if error["type"] != "value_not_in_list":
+        return False
+    specs = {**info["input"].get("required", {}), **info["input"].get("optional", {})}
+    value, options = error["extra_info"]["received_value"], combo_options(specs[error["extra_info"]["input_name"]])
+    return isinstance(value, str) and (value.endswith((".safetensors", ".ckpt", ".pt", ".pth")) or not options)
