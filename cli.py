@@ -7,6 +7,9 @@
     trackdiffusion dataset FRAMES TRACKLETS OUT --name NAME
     trackdiffusion weights inspect|convert ...
     trackdiffusion run WORKFLOW.json [--comfyui PATH] [--set NODE.INPUT=VALUE ...] [--batch DIR] [--out DIR]
+    trackdiffusion synth OUT [--split test|val|train] [--tier eval|ci] [--clips N] [--flat] [--format npz|png|mp4]
+    trackdiffusion eval syntrack [--videos DIR] [--corrupt NAME] [--bootstrap N] | eval clips MANIFEST.json |
+                        eval compare A.json B.json
 
 Bad input exits with status 2 and one line saying what was wrong and what to do; no output file is left half-written.
 """
@@ -153,9 +156,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_weights_parser(sub)
 
+    from .metrics.cli import add_eval_parser
     from .runner.cli import add_run_parser
+    from .synth.cli import add_synth_parser
 
     add_run_parser(sub)
+    add_eval_parser(sub)
+    add_synth_parser(sub)
     return parser
 
 
