@@ -7,6 +7,7 @@ stable.
 from comfy_api.latest import ComfyExtension, io
 
 from .dataset_nodes import SaveTrackingDataset
+from .editor_nodes import EDITOR_NODES
 from .modelscope_nodes import LoadModelScopeTrackDiffusion, ModelScopeTrackDiffusionSampler
 from .sampler_nodes import TrackDiffusionSampler
 from .trackdiffusion_nodes import InstanceEnhancerPatch, LoadTrackDiffusionAdapter, TrackAdapterPatch
@@ -16,7 +17,7 @@ from .trajectory_nodes import PointTrajectoryBuilder
 NODES: list[type[io.ComfyNode]] = [LoadTracklets, TrackletsToTracks, VisualizeTracklets, PointTrajectoryBuilder,
                                    LoadTrackDiffusionAdapter, InstanceEnhancerPatch, TrackAdapterPatch,
                                    TrackDiffusionSampler, SaveTrackingDataset, LoadModelScopeTrackDiffusion,
-                                   ModelScopeTrackDiffusionSampler]
+                                   ModelScopeTrackDiffusionSampler, *EDITOR_NODES]
 
 
 class TrackDiffusionExtension(ComfyExtension):

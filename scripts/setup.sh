@@ -14,6 +14,8 @@ constraints=$(mktemp)
 trap 'rm -f "$constraints"' EXIT
 $PY -c "from importlib.metadata import version; print('torch==' + version('torch'))" > "$constraints"
 quiet $PY -m pip install -q -c "$constraints" -e ".[dev]"
+# Browser tests: Debian's chromium and npm's playwright-core (never a browser download of its own).
+bash scripts/install_browser_test_deps.sh
 
 comfy=${COMFYUI_PATH:-../ComfyUI}
 if [ -f "$comfy/requirements.txt" ] && [ -d "$comfy/comfy" ]; then

@@ -1,0 +1,101 @@
+// ComfyUI extension of the Tracklet Editor and Point Trajectory Editor nodes: mounts the canvases (tracklet_widget.js,
+// trajectory_widget.js) and feeds them backgrounds. Works with the classic LiteGraph canvas and the Vue node renderer
+// (Nodes 2.0): both show DOM widgets, and the state lives in ordinary hidden widgets that both serialise.
+
+import { app } from "../../scripts/app.js";
+import { api } from "../../scripts/api.js";
+import { mountTrackletEditor } from "./tracklet_widget.js";
+import { mountTrajectoryEditor } from "./trajectory_widget.js";
+
+const EDITORS = {
+  TrackletEditor: { mount: mountTrackletEditor, size: [560, 640] },
+  PointTrajectoryEditor: { mount: mountTrajectoryEditor, size: [560, 600] },
+};
+
+function viewUrl(ref) {
+  const q = new URLSearchParams({ filename: ref.filename, subfolder: ref.subfolder ?? "", type: ref.type ?? "temp" });
+  return api.apiURL(`/view?${q}`);
+}
+
+/** Before the first run: the image of a LoadImage (or any node showing a preview) wired into `background`. */
+function upstreamImageUrl(node) {
+  const slot = node.inputs?.findIndex((i) => i.name === "background") ?? -1;
+  const src = slot >= 0 ? node.getInputNode?.(slot) : null;
+  if (!src) return null;
+  const imageWidget = src.widgets?.find((w) => w.name === "image");
+  if (imageWidget && typeof imageWidget.value === "string" && imageWidget.value) {
+    // LoadImage values look like "name.png", "sub/name.png" or "name.png [input]".
+    const m = imageWidget.value.match(/^(.*?)(?: \[(input|output|temp)\])?$/);
+    const path = m[1], parts = path.split("/");
+    return viewUrl({ filename: parts.pop(), subfolder: parts.join("/"), type: m[2] ?? "input" });
+  }
+  return src.imgs?.[0]?.src ?? null;
+}
+
+/**
+ * Follow the upstream image: on wiring, on workflow load, and when the user picks another file in LoadImage.
+ * While a workflow loads (node.tdLoading), frames saved from the last run win (they may be a video): the upstream
+ * picture is only remembered.
+ */
+function watchUpstream(node) {
+  const apply = () => {
+    const url = upstreamImageUrl(node);
+    if (url && url !== node.tdUpstreamUrl) {
+      node.tdUpstreamUrl = url;
+      if (!(node.tdLoading && node.properties?.td_background?.length)) node.tdEditor?.setBackground([url]);
+    }
+    node.tdLoading = false;
+    const slot = node.inputs?.findIndex((i) => i.name === "background") ?? -1;
+    const w = slot >= 0 ? node.getInputNode?.(slot)?.widgets?.find((x) => x.name === "image") : null;
+    if (w && !w.tdWatched) {
+      w.tdWatched = true;
+      const previous = w.callback;
+      w.callback = function (...args) {
+        const r = previous?.apply(this, args);
+        setTimeout(apply, 0);
+        return r;
+      };
+    }
+  };
+  setTimeout(apply, 0);
+}
+
+function chain(proto, name, fn) {
+  const previous = proto[name];
+  proto[name] = function (...args) {
+    const r = previous?.apply(this, args);
+    fn.apply(this, args);
+    return r;
+  };
+}
+
+app.registerExtension({
+  name: "TrackDiffusion.CanvasEditors",
+  async beforeRegisterNodeDef(nodeType, nodeData) {
+    const spec = EDITORS[nodeData.name];
+    if (!spec) return;
+    chain(nodeType.prototype, "onNodeCreated", function () {
+      this.tdEditor = spec.mount(this);
+      this.setSize([Math.max(this.size[0], spec.size[0]), Math.max(this.size[1], spec.size[1])]);
+      watchUpstream(this);
+    });
+    chain(nodeType.prototype, "onConfigure", function () {
+      // Widget values are restored by now: re-read the state, then the saved background (temp files from a run).
+      this.tdLoading = true;
+      this.tdEditor?.reload();
+      const saved = this.properties?.td_background;
+      if (Array.isArray(saved) && saved.length) this.tdEditor?.setBackground(saved.map(viewUrl));
+      watchUpstream(this);
+    });
+    chain(nodeType.prototype, "onExecuted", function (output) {
+      if (output?.td_background?.length) {
+        this.properties = this.properties ?? {};
+        this.properties.td_background = output.td_background;
+        this.tdEditor?.setBackground(output.td_background.map(viewUrl));
+      }
+      this.tdEditor?.onExecuted?.(output);
+    });
+    chain(nodeType.prototype, "onConnectionsChange", function () { watchUpstream(this); });
+    chain(nodeType.prototype, "onRemoved", function () { this.tdEditor?.destroy(); });
+  },
+});

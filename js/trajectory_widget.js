@@ -1,0 +1,445 @@
+// The Point Trajectory Editor canvas (TrackGo): per component, a brushed mask on the first frame and an arrow
+// (polyline); a preview of the sampled points moving along the arrows. Independent of ComfyUI's app object, like
+// tracklet_widget.js. State: the node's hidden STRING input `trajectory_json` (format in trajectory_model.js).
+
+import { addCanvasWidget, makeKeySink, h, hideWidget, injectStyles, isTextTarget, localPoint, readFile } from "./editor_ui.js";
+import { fitTransform, toImage, toView } from "./geometry.js";
+import { arcLengthOffsets, componentColor, emptyState, parseState, previewPoints, rleDecode,
+  rleEncode, TRAJECTORY_FORMAT } from "./trajectory_model.js";
+import { UndoStack } from "./undo.js";
+
+const MARGIN = 16;
+
+export class TrajectoryEditor {
+  constructor(node) {
+    this.node = node;
+    this.stateWidget = node.widgets?.find((w) => w.name === "trajectory_json") ?? null;
+    this.undo = new UndoStack(60); // snapshots hold run-length masks: keep fewer
+    this.components = []; // {label, mask: canvas W x H, arrow: [[x, y], ...], rle: string (cache key)}
+    this.selected = -1;
+    this.tool = "brush";
+    this.brush = 24;
+    this.frame = 0;
+    this.drag = null;
+    this.exact = null; // {state, points, component} from the last run, valid while the state is unchanged
+    this.previewCache = new Map();
+    this.background = [];
+    this.renderQueued = false;
+    injectStyles();
+    this.build();
+    this.reload();
+    this.syncTimer = setInterval(() => this.sync(), 500);
+  }
+
+  params() {
+    const v = (n, d) => {
+      const x = Number(this.node.widgets?.find((w) => w.name === n)?.value);
+      return Number.isInteger(x) && x >= 0 ? x : d;
+    };
+    return { width: v("width", 1024), height: v("height", 576), numFrames: Math.max(1, v("num_frames", 14)),
+      seed: v("seed", 0) };
+  }
+
+  // --------------------------------------------------------------------------------------------- state
+  newMask(w, h2) { return Object.assign(document.createElement("canvas"), { width: w, height: h2 }); }
+
+  reload() {
+    const text = this.stateWidget?.value ?? "";
+    const p = this.params();
+    let state;
+    try {
+      state = parseState(text, p.width, p.height);
+      this.error = "";
+    } catch (e) {
+      state = emptyState(p.width, p.height);
+      this.error = `trajectory_json is not valid (${e.message}); the next edit replaces it.`;
+    }
+    this.width = state.width || p.width;
+    this.height = state.height || p.height;
+    this.components = state.components.map((c) => {
+      const mask = this.newMask(this.width, this.height);
+      try {
+        const bits = rleDecode(c.mask);
+        const [mh, mw] = c.mask.size;
+        const img = new ImageData(mw, mh);
+        bits.forEach((b, i) => { if (b) img.data.set([255, 255, 255, 255], i * 4); });
+        const tmp = this.newMask(mw, mh);
+        tmp.getContext("2d").putImageData(img, 0, 0);
+        mask.getContext("2d").drawImage(tmp, 0, 0, this.width, this.height);
+      } catch (e) {
+        this.error = `a mask could not be read (${e.message})`;
+      }
+      const sameSize = c.mask?.size?.[0] === this.height && c.mask?.size?.[1] === this.width;
+      return { label: c.label ?? "", mask, arrow: Array.isArray(c.arrow) ? c.arrow : [],
+        rle: sameSize ? JSON.stringify(c.mask) : null };
+    });
+    this.lastWritten = text;
+    this.selected = Math.min(Math.max(this.selected, 0), this.components.length - 1);
+    this.sync();
+    this.refreshControls();
+    this.requestRender();
+  }
+
+  /** Width/height edits on the node rescale masks and arrows (the coordinates are image pixels). */
+  sync() {
+    if (this.stateWidget && this.stateWidget.value !== this.lastWritten) return this.reload();
+    const p = this.params();
+    if (p.width !== this.width || p.height !== this.height) {
+      const sx = p.width / this.width, sy = p.height / this.height;
+      for (const c of this.components) {
+        const m = this.newMask(p.width, p.height);
+        m.getContext("2d").drawImage(c.mask, 0, 0, p.width, p.height);
+        c.mask = m;
+        c.arrow = c.arrow.map(([x, y]) => [x * sx, y * sy]);
+        c.rle = null;
+      }
+      this.width = p.width;
+      this.height = p.height;
+      if (this.components.length) this.write();
+    }
+    if (this.frame >= p.numFrames) this.setFrame(p.numFrames - 1);
+  }
+
+  maskBits(c) {
+    const data = c.mask.getContext("2d").getImageData(0, 0, this.width, this.height).data;
+    const bits = new Uint8Array(this.width * this.height);
+    for (let i = 0; i < bits.length; i++) bits[i] = data[i * 4 + 3] > 127 ? 1 : 0;
+    return bits;
+  }
+
+  serialize() {
+    return JSON.stringify({
+      format: TRAJECTORY_FORMAT, version: 1, width: this.width, height: this.height,
+      components: this.components.map((c) => {
+        const mask = c.rle ? JSON.parse(c.rle) : rleEncode(this.maskBits(c), this.width, this.height);
+        c.rle = JSON.stringify(mask);
+        return { label: c.label, mask, arrow: c.arrow.map(([x, y]) => [Math.round(x * 100) / 100, Math.round(y * 100) / 100]) };
+      }),
+    });
+  }
+
+  write() {
+    const text = this.serialize();
+    this.lastWritten = text;
+    if (this.stateWidget && this.stateWidget.value !== text) {
+      this.stateWidget.value = text;
+      this.stateWidget.callback?.(text);
+    }
+    this.error = "";
+    this.node.setDirtyCanvas?.(true, true);
+    this.refreshControls();
+    this.requestRender();
+  }
+
+  checkpoint() { this.undo.push(this.serialize()); }
+
+  restore(text) {
+    this.stateWidget.value = text;
+    this.reload();
+    this.write();
+  }
+
+  doUndo() { const s = this.undo.undo(this.serialize()); if (s !== null) this.restore(s); }
+  doRedo() { const s = this.undo.redo(this.serialize()); if (s !== null) this.restore(s); }
+
+  addComponent() {
+    this.checkpoint();
+    this.components.push({ label: "", mask: this.newMask(this.width, this.height), arrow: [], rle: null });
+    this.selected = this.components.length - 1;
+    this.setTool("brush");
+    this.write();
+  }
+
+  deleteComponent() {
+    if (this.selected < 0) return;
+    this.checkpoint();
+    this.components.splice(this.selected, 1);
+    this.selected = Math.min(this.selected, this.components.length - 1);
+    this.write();
+  }
+
+  setTool(tool) {
+    this.tool = tool;
+    for (const [name, b] of Object.entries(this.toolButtons)) b.classList.toggle("td-on", name === tool);
+  }
+
+  setFrame(f) {
+    this.frame = Math.max(0, Math.min(this.params().numFrames - 1, Math.round(f)));
+    this.refreshControls();
+    this.requestRender();
+  }
+
+  setBackground(urls) {
+    this.background = urls.slice(0, 1).map((url) => {
+      const img = new Image();
+      img.onload = () => this.requestRender();
+      img.src = url;
+      return img;
+    });
+  }
+
+  /** Exact sampled points of the last run (ui "td_points"), shown instead of the JS preview until the next edit. */
+  onExecuted(output) {
+    const p = output?.td_points?.[0];
+    if (p) this.exact = { state: this.lastWritten, points: p.points, component: p.component };
+    this.requestRender();
+  }
+
+  // --------------------------------------------------------------------------------------------- DOM
+  build() {
+    const btn = (text, title, onclick) => h("button", { textContent: text, title, onclick });
+    this.compSelect = h("select", { title: "Component (one moving part)", onchange: () => {
+      this.selected = Number(this.compSelect.value);
+      this.refreshControls();
+      this.requestRender();
+    } });
+    this.toolButtons = {
+      brush: btn("brush", "Paint the mask (B)", () => this.setTool("brush")),
+      erase: btn("erase", "Erase the mask (E)", () => this.setTool("erase")),
+      arrow: btn("arrow", "Drag an arrow (A); Shift+click adds a bend", () => this.setTool("arrow")),
+    };
+    this.brushInput = h("input", { type: "range", min: "2", max: "160", value: String(this.brush), title: "Brush size",
+      style: { flex: "0 1 90px" }, oninput: () => { this.brush = Number(this.brushInput.value); } });
+    this.slider = h("input", { type: "range", min: "0", step: "1", title: "Preview frame",
+      oninput: () => this.setFrame(Number(this.slider.value)) });
+    this.frameLabel = h("span", { style: { minWidth: "52px", textAlign: "right" } });
+    this.undoButton = btn("↶", "Undo (Ctrl+Z)", () => this.doUndo());
+    this.redoButton = btn("↷", "Redo (Ctrl+Shift+Z)", () => this.doRedo());
+    this.canvas = h("canvas");
+    this.warning = h("div", { className: "td-warning" });
+    this.keySink = makeKeySink();
+    this.statusText = h("span", { className: "td-status" });
+    this.root = h("div", { className: "td-editor", tabIndex: 0, "data-td-editor": "trajectories" }, [
+      h("div", { className: "td-row" }, [this.compSelect, btn("+ part", "New component: paint its mask, then its arrow",
+        () => this.addComponent()), btn("delete", "Delete the component", () => this.deleteComponent()),
+      ...Object.values(this.toolButtons), this.brushInput, this.undoButton, this.redoButton,
+      btn("clear arrow", "Remove the arrow: the part stays still", () => {
+        const c = this.components[this.selected];
+        if (c) { this.checkpoint(); c.arrow = []; this.write(); }
+      })]),
+      h("div", { className: "td-stage" }, [this.canvas, this.warning, this.keySink]),
+      h("div", { className: "td-row" }, [this.slider, this.frameLabel]),
+      h("div", { className: "td-row" }, [this.statusText]),
+    ]);
+    this.setTool("brush");
+    this.canvas.addEventListener("pointerdown", (e) => this.onPointerDown(e));
+    this.canvas.addEventListener("mousedown", (e) => e.preventDefault()); // keep the focus on the key sink
+    this.canvas.addEventListener("pointermove", (e) => this.onPointerMove(e));
+    this.canvas.addEventListener("pointerup", (e) => this.onPointerUp(e));
+    this.canvas.addEventListener("pointercancel", (e) => this.onPointerUp(e));
+    for (const type of ["pointerdown", "wheel", "contextmenu", "dblclick"]) {
+      this.root.addEventListener(type, (e) => e.stopPropagation());
+    }
+    this.root.addEventListener("keydown", (e) => this.onKey(e));
+    this.root.addEventListener("focus", () => this.keySink.focus({ preventScroll: true })); // Tab into the editor
+    this.root.addEventListener("paste", async (e) => {
+      const file = [...(e.clipboardData?.files ?? [])].find((f) => f.type.startsWith("image/"));
+      if (!file || isTextTarget(e)) return;
+      e.preventDefault();
+      e.stopPropagation();
+      this.setBackground([await readFile(file, "dataURL")]);
+    });
+    this.root.addEventListener("dragover", (e) => { e.preventDefault(); e.stopPropagation(); });
+    this.root.addEventListener("drop", async (e) => {
+      e.preventDefault();
+      e.stopPropagation();
+      const file = e.dataTransfer?.files?.[0];
+      if (file?.type.startsWith("image/")) this.setBackground([await readFile(file, "dataURL")]);
+    });
+    this.resizeObserver = new ResizeObserver(() => this.requestRender());
+    this.resizeObserver.observe(this.canvas);
+  }
+
+  refreshControls() {
+    this.compSelect.replaceChildren(...this.components.map((c, i) => h("option", { value: String(i),
+      textContent: `part ${i}${c.label ? " · " + c.label : ""}`, style: { color: componentColor(i) } })));
+    if (this.selected >= 0) this.compSelect.value = String(this.selected);
+    const n = this.params().numFrames;
+    this.slider.max = String(n - 1);
+    this.slider.value = String(this.frame);
+    this.frameLabel.textContent = `${this.frame} / ${n - 1}`;
+    this.undoButton.disabled = !this.undo.canUndo;
+    this.redoButton.disabled = !this.undo.canRedo;
+    this.statusText.textContent = this.components.length
+      ? `${this.components.length} part(s); points: ${this.exact?.state === this.lastWritten ? "exact (last run)"
+        : "preview (exact after a run)"}`
+      : "+ part, paint the moving part's mask, then drag its arrow";
+  }
+
+  transform() {
+    return fitTransform(this.width, this.height, this.canvas.clientWidth || 1, this.canvas.clientHeight || 1, MARGIN);
+  }
+
+  point(e) { const [vx, vy] = localPoint(this.canvas, e); return toImage(this.transform(), vx, vy); }
+
+  paint(c, from, to) {
+    const ctx = c.mask.getContext("2d");
+    ctx.save();
+    ctx.globalCompositeOperation = this.tool === "erase" ? "destination-out" : "source-over";
+    ctx.strokeStyle = ctx.fillStyle = "#fff";
+    ctx.lineWidth = this.brush;
+    ctx.lineCap = "round";
+    ctx.beginPath();
+    ctx.moveTo(from[0], from[1]);
+    ctx.lineTo(to[0] + 0.01, to[1]); // a zero-length line draws nothing: nudge so a click paints a dot
+    ctx.stroke();
+    ctx.restore();
+  }
+
+  onPointerDown(e) {
+    if (e.button !== 0) return;
+    this.keySink.focus({ preventScroll: true });
+    this.canvas.setPointerCapture?.(e.pointerId);
+    if (this.selected < 0) this.addComponent();
+    const c = this.components[this.selected];
+    const p = this.point(e);
+    this.drag = { before: this.serialize(), last: p, start: p };
+    if (this.tool === "arrow") {
+      if (e.shiftKey && c.arrow.length >= 2) c.arrow.push(p);
+      else c.arrow = [p, p.slice()];
+      this.drag.appendOnly = e.shiftKey;
+    } else {
+      this.paint(c, p, p);
+      c.rle = null;
+    }
+    this.requestRender();
+  }
+
+  onPointerMove(e) {
+    if (!this.drag) return;
+    const c = this.components[this.selected];
+    const p = this.point(e);
+    if (this.tool === "arrow") c.arrow[c.arrow.length - 1] = p;
+    else { this.paint(c, this.drag.last, p); c.rle = null; }
+    this.drag.last = p;
+    this.requestRender();
+  }
+
+  onPointerUp(e) {
+    const d = this.drag;
+    this.drag = null;
+    this.canvas.releasePointerCapture?.(e.pointerId);
+    if (!d) return;
+    const c = this.components[this.selected];
+    if (this.tool === "arrow" && !d.appendOnly && Math.hypot(d.last[0] - d.start[0], d.last[1] - d.start[1]) < 1) {
+      c.arrow = []; // a click is not an arrow
+    }
+    this.undo.push(d.before);
+    this.write();
+  }
+
+  onKey(e) {
+    if (isTextTarget(e)) { if (!e.ctrlKey && !e.metaKey) e.stopPropagation(); return; }
+    const mod = e.ctrlKey || e.metaKey, k = e.key.toLowerCase();
+    const action = mod ? { z: () => (e.shiftKey ? this.doRedo() : this.doUndo()), y: () => this.doRedo() }[k]
+      : { b: () => this.setTool("brush"), e: () => this.setTool("erase"), a: () => this.setTool("arrow"),
+        delete: () => this.deleteComponent(), arrowleft: () => this.setFrame(this.frame - 1),
+        arrowright: () => this.setFrame(this.frame + 1) }[k];
+    if (!action) return;
+    e.preventDefault();
+    e.stopPropagation();
+    action();
+  }
+
+  // --------------------------------------------------------------------------------------------- drawing
+  requestRender() {
+    if (this.renderQueued) return;
+    this.renderQueued = true;
+    requestAnimationFrame(() => { this.renderQueued = false; this.render(); });
+  }
+
+  /** Sampled points per component at frame 0: exact ones from the last run, else the cached JS preview. */
+  startPoints() {
+    if (this.exact && this.exact.state === this.lastWritten) {
+      const per = this.components.map(() => []);
+      this.exact.points.forEach((p, i) => per[this.exact.component[i]]?.push(p));
+      return per;
+    }
+    const seed = this.params().seed;
+    return this.components.map((c) => {
+      if (!c.rle) return []; // mid-stroke: the preview waits for the stroke to end
+      const key = `${c.rle}|${seed}`;
+      if (!this.previewCache.has(key)) {
+        if (this.previewCache.size > 64) this.previewCache.clear();
+        this.previewCache.set(key, previewPoints(rleDecode(JSON.parse(c.rle)), this.width, this.height, seed));
+      }
+      return this.previewCache.get(key);
+    });
+  }
+
+  render() {
+    const c = this.canvas, dpr = window.devicePixelRatio || 1, w = c.clientWidth, hh = c.clientHeight;
+    if (!w || !hh) return;
+    c.width = Math.round(w * dpr);
+    c.height = Math.round(hh * dpr);
+    const ctx = c.getContext("2d");
+    ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+    const t = this.transform();
+    const [ix, iy] = toView(t, 0, 0), iw = this.width * t.scale, ih = this.height * t.scale;
+    const bg = this.background[0];
+    if (bg?.complete && bg.naturalWidth) ctx.drawImage(bg, ix, iy, iw, ih);
+    else { ctx.fillStyle = "#303030"; ctx.fillRect(ix, iy, iw, ih); }
+    ctx.strokeStyle = "#888";
+    ctx.strokeRect(ix - 0.5, iy - 0.5, iw + 1, ih + 1);
+
+    const n = this.params().numFrames;
+    const starts = this.startPoints();
+    this.components.forEach((comp, i) => {
+      // Mask tinted with the component's colour (the same colour its points get in the conditioning video).
+      const tint = this.newMask(this.width, this.height), tctx = tint.getContext("2d");
+      tctx.drawImage(comp.mask, 0, 0);
+      tctx.globalCompositeOperation = "source-in";
+      tctx.fillStyle = componentColor(i, i === this.selected ? 0.5 : 0.3);
+      tctx.fillRect(0, 0, this.width, this.height);
+      ctx.drawImage(tint, ix, iy, iw, ih);
+      const arrow = comp.arrow.length >= 2 ? comp.arrow : null;
+      if (arrow) {
+        ctx.strokeStyle = componentColor(i);
+        ctx.lineWidth = i === this.selected ? 3 : 2;
+        ctx.beginPath();
+        arrow.forEach(([x, y], j) => { const [vx, vy] = toView(t, x, y); if (j) ctx.lineTo(vx, vy); else ctx.moveTo(vx, vy); });
+        ctx.stroke();
+        const [ax, ay] = toView(t, ...arrow[arrow.length - 1]), [bx, by] = toView(t, ...arrow[arrow.length - 2]);
+        const ang = Math.atan2(ay - by, ax - bx);
+        ctx.beginPath();
+        ctx.moveTo(ax, ay);
+        ctx.lineTo(ax - 12 * Math.cos(ang - 0.4), ay - 12 * Math.sin(ang - 0.4));
+        ctx.lineTo(ax - 12 * Math.cos(ang + 0.4), ay - 12 * Math.sin(ang + 0.4));
+        ctx.closePath();
+        ctx.fillStyle = componentColor(i);
+        ctx.fill();
+      }
+      const off = arrow ? arcLengthOffsets(arrow, n)[Math.min(this.frame, n - 1)] : [0, 0];
+      for (const [x, y] of starts[i] ?? []) {
+        const [vx, vy] = toView(t, x + off[0], y + off[1]);
+        ctx.fillStyle = componentColor(i);
+        ctx.strokeStyle = "#000";
+        ctx.lineWidth = 1;
+        ctx.beginPath();
+        ctx.arc(vx, vy, 3, 0, 2 * Math.PI);
+        ctx.fill();
+        ctx.stroke();
+      }
+    });
+    if (this.drag && this.tool !== "arrow") { // brush outline under the pointer while painting
+      const [vx, vy] = toView(t, ...this.drag.last);
+      ctx.strokeStyle = "#fff";
+      ctx.beginPath();
+      ctx.arc(vx, vy, (this.brush / 2) * t.scale, 0, 2 * Math.PI);
+      ctx.stroke();
+    }
+    this.warning.textContent = this.error ? `⚠ ${this.error}` : "";
+  }
+
+  destroy() {
+    clearInterval(this.syncTimer);
+    this.resizeObserver.disconnect();
+  }
+}
+
+export function mountTrajectoryEditor(node) {
+  hideWidget(node.widgets?.find((w) => w.name === "trajectory_json"));
+  const editor = new TrajectoryEditor(node);
+  editor.domWidget = addCanvasWidget(node, "trajectory_canvas", "td_trajectory_editor", editor.root, 380);
+  return editor;
+}

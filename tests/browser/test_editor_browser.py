@@ -1,0 +1,99 @@
+"""The canvas editors in headless Chromium on a standalone page (no ComfyUI): real mouse and keyboard input must
+produce state that the Python side reads into the intended boxes, masks and arrows."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from trackdiffusion.tracklets import dumps, load
+from trackdiffusion.trajectories import build_point_trajectories
+
+HERE = Path(__file__).resolve().parent
+
+
+@pytest.fixture(scope="module")
+def driven(static_server, tmp_path_factory):
+    """Run the scripted session once; its output is checked by the tests below."""
+    shots = os.environ.get("TD_SCREENSHOT_DIR") or str(tmp_path_factory.mktemp("shots"))
+    proc = subprocess.run(["node", str(HERE / "drive_harness.mjs"), static_server, shots], check=False, capture_output=True,
+                          text=True, timeout=180, cwd=HERE)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    result = json.loads(proc.stdout)
+    assert result["errors"] == [], result["errors"]
+    return result
+
+
+def test_two_objects_three_keyframes_parse_to_the_drawn_boxes(driven):
+    tracklets = load(driven["tracklets"])
+    assert (tracklets.width, tracklets.height, tracklets.num_frames) == (640, 360, 9)
+    assert tracklets.warnings == []
+    dense = tracklets.dense()
+    assert dense.ids == [1, 2]
+    assert dense.labels == ["", "car"]
+    car, walker = dense.boxes[:, 1], dense.boxes[:, 0]
+    # Object 1, linear: drawn at frame 0, moved right at 4, moved down at 8.
+    np.testing.assert_allclose(walker[0], [50, 60, 150, 160])
+    np.testing.assert_allclose(walker[2], [150, 60, 250, 160])
+    np.testing.assert_allclose(walker[4], [250, 60, 350, 160])
+    np.testing.assert_allclose(walker[6], [250, 130, 350, 230])
+    np.testing.assert_allclose(walker[8], [250, 200, 350, 300])
+    assert dense.visible[:, 0].all()
+    # Object 2, hold: resized by its corner at 4, hidden at 6, typed in (and visible again) at 8.
+    for f in range(4):
+        np.testing.assert_allclose(car[f], [400, 50, 480, 130])
+    np.testing.assert_allclose(car[4], [400, 50, 520, 150])
+    np.testing.assert_allclose(car[5], [400, 50, 520, 150])
+    np.testing.assert_allclose(car[8], [500, 200, 600, 330])
+    assert dense.visible[:, 1].tolist() == [True] * 6 + [False, False, True]
+    assert tracklets.objects[1].interpolation == "hold"
+
+
+def test_outside_box_is_flagged_and_undo_redo_restore(driven):
+    assert driven["warningsWithOutside"] == "1"
+    assert "outside the image" in driven["warningText"]
+    assert driven["warningsAfterUndo"] == "0"
+    assert driven["objectCountAfterUndo"] == 2
+
+
+def test_state_widget_hidden_and_canvas_not_serialised(driven):
+    assert driven["stateHidden"] is True
+    assert driven["domWidgetSerialize"] is False
+    assert driven["frameAfterScrub"] == 3
+
+
+def test_trajectory_editor_mask_and_arrow_feed_the_builder(driven):
+    state = json.loads(driven["trajectory"])
+    (comp,) = state["components"]
+    h, w = comp["mask"]["size"]
+    assert (h, w) == (200, 320)
+    counts = comp["mask"]["counts"]
+    assert sum(counts) == h * w
+    mask = np.repeat(np.arange(len(counts)) % 2 == 1, counts).reshape(h, w)
+    ys, xs = np.nonzero(mask)
+    # A 20 px brush dragged from (60, 60) to (100, 60): a rounded stroke about 60 x 20 px.
+    assert 48 <= xs.min() <= 52 and 108 <= xs.max() <= 112 and 48 <= ys.min() <= 52 and 68 <= ys.max() <= 72
+    assert comp["arrow"] == [[80, 60], [200, 140], [260, 60]]
+    traj = build_point_trajectories(mask[None], [comp["arrow"]], 8, seed=0)
+    end_shift = traj.points[-1] - traj.points[0]
+    np.testing.assert_allclose(end_shift, np.broadcast_to([180, 0], end_shift.shape), atol=1e-3)
+
+
+def test_copy_paste_keyframe_export_and_import(driven):
+    pasted = load(driven["afterPaste"])
+    walker = next(o for o in pasted.objects if o.id == 1)
+    assert walker.keyframes[-1].frame == 8
+    np.testing.assert_allclose(walker.keyframes[-1].box, [200, 60, 300, 160])  # frame 3's interpolated box
+    # The exported gt.txt is what the Python writer makes of the same state.
+    assert driven["exportedMot"] == dumps(pasted, "mot")
+    imported = load(driven["afterImport"])
+    assert imported.num_frames == 2 and [o.id for o in imported.objects] == [7]
+    assert imported.objects[0].label == "car"
+    np.testing.assert_allclose(imported.dense().boxes[1, 0], [12, 10, 32, 30])
+    frames, state = driven["afterImportUndo"]
+    assert frames == 9 and load(state).to_dict() == pasted.to_dict()
