@@ -49,23 +49,23 @@ def svd_trackdiffusion() -> dict:
          "outputs": [("MODEL", "MODEL"), ("CLIP_VISION", "CLIP_VISION"), ("VAE", "VAE")]},
         {"id": 2, "type": "LoadImage", "pos": [0, 200], "widgets": ["example.png", "image"], "inputs": [],
          "outputs": [("IMAGE", "IMAGE"), ("MASK", "MASK")]},
-        {"id": 3, "type": "LoadTracklets", "pos": [0, 560], "size": [400, 300],
-         "widgets": [json.dumps(STREET, indent=1), "auto", 0, 0, 0, "", 64.0, False], "inputs": [],
-         "outputs": [("tracklets", "TRACKLETS"), ("width", "INT"), ("height", "INT"), ("num_frames", "INT")]},
+        # The Tracklet Editor draws over the input image; its state is the tracklet JSON (here the street example).
+        {"id": 3, "type": "TrackletEditor", "pos": [0, 560], "size": [620, 620],
+         "widgets": [json.dumps(STREET), 1024, 576, 14], "inputs": [("background", "IMAGE")],
+         "outputs": [("tracklets", "TRACKLETS"), ("tracks", "TRACKS"), ("masks", "MASK"), ("preview", "IMAGE")]},
         {"id": 4, "type": "LoadTrackDiffusionAdapter", "pos": [420, 0],
          "widgets": ["trackdiffusion_svd_stage2_fp16.safetensors"], "inputs": [],
          "outputs": [("adapter", "TRACKDIFFUSION_ADAPTER")]},
         {"id": 5, "type": "InstanceEnhancerPatch", "pos": [780, 0], "widgets": [1.0, 0.0, 1.0],
          "inputs": [("model", "MODEL"), ("adapter", "TRACKDIFFUSION_ADAPTER"), ("tracklets", "TRACKLETS")],
          "outputs": [("MODEL", "MODEL")]},
-        {"id": 6, "type": "VideoLinearCFGGuidance", "pos": [1120, 0], "widgets": [1.0],
-         "inputs": [("model", "MODEL")], "outputs": [("MODEL", "MODEL")]},
         # fps 8: ComfyUI passes fps-1 = 7, the value TrackDiffusion-SVD was trained with.
+        # width, height and frames match the editor's (the patch checks the frame count and says so if it differs)
         {"id": 7, "type": "SVD_img2vid_Conditioning", "pos": [420, 300], "widgets": [1024, 576, 14, 127, 8, 0.02],
-         "inputs": [("clip_vision", "CLIP_VISION"), ("init_image", "IMAGE"), ("vae", "VAE"),
-                    ("width", "INT", True), ("height", "INT", True), ("video_frames", "INT", True)],
+         "inputs": [("clip_vision", "CLIP_VISION"), ("init_image", "IMAGE"), ("vae", "VAE")],
          "outputs": [("positive", "CONDITIONING"), ("negative", "CONDITIONING"), ("latent", "LATENT")]},
-        {"id": 8, "type": "KSampler", "pos": [1120, 200], "widgets": [42, "fixed", 25, 3.0, "euler", "karras", 1.0],
+        {"id": 8, "type": "TrackDiffusionSampler", "pos": [1120, 200],
+         "widgets": [42, "fixed", 25, 1.0, 3.0, "linear per frame (SVD)", "euler", "karras", 1.0],
          "inputs": [("model", "MODEL"), ("positive", "CONDITIONING"), ("negative", "CONDITIONING"),
                     ("latent_image", "LATENT")], "outputs": [("LATENT", "LATENT")]},
         {"id": 9, "type": "VAEDecode", "pos": [1460, 200], "widgets": [],
@@ -78,25 +78,37 @@ def svd_trackdiffusion() -> dict:
          "widgets": ["trackdiffusion_boxes", 8.0, False, 90, "default"], "inputs": [("images", "IMAGE")],
          "outputs": []},
     ]
-    links = [(1, 0, 5, "model"), (4, 0, 5, "adapter"), (3, 0, 5, "tracklets"), (5, 0, 6, "model"),
-             (1, 1, 7, "clip_vision"), (2, 0, 7, "init_image"), (1, 2, 7, "vae"), (3, 1, 7, "width"),
-             (3, 2, 7, "height"), (3, 3, 7, "video_frames"), (6, 0, 8, "model"), (7, 0, 8, "positive"),
+    links = [(1, 0, 5, "model"), (4, 0, 5, "adapter"), (3, 0, 5, "tracklets"), (2, 0, 3, "background"),
+             (1, 1, 7, "clip_vision"), (2, 0, 7, "init_image"), (1, 2, 7, "vae"), (5, 0, 8, "model"),
+             (7, 0, 8, "positive"),
              (7, 1, 8, "negative"), (7, 2, 8, "latent_image"), (8, 0, 9, "samples"), (1, 2, 9, "vae"),
              (9, 0, 11, "images"), (3, 0, 10, "tracklets"), (9, 0, 10, "images"), (10, 0, 12, "images")]
     return build(nodes, links)
 
 
+def trajectory_state() -> str:
+    """The Point Trajectory Editor's state for the example: one painted part and its arrow."""
+    import numpy as np
+
+    from trackdiffusion.editor_state import TRAJECTORY_FORMAT, rle_encode
+
+    mask = np.zeros((576, 1024), bool)
+    mask[230:370, 300:460] = True
+    return json.dumps({"format": TRAJECTORY_FORMAT, "version": 1, "width": 1024, "height": 576, "components": [
+        {"label": "part 1", "mask": rle_encode(mask), "arrow": [[380, 300], [560, 300], [700, 260]]}]})
+
+
 def svd_trackgo() -> dict:
-    # The mask comes from the image's alpha channel (paint it in ComfyUI's mask editor); the arrow moves it right.
-    arrows = json.dumps([[[380, 300], [560, 300], [700, 260]]])
     nodes = [
         {"id": 1, "type": "ImageOnlyCheckpointLoader", "pos": [0, 0], "widgets": ["svd.safetensors"], "inputs": [],
          "outputs": [("MODEL", "MODEL"), ("CLIP_VISION", "CLIP_VISION"), ("VAE", "VAE")]},
         {"id": 2, "type": "LoadImage", "pos": [0, 200], "widgets": ["example.png", "image"], "inputs": [],
          "outputs": [("IMAGE", "IMAGE"), ("MASK", "MASK")]},
-        {"id": 3, "type": "PointTrajectoryBuilder", "pos": [380, 420], "size": [360, 220],
-         "widgets": [arrows, 14, 0, 4], "inputs": [("masks", "MASK")],
-         "outputs": [("trajectories", "POINT_TRAJECTORIES"), ("tracks", "TRACKS"), ("trajectory_video", "IMAGE")]},
+        # Paint each moving part on the first frame and draw its arrow in the Point Trajectory Editor.
+        {"id": 3, "type": "PointTrajectoryEditor", "pos": [380, 420], "size": [620, 620],
+         "widgets": [trajectory_state(), 1024, 576, 14, 0, 4], "inputs": [("background", "IMAGE")],
+         "outputs": [("trajectories", "POINT_TRAJECTORIES"), ("tracks", "TRACKS"), ("trajectory_video", "IMAGE"),
+                     ("masks", "MASK")]},
         {"id": 4, "type": "LoadTrackDiffusionAdapter", "pos": [380, 0], "widgets": ["trackadapter_svd.safetensors"],
          "inputs": [], "outputs": [("adapter", "TRACKDIFFUSION_ADAPTER")]},
         {"id": 5, "type": "TrackAdapterPatch", "pos": [760, 0], "widgets": [-100.0, 0.2, 1.0, 4],
@@ -118,7 +130,7 @@ def svd_trackgo() -> dict:
          "widgets": ["trackgo_trajectories", 8.0, True, 90, "default"], "inputs": [("images", "IMAGE")],
          "outputs": []},
     ]
-    links = [(2, 1, 3, "masks"), (1, 0, 5, "model"), (3, 0, 5, "trajectories"), (4, 0, 5, "adapter"),
+    links = [(2, 0, 3, "background"), (1, 0, 5, "model"), (3, 0, 5, "trajectories"), (4, 0, 5, "adapter"),
              (5, 0, 6, "model"), (1, 1, 7, "clip_vision"), (2, 0, 7, "init_image"), (1, 2, 7, "vae"),
              (6, 0, 8, "model"), (7, 0, 8, "positive"), (7, 1, 8, "negative"), (7, 2, 8, "latent_image"),
              (8, 0, 9, "samples"), (1, 2, 9, "vae"), (9, 0, 10, "images"), (3, 2, 11, "images")]

@@ -17,6 +17,10 @@ from trackdiffusion.runner.convert import input_names, is_api_format, to_api_pro
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = {p.stem: json.loads(p.read_text()) for p in sorted((REPO / "example_workflows").glob("*.json"))}
+# Saved UI workflows whose shape the tests below pin (widgets converted to linked inputs, a builder node with a
+# seed): frozen copies of earlier example workflows, so the examples themselves can change.
+FIXTURES = {name: json.loads((REPO / "tests" / "data" / f"ui_workflow_{name}.json").read_text())
+            for name in ("svd_linked_widgets", "svd_trackgo_builder")}
 
 
 def _node(display_name, output, output_node=False, required=None, optional=None) -> dict:
@@ -192,7 +196,7 @@ def chain(*extra_nodes, links=(), vis=VIS, save=SAVE) -> dict:
 
 
 def test_svd_trackdiffusion_example_converts_like_the_frontend():
-    prompt = to_api_prompt(EXAMPLES["svd_trackdiffusion"], NODE_INFOS)
+    prompt = to_api_prompt(FIXTURES["svd_linked_widgets"], NODE_INFOS)
     assert set(prompt) == {str(i) for i in range(1, 13)}
     assert prompt["1"] == {"inputs": {"ckpt_name": "svd.safetensors"}, "class_type": "ImageOnlyCheckpointLoader",
                            "_meta": {"title": "Image Only Checkpoint Loader (img2vid model)"}}
@@ -211,7 +215,7 @@ def test_svd_trackdiffusion_example_converts_like_the_frontend():
 
 
 def test_svd_trackgo_example_and_legacy_seed_control_value():
-    workflow = EXAMPLES["svd_trackgo"]
+    workflow = FIXTURES["svd_trackgo_builder"]
     prompt = to_api_prompt(workflow, NODE_INFOS)
     assert prompt["3"]["inputs"] == {"arrows": "[[[380, 300], [560, 300], [700, 260]]]", "num_frames": 14,
                                      "seed": 0, "point_size": 4, "masks": ["2", 1]}

@@ -226,7 +226,7 @@ def test_cli_exit_status_and_messages(runtime, tmp_path, capsys):
     assert not (tmp_path / "out").exists()
 
     example = REPO / "example_workflows" / "svd_trackdiffusion.json"
-    assert main([str(example), "--comfyui", str(runtime.path), "--set", "KSampler.steps=2"]) == 2
+    assert main([str(example), "--comfyui", str(runtime.path), "--set", "TrackDiffusionSampler.steps=2"]) == 2
     err = capsys.readouterr().err
     assert "error: the workflow does not validate" in err
     assert "node 1 (ImageOnlyCheckpointLoader): Value not in list: ckpt_name: 'svd.safetensors' not in" in err
