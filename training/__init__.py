@@ -1,7 +1,12 @@
-"""Training objectives for the pack's adapters (diffusers backends; no ComfyUI).
+"""Training for the pack's adapters (diffusers backends; no ComfyUI).
 
 * :mod:`.trackgo_losses`: TrackGo's SVD EDM noise loss plus the attention loss of the TrackAdapter.
+* :mod:`.train`: ``trackdiffusion train`` (``training.train.train(config)``, :class:`TrainConfig`): the
+  TrackDiffusion-SVD modules or the TrackGo TrackAdapter on a diffusers SVD UNet; :mod:`.data` (SynTrack / MOT /
+  YouTube-VIS clips), :mod:`.checkpoints` (atomic checkpoints, loss log, exported adapter files), :mod:`.cli`.
 """
+
+from typing import Any
 
 from .trackgo_losses import (
     DEFAULT_LAMBDA_ATTN,
@@ -11,4 +16,15 @@ from .trackgo_losses import (
     trackgo_losses,
 )
 
-__all__ = ["DEFAULT_LAMBDA_ATTN", "attention_loss", "layer_mask", "sample_sigmas", "trackgo_losses"]
+__all__ = ["DEFAULT_LAMBDA_ATTN", "TrainConfig", "TrainResult", "Trainer", "attention_loss", "layer_mask",
+           "sample_sigmas", "trackgo_losses"]
+
+_LAZY = ("TrainConfig", "TrainResult", "Trainer")
+
+
+def __getattr__(name: str) -> Any:  # the trainer imports diffusers: load it on first use only
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(".train", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
