@@ -16,6 +16,12 @@ REPO = Path(__file__).resolve().parents[1]
 STREET = json.loads((REPO / "examples" / "tracklets" / "street.json").read_text())
 
 
+# TrackDiffusionSampler's optional SG-I2V widgets, in order: trajectory_guidance, sgi2v_start, sgi2v_end,
+# sgi2v_iterations, sgi2v_lr, sgi2v_fft_ratio, sgi2v_heatmap_sigma, sgi2v_layers, sgi2v_memory_budget_gb.
+SGI2V_OFF = ["off", 0.1, 0.4, 5, 0.21, 0.5, 0.4, "output_blocks.7.1, output_blocks.8.1", 0.0]
+SGI2V_ON = ["SG-I2V boxes (training-free)", *SGI2V_OFF[1:]]
+
+
 def build(nodes: list[dict], links: list[tuple]) -> dict:
     """nodes: {id, type, pos, widgets, inputs: [(name, type, widget?)], outputs: [(name, type)]};
     links: (from_id, from_slot, to_id, to_input_name)."""
@@ -65,7 +71,7 @@ def svd_trackdiffusion() -> dict:
          "inputs": [("clip_vision", "CLIP_VISION"), ("init_image", "IMAGE"), ("vae", "VAE")],
          "outputs": [("positive", "CONDITIONING"), ("negative", "CONDITIONING"), ("latent", "LATENT")]},
         {"id": 8, "type": "TrackDiffusionSampler", "pos": [1120, 200],
-         "widgets": [42, "fixed", 25, 1.0, 3.0, "linear per frame (SVD)", "euler", "karras", 1.0],
+         "widgets": [42, "fixed", 25, 1.0, 3.0, "linear per frame (SVD)", "euler", "karras", 1.0, *SGI2V_OFF],
          "inputs": [("model", "MODEL"), ("positive", "CONDITIONING"), ("negative", "CONDITIONING"),
                     ("latent_image", "LATENT")], "outputs": [("LATENT", "LATENT")]},
         {"id": 9, "type": "VAEDecode", "pos": [1460, 200], "widgets": [],
@@ -184,6 +190,39 @@ def dataset_from_tracklets() -> dict:
     return build(nodes, [(1, 0, 3, "model"), (2, 0, 3, "tracklets"), (3, 0, 4, "images"), (2, 0, 4, "tracklets")])
 
 
+def svd_boxes_training_free() -> dict:
+    """Stock SVD steered along Tracklet Editor boxes by SG-I2V (no adapter): SG-I2V's 50 euler steps, fps 7."""
+    nodes = [
+        {"id": 1, "type": "ImageOnlyCheckpointLoader", "pos": [0, 0], "widgets": ["svd.safetensors"], "inputs": [],
+         "outputs": [("MODEL", "MODEL"), ("CLIP_VISION", "CLIP_VISION"), ("VAE", "VAE")]},
+        {"id": 2, "type": "LoadImage", "pos": [0, 200], "widgets": ["example.png", "image"], "inputs": [],
+         "outputs": [("IMAGE", "IMAGE"), ("MASK", "MASK")]},
+        {"id": 3, "type": "TrackletEditor", "pos": [0, 560], "size": [620, 620],
+         "widgets": [json.dumps(STREET), 1024, 576, 14], "inputs": [("background", "IMAGE")],
+         "outputs": [("tracklets", "TRACKLETS"), ("tracks", "TRACKS"), ("masks", "MASK"), ("preview", "IMAGE")]},
+        {"id": 4, "type": "SVD_img2vid_Conditioning", "pos": [420, 300], "widgets": [1024, 576, 14, 127, 7, 0.02],
+         "inputs": [("clip_vision", "CLIP_VISION"), ("init_image", "IMAGE"), ("vae", "VAE")],
+         "outputs": [("positive", "CONDITIONING"), ("negative", "CONDITIONING"), ("latent", "LATENT")]},
+        {"id": 5, "type": "TrackDiffusionSampler", "pos": [780, 200], "size": [360, 560],
+         "widgets": [817, "fixed", 50, 1.0, 3.0, "linear per frame (SVD)", "euler", "karras", 1.0, *SGI2V_ON],
+         "inputs": [("model", "MODEL"), ("positive", "CONDITIONING"), ("negative", "CONDITIONING"),
+                    ("latent_image", "LATENT"), ("tracklets", "TRACKLETS")], "outputs": [("LATENT", "LATENT")]},
+        {"id": 6, "type": "VAEDecode", "pos": [1180, 200], "widgets": [],
+         "inputs": [("samples", "LATENT"), ("vae", "VAE")], "outputs": [("IMAGE", "IMAGE")]},
+        {"id": 7, "type": "VisualizeTracklets", "pos": [1180, 400], "widgets": [True, 2, True],
+         "inputs": [("tracklets", "TRACKLETS"), ("images", "IMAGE")], "outputs": [("images", "IMAGE")]},
+        {"id": 8, "type": "SaveAnimatedWEBP", "pos": [1520, 200], "widgets": ["sgi2v", 7.0, False, 90, "default"],
+         "inputs": [("images", "IMAGE")], "outputs": []},
+        {"id": 9, "type": "SaveAnimatedWEBP", "pos": [1520, 500],
+         "widgets": ["sgi2v_boxes", 7.0, False, 90, "default"], "inputs": [("images", "IMAGE")], "outputs": []},
+    ]
+    links = [(2, 0, 3, "background"), (1, 1, 4, "clip_vision"), (2, 0, 4, "init_image"), (1, 2, 4, "vae"),
+             (1, 0, 5, "model"), (4, 0, 5, "positive"), (4, 1, 5, "negative"), (4, 2, 5, "latent_image"),
+             (3, 0, 5, "tracklets"), (5, 0, 6, "samples"), (1, 2, 6, "vae"), (6, 0, 8, "images"),
+             (3, 0, 7, "tracklets"), (6, 0, 7, "images"), (7, 0, 9, "images")]
+    return build(nodes, links)
+
+
 def preview_tracklets(path: Path) -> None:
     """The template browser's thumbnail: the example tracklets drawn over a grey canvas, middle frame."""
     import cv2
@@ -214,7 +253,8 @@ def preview_trajectories(path: Path) -> None:
 WORKFLOWS = {"svd_trackdiffusion": (svd_trackdiffusion, preview_tracklets),
              "svd_trackgo": (svd_trackgo, preview_trajectories),
              "modelscope_trackdiffusion": (modelscope_trackdiffusion, preview_tracklets),
-             "dataset_from_tracklets": (dataset_from_tracklets, preview_tracklets)}
+             "dataset_from_tracklets": (dataset_from_tracklets, preview_tracklets),
+             "svd_boxes_training_free": (svd_boxes_training_free, preview_tracklets)}
 
 
 def main() -> None:
