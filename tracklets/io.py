@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 
+from ..atomic import atomic_write_text
 from ..errors import InvalidInputError
 from .formats import find_seqinfo, read_kj, read_mot, read_seqinfo, read_tracks, read_ytvis, write_mot, write_ytvis
 from .model import FORMAT_NAME, MAX_FRAMES, Tracklets, bounded_int, parse_tracklets_dict
@@ -150,20 +150,6 @@ def dumps(tracklets: Tracklets, format: str = "json") -> str:
         return json.dumps(write_ytvis(tracklets), indent=1)
     raise InvalidInputError(f"cannot export to {format!r}.", fix=f"use one of {', '.join(EXPORT_FORMATS)}.",
                             source="export")
-
-
-def atomic_write_text(path, text: str) -> None:
-    """Write through a temporary file in the same folder and rename it, so no reader ever sees half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def save(tracklets: Tracklets, path, format: str | None = None) -> Path:

@@ -24,7 +24,6 @@ import math
 import os
 import re
 import shutil
-import tempfile
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -33,6 +32,7 @@ from pathlib import Path
 import torch
 from safetensors import SafetensorError, safe_open
 
+from ..atomic import atomic_write
 from ..errors import InvalidInputError
 from .modelscope_keys import INJECTOR, modelscope_adapter_shapes
 from .svd_keys import (
@@ -619,23 +619,11 @@ def _atomic_write(dst: Path, write, size: int) -> None:
     if free < size:
         raise InvalidInputError(f"not enough disk space: {size / 1e9:.2f} GB needed, {free / 1e9:.2f} GB free.",
                                 fix="free some space or write to another folder.", source=str(dst))
-    fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent)
     try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, dst)
-    except BaseException as exc:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        if isinstance(exc, OSError):
-            raise InvalidInputError(f"could not write the output ({exc.strerror or exc}).",
-                                    fix="check the folder's permissions and free space.", source=str(dst)) from exc
-        raise
+        atomic_write(dst, write)
+    except OSError as exc:
+        raise InvalidInputError(f"could not write the output ({exc.strerror or exc}).",
+                                fix="check the folder's permissions and free space.", source=str(dst)) from exc
 
 
 @dataclass
