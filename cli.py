@@ -1,5 +1,6 @@
 """The ``trackdiffusion`` command line.
 
+    trackdiffusion demo [OUT.mp4] [--clip SEED] [--tracklets FILE] [--image FIRST_FRAME]
     trackdiffusion tracklets convert IN OUT [--from FMT] [--to json|mot|ytvis] [--width W --height H --frames N
                                             --video NAME --box-size PX --strict]
     trackdiffusion tracklets show IN [same input options]
@@ -7,6 +8,8 @@
     trackdiffusion dataset FRAMES TRACKLETS OUT --name NAME
     trackdiffusion weights inspect|convert ...
     trackdiffusion run WORKFLOW.json [--comfyui PATH] [--set NODE.INPUT=VALUE ...] [--batch DIR] [--out DIR]
+    trackdiffusion train {trackdiffusion-svd,trackgo} --data syntrack|PATH --out DIR (--base UNET [--vae VAE]
+                         [--image-encoder ENC] | --tiny [small|svd-layout]) [--stage 1|2] [--steps N] [--resume] ...
     trackdiffusion synth OUT [--split test|val|train] [--tier eval|ci] [--clips N] [--flat] [--format npz|png|mp4]
     trackdiffusion eval syntrack [--videos DIR] [--corrupt NAME] [--bootstrap N] | eval clips MANIFEST.json |
                         eval compare A.json B.json
@@ -156,13 +159,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_weights_parser(sub)
 
+    from .demo.cli import add_demo_parser
     from .metrics.cli import add_eval_parser
     from .runner.cli import add_run_parser
     from .synth.cli import add_synth_parser
+    from .training.cli import add_train_parser
 
+    add_demo_parser(sub)
     add_run_parser(sub)
     add_eval_parser(sub)
     add_synth_parser(sub)
+    add_train_parser(sub)
     return parser
 
 
