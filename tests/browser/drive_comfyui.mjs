@@ -67,11 +67,16 @@ async function queueAndWait(page, until) {
 }
 
 /** Wait until the editor's canvas stops moving (the frontend may still be laying out or scaling the graph). */
+// Wait until the canvas position and the image transform hold still for three reads in a row: on a loaded
+// machine the frontend may still be laying the node out when the first two reads happen to agree.
 async function settle(page) {
-  let last = "";
-  for (let i = 0; i < 50; i++) {
-    const now = await page.evaluate(() => JSON.stringify(window.tdNode.tdEditor.canvas.getBoundingClientRect()));
-    if (now === last) return;
+  let last = "", same = 0;
+  for (let i = 0; i < 80 && same < 2; i++) {
+    const now = await page.evaluate(() => {
+      const ed = window.tdNode.tdEditor;
+      return JSON.stringify([ed.canvas.getBoundingClientRect(), ed.transform ? ed.transform() : null]);
+    });
+    same = now === last ? same + 1 : 0;
     last = now;
     await page.waitForTimeout(150);
   }
@@ -100,6 +105,7 @@ async function trajectory(page) {
   await settle(page);
   await drag(page, await at(170, 170), await at(230, 190), 10); // brush over the white disc
   await editor.locator("button", { hasText: /^arrow$/ }).click();
+  await settle(page);
   await drag(page, await at(200, 180), await at(480, 120));
   Object.assign(result, await savedAndSent(page));
   await queueAndWait(page, () => window.tdNode.tdEditor.statusText.textContent.includes("exact"));
