@@ -11,7 +11,6 @@ WEIGHTS = Path(__file__).resolve().parent / "weights" / "demo_box_i2v.safetensor
 
 
 def load_demo_model(path: Path = WEIGHTS):
-    import torch
     from safetensors.torch import load_file
 
     from ..errors import InvalidInputError
@@ -22,8 +21,7 @@ def load_demo_model(path: Path = WEIGHTS):
                                 "train them: python -m trackdiffusion.demo.train --out demo/weights", source=str(path))
     model = BoxVideoDenoiser()
     model.load_state_dict({k: v.float() for k, v in load_file(str(path)).items()})
-    torch.set_grad_enabled(False)
-    return model.eval()
+    return model.eval().requires_grad_(False)
 
 
 def _cmd_demo(args) -> int:
