@@ -77,7 +77,10 @@ def server(tmp_path_factory):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    if importlib.util.find_spec("torchvision") is None:
+    spec = importlib.util.find_spec("torchvision")
+    stubs = (REPO / "tests" / "stubs").resolve()
+    # Not installed, or only the test stand-in that an in-process test put on sys.path earlier in this session.
+    if spec is None or not spec.origin or stubs in Path(spec.origin).resolve().parents:
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO / "tests" / "stubs"), env.get("PYTHONPATH")]))
     log = open(base / "server.log", "w")  # noqa: SIM115  (closed in the finalizer)
     proc = subprocess.Popen(
