@@ -65,6 +65,23 @@ def load_svd_adapter(tensors: dict[str, torch.Tensor], metadata: dict | None = N
     return SVDAdapterBundle(patcher, base, metadata)
 
 
+def svd_unet_config(model_channels: int = 320, context_dim: int = 1024, head_dim: int = 64) -> dict:
+    """ComfyUI ``UNetModel`` kwargs of an SVD img2vid UNet (what ComfyUI's detection derives from a real checkpoint),
+    at any width: the real layout of 16 spatio-temporal transformers; tests and benchmarks shrink the width."""
+    import torch as _torch
+
+    return {"use_checkpoint": False, "image_size": 32, "use_spatial_transformer": True, "legacy": False,
+            "num_classes": "sequential", "out_channels": 4, "num_res_blocks": [2, 2, 2, 2],
+            "channel_mult": [1, 2, 4, 4], "transformer_depth_output": [1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0],
+            "transformer_depth_middle": 1, "extra_ff_mix_layer": True, "use_spatial_context": True,
+            "merge_strategy": "learned_with_images", "merge_factor": 0.0, "video_kernel_size": [3, 1, 1],
+            "disable_temporal_crossattention": False, "model_channels": model_channels, "in_channels": 8,
+            "use_linear_in_transformer": True, "transformer_depth": [1, 1, 1, 1, 1, 1, 0, 0],
+            "context_dim": context_dim, "adm_in_channels": 768, "use_temporal_attention": True,
+            "use_temporal_resblock": True, "num_heads": -1, "num_head_channels": head_dim,
+            "attn_precision": _torch.float32}
+
+
 def _temporal_forward(previous):
     """time_stack[i].forward that flags its calls, then runs the previous forward (another pack's, or the class's)."""
 
@@ -128,6 +145,9 @@ def apply_trackdiffusion_svd(model, bundle: SVDAdapterBundle, tracklets, strengt
 
     def chunk_tokens(device, dtype, cond_or_uncond):
         key = (device, dtype)
+        layout = tuple(cond_or_uncond)
+        if key in cache and layout in cache[key][2]:
+            return cache[key][2][layout]
         if key not in cache:
             with torch.no_grad():
                 b = boxes[None].to(device=device, dtype=torch.float32)
@@ -135,9 +155,10 @@ def apply_trackdiffusion_svd(model, bundle: SVDAdapterBundle, tracklets, strengt
                 cond = adapter.box_tokens(b, mk).to(dtype)
                 uncond = adapter.box_tokens(b, torch.zeros_like(mk)).to(dtype)
             cache.clear()  # one device/dtype at a time: the adapter moved, the old tokens are stale
-            cache[key] = (cond, uncond)
-        cond, uncond = cache[key]
-        return tokens_for_chunks(cond, uncond, cond_or_uncond)
+            cache[key] = (cond, uncond, {})
+        cond, uncond, assembled = cache[key]
+        assembled[layout] = tokens_for_chunks(cond, uncond, cond_or_uncond)
+        return assembled[layout]
 
     def diffusion_model_wrapper(executor, x, timesteps, context, y, control, transformer_options, **kwargs):
         frames = int(kwargs.get("num_video_frames", x.shape[0]))

@@ -144,7 +144,7 @@ def apply_trackgo(model, bundle: TrackGoAdapterBundle | None, trajectories, tau:
             with torch.no_grad():
                 v = video.to(device=device, dtype=dtype)
                 cache[key] = {"trunk": {0: adapter.encoder.trunk(v), 1: adapter.encoder.trunk(torch.zeros_like(v))},
-                              "levels": {}}
+                              "levels": {}, "assembled": {}}
         return cache[key]
 
     def diffusion_model_wrapper(executor, x, timesteps, context, y, control, transformer_options, **kwargs):
@@ -162,6 +162,10 @@ def apply_trackgo(model, bundle: TrackGoAdapterBundle | None, trajectories, tau:
         trunk_h = enc["trunk"][0].shape[-2]
 
         def features(h, w):
+            # 16 temporal layers share 4 resolutions: the batch for a layout is assembled once per run
+            assembled_key = (tuple(cond_or_uncond), h, w)
+            if assembled_key in enc["assembled"]:
+                return enc["assembled"][assembled_key]
             level = max(0, round(math.log2(trunk_h / h)))
             per_kind = []
             for kind in cond_or_uncond:
@@ -170,7 +174,8 @@ def apply_trackgo(model, bundle: TrackGoAdapterBundle | None, trajectories, tau:
                     with torch.no_grad():
                         enc["levels"][key] = adapter.encoder.level_features(enc["trunk"][kind], level, (h, w))
                 per_kind.append(enc["levels"][key])
-            return torch.cat(per_kind, dim=0)
+            enc["assembled"][assembled_key] = torch.cat(per_kind, dim=0)
+            return enc["assembled"][assembled_key]
 
         options = dict(transformer_options)
         options[PATCH_KEY] = {"features": features, "alpha": float(alpha), "tau": float(tau),

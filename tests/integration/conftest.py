@@ -166,12 +166,9 @@ def tiny_svd(comfy):
         unet_config = dict(base.unet_config, model_channels=TINY_SVD_CHANNELS, context_dim=TINY_SVD_CONTEXT)  # noqa: RUF012
         unet_extra_config = dict(base.unet_extra_config, num_head_channels=TINY_SVD_HEAD_DIM)  # noqa: RUF012
 
-    config = {"use_checkpoint": False, "image_size": 32, "use_spatial_transformer": True, "legacy": False,
-              "num_classes": "sequential", "out_channels": 4, "num_res_blocks": [2, 2, 2, 2],
-              "channel_mult": [1, 2, 4, 4], "transformer_depth_output": [1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0],
-              "transformer_depth_middle": 1, "extra_ff_mix_layer": True, "use_spatial_context": True,
-              "merge_strategy": "learned_with_images", "merge_factor": 0.0, "video_kernel_size": [3, 1, 1],
-              "disable_temporal_crossattention": False, **TinySVD.unet_config, **TinySVD.unet_extra_config}
+    from trackdiffusion.patching.comfy_svd import svd_unet_config
+
+    config = svd_unet_config(TINY_SVD_CHANNELS, TINY_SVD_CONTEXT, TINY_SVD_HEAD_DIM)
     unet = UNetModel(**config, device="cpu", operations=comfy.ops.disable_weight_init)
     generator = torch.Generator().manual_seed(0)
     state_dict = {f"model.diffusion_model.{k}": torch.randn(v.shape, generator=generator) * 0.05
