@@ -7,6 +7,7 @@ stable.
 from comfy_api.latest import ComfyExtension, io
 
 from .dataset_nodes import SaveTrackingDataset
+from .demo_nodes import TrackDiffusionDemo
 from .editor_nodes import EDITOR_NODES
 from .modelscope_nodes import LoadModelScopeTrackDiffusion, ModelScopeTrackDiffusionSampler
 from .sampler_nodes import TrackDiffusionSampler
@@ -17,7 +18,7 @@ from .trajectory_nodes import PointTrajectoryBuilder
 NODES: list[type[io.ComfyNode]] = [LoadTracklets, TrackletsToTracks, VisualizeTracklets, PointTrajectoryBuilder,
                                    LoadTrackDiffusionAdapter, InstanceEnhancerPatch, TrackAdapterPatch,
                                    TrackDiffusionSampler, SaveTrackingDataset, LoadModelScopeTrackDiffusion,
-                                   ModelScopeTrackDiffusionSampler, *EDITOR_NODES]
+                                   ModelScopeTrackDiffusionSampler, TrackDiffusionDemo, *EDITOR_NODES]
 
 
 class TrackDiffusionExtension(ComfyExtension):

@@ -223,6 +223,26 @@ def svd_boxes_training_free() -> dict:
     return build(nodes, links)
 
 
+def demo_cpu() -> dict:
+    """The embedded demo model on the CPU, nothing to download: a SynTrack test clip's first frame and boxes."""
+    nodes = [
+        # widgets: syntrack_clip, frames (0 = the tracklets'), steps, seed + its control value, upscale
+        {"id": 1, "type": "TrackDiffusionDemo", "pos": [0, 0], "size": [340, 260], "widgets": [20000, 0, 20, 0,
+                                                                                               "fixed", 4],
+         "inputs": [("first_frame", "IMAGE"), ("tracklets", "TRACKLETS")],
+         "outputs": [("frames", "IMAGE"), ("tracklets", "TRACKLETS")]},
+        {"id": 2, "type": "SaveAnimatedWEBP", "pos": [400, 0], "widgets": ["trackdiffusion_demo", 8.0, False, 90,
+                                                                           "default"],
+         "inputs": [("images", "IMAGE")], "outputs": []},
+        {"id": 3, "type": "VisualizeTracklets", "pos": [400, 300], "widgets": [True, 1, False],
+         "inputs": [("tracklets", "TRACKLETS"), ("images", "IMAGE")], "outputs": [("images", "IMAGE")]},
+        {"id": 4, "type": "SaveAnimatedWEBP", "pos": [740, 300],
+         "widgets": ["trackdiffusion_demo_boxes", 8.0, False, 90, "default"], "inputs": [("images", "IMAGE")],
+         "outputs": []},
+    ]
+    return build(nodes, [(1, 0, 2, "images"), (1, 1, 3, "tracklets"), (1, 0, 3, "images"), (3, 0, 4, "images")])
+
+
 def preview_tracklets(path: Path) -> None:
     """The template browser's thumbnail: the example tracklets drawn over a grey canvas, middle frame."""
     import cv2
@@ -250,11 +270,32 @@ def preview_trajectories(path: Path) -> None:
     cv2.imwrite(str(path), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 85])
 
 
+def preview_demo(path: Path) -> None:
+    """The demo workflow's own result: its middle generated frame, plain and with the boxes it followed."""
+    import cv2
+    import numpy as np
+
+    from trackdiffusion.demo.cli import load_demo_model
+    from trackdiffusion.demo.sampling import generate
+    from trackdiffusion.synth import make_clip
+    from trackdiffusion.visualize import draw_tracklets
+
+    clip = make_clip(20000, "eval")
+    video = generate(load_demo_model(), clip.video[0], clip.tracklets, steps=20, seed=0)
+    video = np.repeat(np.repeat(video, 4, axis=1), 4, axis=2)
+    middle = len(video) // 2
+    boxes = draw_tracklets(clip.tracklets, video, thickness=1, show_labels=False)
+    canvas = np.full((288, 512, 3), 32, np.uint8)
+    canvas[16:272, :256], canvas[16:272, 256:] = video[middle], boxes[middle]
+    cv2.imwrite(str(path), cv2.cvtColor(canvas, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 85])
+
+
 WORKFLOWS = {"svd_trackdiffusion": (svd_trackdiffusion, preview_tracklets),
              "svd_trackgo": (svd_trackgo, preview_trajectories),
              "modelscope_trackdiffusion": (modelscope_trackdiffusion, preview_tracklets),
              "dataset_from_tracklets": (dataset_from_tracklets, preview_tracklets),
-             "svd_boxes_training_free": (svd_boxes_training_free, preview_tracklets)}
+             "svd_boxes_training_free": (svd_boxes_training_free, preview_tracklets),
+             "demo_cpu": (demo_cpu, preview_demo)}
 
 
 def main() -> None:

@@ -147,6 +147,18 @@ NODE_INFOS = {
             "images": ["IMAGE"],
         },
     ),
+    "TrackDiffusionDemo": _node("TrackDiffusion Demo (CPU, no download)", ["IMAGE", "TRACKLETS"],
+        required={
+            "syntrack_clip": ["INT", {"default": 20000, "min": 0, "max": 2147483647}],
+            "frames": ["INT", {"default": 0, "min": 0, "max": 64}],
+            "steps": ["INT", {"default": 20, "min": 1, "max": 200}],
+            "seed": ["INT", {"default": 0, "min": 0, "max": 18446744073709551615, "control_after_generate": True}],
+            "upscale": ["INT", {"default": 4, "min": 1, "max": 8}],
+        },
+        optional={
+            "first_frame": ["IMAGE"], "tracklets": ["TRACKLETS"],
+        },
+    ),
     "ImageInvert": _node("Invert Image", ["IMAGE"],
         required={
             "image": ["IMAGE"],
@@ -225,6 +237,15 @@ def test_svd_trackgo_example_and_legacy_seed_control_value():
     node = next(n for n in with_control["nodes"] if n["id"] == 3)
     node["widgets_values"].insert(3, "randomize")
     assert to_api_prompt(with_control, NODE_INFOS) == prompt
+
+
+def test_demo_cpu_example_converts_with_nothing_to_download():
+    prompt = to_api_prompt(EXAMPLES["demo_cpu"], NODE_INFOS)
+    assert prompt["1"] == {"inputs": {"syntrack_clip": 20000, "frames": 0, "steps": 20, "seed": 0, "upscale": 4},
+                           "class_type": "TrackDiffusionDemo",
+                           "_meta": {"title": "TrackDiffusion Demo (CPU, no download)"}}
+    assert prompt["2"]["inputs"]["images"] == ["1", 0] and prompt["3"]["inputs"]["tracklets"] == ["1", 1]
+    assert prompt["3"]["inputs"]["images"] == ["1", 0] and prompt["4"]["inputs"]["images"] == ["3", 0]
 
 
 def test_seed_control_and_upload_values_are_optional():

@@ -1,6 +1,7 @@
 """The CPU-runnable example workflows, executed end to end by `trackdiffusion run` inside real ComfyUI with tiny
 random models placed under the names the workflows use (the SVD ones need real checkpoints: they are validated only,
-in test_example_workflows.py / test_runner_workflows.py)."""
+in test_example_workflows.py / test_runner_workflows.py). demo_cpu.json needs no model file at all: it runs end to
+end in test_demo_node.py."""
 
 from __future__ import annotations
 
