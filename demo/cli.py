@@ -10,17 +10,29 @@ import numpy as np
 WEIGHTS = Path(__file__).resolve().parent / "weights" / "demo_box_i2v.safetensors"
 
 
-def load_demo_model(path: Path = WEIGHTS):
+def load_demo_model(path: Path | str = WEIGHTS):
     from safetensors.torch import load_file
 
     from ..errors import InvalidInputError
-    from .model import BoxVideoDenoiser
+    from .model import BoxVideoDenoiser, widen_input
 
+    path = Path(path)
     if not path.is_file():
         raise InvalidInputError("the demo weights are missing.", fix="reinstall the pack (they ship with it), or "
                                 "train them: python -m trackdiffusion.demo.train --out demo/weights", source=str(path))
     model = BoxVideoDenoiser()
-    model.load_state_dict({k: v.float() for k, v in load_file(str(path)).items()})
+    state = {k: v.float() for k, v in load_file(str(path)).items()}
+    expected = model.state_dict()
+    try:
+        # weights of the first demo model (box masks only) load as the same function of the boxes
+        model.load_state_dict(widen_input(state, model))
+    except (KeyError, RuntimeError):
+        missing = sorted(set(expected) - set(state))[:5]
+        wrong = sorted(k for k in set(expected) & set(state) if k != "conv_in.weight"
+                       and expected[k].shape != state[k].shape)[:5]
+        raise InvalidInputError(f"these are not demo-model weights (missing {missing}, other shapes {wrong}).",
+                                fix="use the file that ships in demo/weights, or one written by "
+                                "python -m trackdiffusion.demo.train.", source=str(path)) from None
     return model.eval().requires_grad_(False)
 
 

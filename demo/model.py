@@ -1,5 +1,7 @@
 """BoxVideoDenoiser: a small factorised (2-D spatial + 1-D temporal convolution) video UNet that predicts clean
-frames x0 from noisy frames, the first frame and per-slot box masks.
+frames x0 from noisy frames, the first frame and the box conditioning of :mod:`.data` (per-slot box masks, a
+category per slot painted into its box through a learned embedding, and the first frame's object crops pasted into
+their boxes).
 
 Shapes: videos are [B, C, F, H, W]. Everything runs in a pixel-unshuffled space (4x4 pixels -> 48 channels), which
 makes a 64x64x16 clip a 16x16x16 grid: small enough to train on a CPU.
@@ -14,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import InvalidInputError
-from .data import SLOTS
+from .data import LABELS, SLOTS
 
 UNSHUFFLE = 4
 
@@ -63,11 +65,17 @@ class BoxVideoDenoiser(nn.Module):
         slots: instance slots of the box conditioning.
     """
 
-    def __init__(self, width: int = 64, slots: int = SLOTS, emb_dim: int = 128) -> None:
+    #: channels of the category embedding painted into each box
+    CATEGORY_DIM = 4
+
+    def __init__(self, width: int = 64, slots: int = SLOTS, emb_dim: int = 128, num_labels: int = len(LABELS)
+                 ) -> None:
         super().__init__()
         self.slots = slots
         px = UNSHUFFLE * UNSHUFFLE
-        in_channels = 3 * px * 2 + slots * px  # noisy frames, first frame, box masks
+        # noisy frames, first frame, box masks, pasted appearance, painted categories
+        in_channels = 3 * px * 2 + slots * px + 3 * px + self.CATEGORY_DIM * px
+        self.category_emb = nn.Embedding(num_labels + 1, self.CATEGORY_DIM)  # row 0: no / unknown label
         self.emb = nn.Sequential(nn.Linear(emb_dim, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
         self.emb_dim = emb_dim
         self.conv_in = nn.Conv2d(in_channels, width, 3, padding=1)
@@ -80,7 +88,8 @@ class BoxVideoDenoiser(nn.Module):
         self.norm_out = nn.GroupNorm(8, width)
         self.conv_out = nn.Conv2d(width, 3 * px, 3, padding=1)
 
-    def forward(self, noisy: torch.Tensor, t: torch.Tensor, first: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
+    def forward(self, noisy: torch.Tensor, t: torch.Tensor, first: torch.Tensor, boxes: torch.Tensor,
+                appearance: torch.Tensor | None = None, categories: torch.Tensor | None = None) -> torch.Tensor:
         """Predict x0.
 
         Args:
@@ -88,6 +97,8 @@ class BoxVideoDenoiser(nn.Module):
             t: [B] noise level in [0, 1].
             first: [B, 3, H, W] the clean first frame.
             boxes: [B, slots, F, H, W] box masks.
+            appearance: [B, 3, F, H, W] pasted first-frame crops (None: zeros).
+            categories: [B, slots] int64 category per slot (None: all unknown).
         Returns:
             [B, 3, F, H, W].
         """
@@ -101,8 +112,14 @@ class BoxVideoDenoiser(nn.Module):
         def frames_first(v):  # [B, C, F, H, W] -> [(B F), C, H, W]
             return v.permute(0, 2, 1, 3, 4).reshape(b * f, v.shape[1], h, w)
 
+        if appearance is None:
+            appearance = torch.zeros_like(noisy)
+        if categories is None:
+            categories = torch.zeros(b, self.slots, dtype=torch.int64, device=noisy.device)
+        # each slot's category vector painted over its box: [B, slots, E] x [B, slots, F, H, W] -> [B, E, F, H, W]
+        painted = torch.einsum("bke,bkfhw->befhw", self.category_emb(categories).to(boxes.dtype), boxes)
         x = torch.cat([frames_first(noisy), frames_first(first[:, :, None].expand(-1, -1, f, -1, -1)),
-                       frames_first(boxes)], dim=1)
+                       frames_first(boxes), frames_first(appearance), frames_first(painted)], dim=1)
         x = F.pixel_unshuffle(x, UNSHUFFLE)
         emb = self.emb(timestep_embedding(t, self.emb_dim))
         x = self.conv_in(x)
@@ -118,3 +135,23 @@ class BoxVideoDenoiser(nn.Module):
             x = block(x, emb, f)
         x = F.pixel_shuffle(self.conv_out(F.silu(self.norm_out(x))), UNSHUFFLE)
         return x.reshape(b, f, 3, h, w).permute(0, 2, 1, 3, 4)
+
+    def forward_conditioned(self, noisy: torch.Tensor, t: torch.Tensor, first: torch.Tensor, cond) -> torch.Tensor:
+        """:meth:`forward` with a batched :class:`~.data.BoxConditioning`."""
+        return self(noisy, t, first, cond.masks, cond.appearance, cond.categories)
+
+
+def widen_input(old_state: dict, model: BoxVideoDenoiser) -> dict:
+    """A state dict of the box-mask-only model (no appearance or category inputs) made loadable into ``model``: the
+    new input channels of ``conv_in`` start at zero (so the widened model computes exactly what the old one did)
+    and the category embedding takes the model's initial values."""
+    state = dict(old_state)
+    new = model.state_dict()
+    w_old, w_new = state["conv_in.weight"], new["conv_in.weight"]
+    if w_old.shape[1] < w_new.shape[1]:
+        pad = torch.zeros(w_old.shape[0], w_new.shape[1] - w_old.shape[1], *w_old.shape[2:], dtype=w_old.dtype)
+        state["conv_in.weight"] = torch.cat([w_old, pad], dim=1)
+    for k in new:
+        if k.startswith("category_emb.") and k not in state:
+            state[k] = new[k].clone()
+    return state

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import torch
 
-from .data import box_raster
+from .data import BoxConditioning, box_conditioning
 
 
 def alpha_bar(t: torch.Tensor) -> torch.Tensor:
@@ -21,16 +21,16 @@ def add_noise(x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> torch.T
 
 
 @torch.no_grad()
-def sample(model, first: torch.Tensor, boxes: torch.Tensor, num_frames: int, steps: int = 20,
+def sample(model, first: torch.Tensor, cond: BoxConditioning, num_frames: int, steps: int = 20,
            generator: torch.Generator | None = None) -> torch.Tensor:
-    """DDIM (eta 0) from pure noise. first [B, 3, H, W] in [-1, 1]; boxes [B, slots, F, H, W]. Returns [B, 3, F, H, W]
-    in [-1, 1], frame 0 replaced by the given first frame."""
+    """DDIM (eta 0) from pure noise. first [B, 3, H, W] in [-1, 1]; cond batched. Returns [B, 3, F, H, W] in [-1, 1],
+    frame 0 replaced by the given first frame."""
     b, _, h, w = first.shape
     x = torch.randn(b, 3, num_frames, h, w, generator=generator)
     levels = torch.linspace(1.0, 0.0, steps + 1)
     for i in range(steps):
         t, t_next = levels[i], levels[i + 1]
-        x0 = model(x, t.expand(b), first, boxes).clamp(-1, 1)
+        x0 = model.forward_conditioned(x, t.expand(b), first, cond).clamp(-1, 1)
         a, a_next = alpha_bar(t), alpha_bar(t_next)
         eps = (x - a.sqrt() * x0) / (1 - a).sqrt()
         x = a_next.sqrt() * x0 + (1 - a_next).sqrt() * eps
@@ -42,8 +42,11 @@ def generate(model, first_frame: np.ndarray, tracklets, num_frames: int | None =
              seed: int = 0) -> np.ndarray:
     """A clip from a first frame (uint8 [H, W, 3]) whose objects follow ``tracklets``: uint8 [F, H, W, 3]."""
     num_frames = num_frames or tracklets.num_frames
-    h, w = first_frame.shape[:2]
+    if np.ndim(first_frame) != 3 or np.shape(first_frame)[2] != 3:
+        from ..errors import InvalidInputError
+
+        raise InvalidInputError(f"the first frame must be an RGB image [H, W, 3], got shape {list(np.shape(first_frame))}.")
     first = torch.from_numpy(np.ascontiguousarray(first_frame)).permute(2, 0, 1).float()[None] / 127.5 - 1.0
-    boxes = box_raster(tracklets, num_frames, h, w, model.slots)[None]
-    video = sample(model, first, boxes, num_frames, steps, torch.Generator().manual_seed(seed))
+    cond = BoxConditioning.stack([box_conditioning(tracklets, first[0], num_frames, model.slots)])
+    video = sample(model, first, cond, num_frames, steps, torch.Generator().manual_seed(seed))
     return ((video[0].permute(1, 2, 3, 0).clamp(-1, 1) + 1) * 127.5 + 0.5).to(torch.uint8).numpy()
