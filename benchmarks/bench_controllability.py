@@ -69,6 +69,9 @@ def generate_all(model, clips, box_sources, steps: int, seed: int, parts=("masks
 
 
 def print_table(title: str, results: dict, names) -> None:
+    names = [n for n in names if n in results]
+    if not names:
+        return
     print(f"\n{title}")
     print("| condition | " + " | ".join(METRICS) + " |")
     print("|---" * (len(METRICS) + 1) + "|")
@@ -84,6 +87,8 @@ def print_table(title: str, results: dict, names) -> None:
 
 
 def compare(results: dict, a: str, b: str, n: int, seed: int, diffs: dict) -> None:
+    if a not in results or b not in results:
+        return
     d = paired_bootstrap(results[a], results[b], ("TrackAP", "AP50", "mIoU"), n=n, seed=seed)
     diffs[f"{a} - {b}"] = d
     print(f"{a} - {b}: " + "; ".join(f"{m} {v['estimate']:+.3f} [{v['lo']:+.3f}, {v['hi']:+.3f}]"
@@ -99,6 +104,7 @@ def main() -> None:
     parser.add_argument("--weights", type=Path, help="demo weights (default: the committed ones)")
     parser.add_argument("--no-ablation", action="store_true")
     parser.add_argument("--no-guidance", action="store_true")
+    parser.add_argument("--only", help="comma-separated condition names to run (default: all)")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     started = time.time()
@@ -114,6 +120,12 @@ def main() -> None:
     if not args.no_guidance:
         runs |= {"no boxes + SG-I2V guidance": {"sources": [None] * len(clips), "guide": GUIDANCE},
                  "true boxes + SG-I2V guidance": {"sources": true, "guide": GUIDANCE}}
+    if args.only:
+        wanted = [n.strip() for n in args.only.split(",") if n.strip()]
+        unknown = [n for n in wanted if n not in runs]
+        if unknown:
+            parser.error(f"unknown conditions {unknown}; choose from {list(runs)}")
+        runs = {n: r for n, r in runs.items() if n in wanted}
     results, seconds = {}, {}
     for name, run in runs.items():
         t0 = time.time()
@@ -142,8 +154,9 @@ def main() -> None:
                     ("no boxes", "no boxes + SG-I2V guidance", "true boxes", "true boxes + SG-I2V guidance"))
         compare(results, "no boxes + SG-I2V guidance", "no boxes", args.bootstrap, args.seed, diffs)
         compare(results, "true boxes + SG-I2V guidance", "true boxes", args.bootstrap, args.seed, diffs)
-        print(f"guidance cost: {seconds['no boxes + SG-I2V guidance'] / seconds['no boxes']:.2f}x the generation time "
-              "of plain sampling")
+        if "no boxes + SG-I2V guidance" in seconds and "no boxes" in seconds:
+            print(f"guidance cost: {seconds['no boxes + SG-I2V guidance'] / seconds['no boxes']:.2f}x the generation "
+                  "time of plain sampling")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         summary = {name: {"metrics": r["metrics"], "ci": r.get("ci"), "generate_s": seconds[name]}

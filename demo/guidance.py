@@ -23,36 +23,41 @@ DEMO_FEATURE_BLOCKS = ("up1.0", "up1.1")
 def _clip_features(model, first: torch.Tensor, cond: BoxConditioning, t: torch.Tensor, blocks):
     """``z [F, 3, H, W] -> [features [F, C, h, w] per block]`` for one clip (batched conditioning of size 1)."""
     modules = dict(model.named_modules())
-    missing = [b for b in blocks if b not in modules]
+    missing = [b for b in blocks if b not in modules and b != "x0"]
     if missing:
         raise ValueError(f"the demo model has no blocks {missing}")
 
     def features(z: torch.Tensor) -> list[torch.Tensor]:
         recorded: list[torch.Tensor] = []
-        hooks = [modules[b].register_forward_hook(lambda _m, _i, out: recorded.append(out)) for b in blocks]
+        hooks = [modules[b].register_forward_hook(lambda _m, _i, out: recorded.append(out)) for b in blocks
+                 if b != "x0"]
         try:
-            model.forward_conditioned(z.permute(1, 0, 2, 3)[None], t.expand(1), first, cond)
+            x0 = model.forward_conditioned(z.permute(1, 0, 2, 3)[None], t.expand(1), first, cond)
         finally:
             for h in hooks:
                 h.remove()
-        return recorded  # each [(1 F), C, h, w]: frames in order
+        if "x0" in blocks:  # the predicted clean frames themselves
+            recorded.append(x0[0].permute(1, 0, 2, 3))
+        return recorded  # each [F, C, h, w]: frames in order
 
     return features
 
 
 def sample_guided(model, first: torch.Tensor, cond: BoxConditioning, guide_tracklets, num_frames: int,
                   steps: int = 20, config: SGI2VConfig | None = None, generator: torch.Generator | None = None,
-                  blocks=DEMO_FEATURE_BLOCKS, losses: list | None = None) -> torch.Tensor:
+                  blocks=None, losses: list | None = None) -> torch.Tensor:
     """DDIM sampling as :func:`~.sampling.sample`, with SG-I2V latent optimisation at the config's step band.
 
     Args:
         cond: the model's own conditioning (batched), e.g. ``BoxConditioning.empty`` for a box-free model.
         guide_tracklets: one Tracklets per clip, the boxes the guidance pulls the objects along.
+        blocks: the modules whose outputs feed the loss (default :data:`DEMO_FEATURE_BLOCKS`).
         losses: if given, gets one list of per-iteration alignment losses per guided (step, clip).
     Returns:
         [B, 3, F, H, W] in [-1, 1], frame 0 replaced by the first frame.
     """
     config = config or SGI2VConfig()
+    blocks = tuple(blocks or DEMO_FEATURE_BLOCKS)
     b, _, h, w = first.shape
     targets = [build_alignment_targets(latent_boxes_from_tracklets(t, num_frames, h, w), config.heatmap_sigma)
                for t in guide_tracklets]
