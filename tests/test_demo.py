@@ -121,7 +121,15 @@ def test_committed_weights_generate_a_clip_that_follows_the_boxes(tmp_path):
     np.testing.assert_array_equal(video[0], clip.video[0])
     assert np.array_equal(generate(model, clip.video[0], clip.tracklets, steps=10), video)  # deterministic
     score = evaluate_clips([video], [clip], point_tracker=None)["metrics"]
-    assert score["mIoU"] > 0.3  # a model ignoring its boxes scores ~0.2 on SynTrack (the unrelated-clip floor)
+    assert score["mIoU"] > 0.5  # a model ignoring its boxes scores ~0.2 on SynTrack (the unrelated-clip floor)
+    assert score["AP50"] > 0.5  # and keeps each object's colour, so the colour-blob tracker finds its track
+    # the same first frame with no boxes does not follow them
+    from trackdiffusion.tracklets import Tracklets
+
+    empty = Tracklets(width=clip.tracklets.width, height=clip.tracklets.height, num_frames=clip.tracklets.num_frames,
+                      objects=[])
+    free = evaluate_clips([generate(model, clip.video[0], empty, steps=10)], [clip], point_tracker=None)["metrics"]
+    assert free["mIoU"] < score["mIoU"] - 0.2
 
 
 def test_loading_weights_of_another_model_says_so(tmp_path):
