@@ -61,6 +61,11 @@ def _pixel_range(lo: float, hi: float, size: int) -> tuple[int, int]:
 def box_raster(tracklets, num_frames: int, height: int, width: int, slots: int = SLOTS) -> torch.Tensor:
     """[slots, F, H, W] float: 1 inside the box of the object in slot k at frame f (ids ascending), else 0."""
     boxes, visible, _ = _slot_boxes(tracklets, num_frames, height, width, slots)
+    return _raster(boxes, visible, height, width, slots)
+
+
+def _raster(boxes: np.ndarray, visible: np.ndarray, height: int, width: int, slots: int) -> torch.Tensor:
+    num_frames = boxes.shape[0]
     raster = np.zeros((slots, num_frames, height, width), np.float32)
     for k in range(boxes.shape[1]):
         for f in range(num_frames):
@@ -124,7 +129,7 @@ def box_conditioning(tracklets, first: torch.Tensor, num_frames: int, slots: int
     """The conditioning of one clip. first: [3, H, W] in [-1, 1] (the frame the video starts from)."""
     _, h, w = first.shape
     boxes, visible, labels = _slot_boxes(tracklets, num_frames, h, w, slots)
-    masks = box_raster(tracklets, num_frames, h, w, slots)
+    masks = _raster(boxes, visible, h, w, slots)
     return BoxConditioning(masks, label_categories(labels, slots), appearance_raster(first.float(), boxes, visible,
                                                                                      masks))
 

@@ -14,29 +14,28 @@ import torch
 
 from ..guidance_sgi2v import SGI2VConfig, build_alignment_targets, latent_boxes_from_tracklets, optimise_latent
 from .data import BoxConditioning
-from .sampling import alpha_bar
+from .sampling import sample
 
 #: the demo model's blocks whose outputs feed the alignment loss (its decoder, at 1/4 of the frame size)
 DEMO_FEATURE_BLOCKS = ("up1.0", "up1.1")
 
 
-def _clip_features(model, first: torch.Tensor, cond: BoxConditioning, t: torch.Tensor, blocks):
-    """``z [F, 3, H, W] -> [features [F, C, h, w] per block]`` for one clip (batched conditioning of size 1)."""
-    modules = dict(model.named_modules())
-    missing = [b for b in blocks if b not in modules and b != "x0"]
-    if missing:
-        raise ValueError(f"the demo model has no blocks {missing}")
+def _clip_features(model, modules: dict, first: torch.Tensor, cond: BoxConditioning, t: torch.Tensor):
+    """``z [F, 3, H, W] -> [features [F, C, h, w] per recorded module]`` for one clip (batched conditioning of size 1).
+
+    ``modules`` maps names to the modules whose outputs are recorded; the name ``"x0"`` stands for the predicted clean
+    frames themselves."""
 
     def features(z: torch.Tensor) -> list[torch.Tensor]:
         recorded: list[torch.Tensor] = []
-        hooks = [modules[b].register_forward_hook(lambda _m, _i, out: recorded.append(out)) for b in blocks
-                 if b != "x0"]
+        hooks = [m.register_forward_hook(lambda _m, _i, out: recorded.append(out)) for m in modules.values()
+                 if m is not None]
         try:
             x0 = model.forward_conditioned(z.permute(1, 0, 2, 3)[None], t.expand(1), first, cond)
         finally:
             for h in hooks:
                 h.remove()
-        if "x0" in blocks:  # the predicted clean frames themselves
+        if "x0" in modules:
             recorded.append(x0[0].permute(1, 0, 2, 3))
         return recorded  # each [F, C, h, w]: frames in order
 
@@ -51,35 +50,36 @@ def sample_guided(model, first: torch.Tensor, cond: BoxConditioning, guide_track
     Args:
         cond: the model's own conditioning (batched), e.g. ``BoxConditioning.empty`` for a box-free model.
         guide_tracklets: one Tracklets per clip, the boxes the guidance pulls the objects along.
-        blocks: the modules whose outputs feed the loss (default :data:`DEMO_FEATURE_BLOCKS`).
+        blocks: the modules whose outputs feed the loss (default :data:`DEMO_FEATURE_BLOCKS`; ``"x0"``: the
+            predicted clean frames).
         losses: if given, gets one list of per-iteration alignment losses per guided (step, clip).
     Returns:
         [B, 3, F, H, W] in [-1, 1], frame 0 replaced by the first frame.
     """
     config = config or SGI2VConfig()
-    blocks = tuple(blocks or DEMO_FEATURE_BLOCKS)
+    named = dict(model.named_modules())
+    modules = {name: None if name == "x0" else named.get(name) for name in (blocks or DEMO_FEATURE_BLOCKS)}
+    missing = [name for name, m in modules.items() if m is None and name != "x0"]
+    if missing:
+        raise ValueError(f"the demo model has no blocks {missing}")
     b, _, h, w = first.shape
     targets = [build_alignment_targets(latent_boxes_from_tracklets(t, num_frames, h, w), config.heatmap_sigma)
                for t in guide_tracklets]
+    clip_conds = [BoxConditioning(cond.masks[k:k + 1], cond.categories[k:k + 1], cond.appearance[k:k + 1])
+                  for k in range(b)]
     guided = set(config.guided_steps(steps))
-    x = torch.randn(b, 3, num_frames, h, w, generator=generator)
-    levels = torch.linspace(1.0, 0.0, steps + 1)
-    for i in range(steps):
-        t, t_next = levels[i], levels[i + 1]
-        if i in guided:
-            for k in range(b):
-                one = BoxConditioning(*(getattr(cond, a)[k:k + 1] for a in ("masks", "categories", "appearance")))
-                result = optimise_latent(x[k].permute(1, 0, 2, 3), _clip_features(model, first[k:k + 1], one, t,
-                                                                                   blocks),
-                                         targets[k], iterations=config.iterations, lr=config.lr,
-                                         weight_decay=config.weight_decay, fft_ratio=config.fft_ratio)
-                x[k] = result.latent.permute(1, 0, 2, 3)
-                if losses is not None:
-                    losses.append(result.losses)
-        with torch.no_grad():
-            x0 = model.forward_conditioned(x, t.expand(b), first, cond).clamp(-1, 1)
-        a, a_next = alpha_bar(t), alpha_bar(t_next)
-        eps = (x - a.sqrt() * x0) / (1 - a).sqrt()
-        x = a_next.sqrt() * x0 + (1 - a_next).sqrt() * eps
-    x[:, :, 0] = first
-    return x
+
+    def optimise(i: int, t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        if i not in guided:
+            return x
+        for k in range(b):
+            result = optimise_latent(x[k].permute(1, 0, 2, 3),
+                                     _clip_features(model, modules, first[k:k + 1], clip_conds[k], t), targets[k],
+                                     iterations=config.iterations, lr=config.lr, weight_decay=config.weight_decay,
+                                     fft_ratio=config.fft_ratio)
+            x[k] = result.latent.permute(1, 0, 2, 3)
+            if losses is not None:
+                losses.append(result.losses)
+        return x
+
+    return sample(model, first, cond, num_frames, steps, generator, before_step=optimise)

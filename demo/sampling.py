@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -22,14 +23,20 @@ def add_noise(x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> torch.T
 
 @torch.no_grad()
 def sample(model, first: torch.Tensor, cond: BoxConditioning, num_frames: int, steps: int = 20,
-           generator: torch.Generator | None = None) -> torch.Tensor:
+           generator: torch.Generator | None = None,
+           before_step: Callable[[int, torch.Tensor, torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
     """DDIM (eta 0) from pure noise. first [B, 3, H, W] in [-1, 1]; cond batched. Returns [B, 3, F, H, W] in [-1, 1],
-    frame 0 replaced by the given first frame."""
+    frame 0 replaced by the given first frame.
+
+    ``before_step(i, t, x) -> x`` may replace the noisy video before step ``i`` (noise level ``t``) is denoised: the
+    hook of training-free guidance (:mod:`.guidance`)."""
     b, _, h, w = first.shape
     x = torch.randn(b, 3, num_frames, h, w, generator=generator)
     levels = torch.linspace(1.0, 0.0, steps + 1)
     for i in range(steps):
         t, t_next = levels[i], levels[i + 1]
+        if before_step is not None:
+            x = before_step(i, t, x)
         x0 = model.forward_conditioned(x, t.expand(b), first, cond).clamp(-1, 1)
         a, a_next = alpha_bar(t), alpha_bar(t_next)
         eps = (x - a.sqrt() * x0) / (1 - a).sqrt()
