@@ -43,7 +43,7 @@ from torch import nn
 from ..errors import InvalidInputError
 from ..models import GatedSelfAttentionDense, SVDBoxPositionNet
 from ..tracklets.slots import Slots
-from ..weights.svd_keys import ATTENTIONS, RESNETS, TOP_LEVEL_MAP
+from ..weights.svd_keys import ATTENTIONS, RESNETS, TOP_LEVEL_MAP, longest_module_prefix
 from . import (
     Condition,
     UNetAttachment,
@@ -72,12 +72,8 @@ def comfyui_to_diffusers(key: str) -> str:
 
     Covers what our SVD delta holds (see :mod:`trackdiffusion.weights.convert`); other keys come back unchanged.
     """
-    module = key
-    while module:
-        if module in _COMFY_TO_DIFFUSERS:
-            return _COMFY_TO_DIFFUSERS[module] + key[len(module):]
-        module = module.rpartition(".")[0]
-    return key
+    module = longest_module_prefix(key, _COMFY_TO_DIFFUSERS)
+    return key if module is None else _COMFY_TO_DIFFUSERS[module] + key[len(module):]
 
 
 class TrackDiffusionSVDAttachment(UNetAttachment):

@@ -31,6 +31,7 @@ import torch
 
 from ..atomic import atomic_write
 from ..errors import InvalidInputError
+from ..weights.svd_keys import longest_module_prefix
 
 SOURCE = "trackdiffusion train checkpoints"
 CHECKPOINT_FORMAT = "trackdiffusion.train_checkpoint"
@@ -242,12 +243,8 @@ def comfyui_module_names(unet: torch.nn.Module) -> dict[str, str]:
 
 
 def _rename(key: str, names: Mapping[str, str]) -> str | None:
-    module = key
-    while module:
-        if module in names:
-            return names[module] + key[len(module):]
-        module = module.rpartition(".")[0]
-    return None
+    module = longest_module_prefix(key, names)
+    return None if module is None else names[module] + key[len(module):]
 
 
 def to_comfyui(key: str, names: Mapping[str, str]) -> str:

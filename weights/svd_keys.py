@@ -128,17 +128,23 @@ def _map_inside_attention(sub: str) -> str:
     return sub
 
 
+def longest_module_prefix(key: str, modules) -> str | None:
+    """The longest dotted prefix of ``key`` (``key`` itself included) that is in ``modules``, or None."""
+    module = key
+    while module:
+        if module in modules:
+            return module
+        module = module.rpartition(".")[0]
+    return None
+
+
 def diffusers_to_comfyui(key: str) -> str:
     """Map one diffusers SVD UNet key (or a key below one of its modules, e.g. a fuser) to ComfyUI naming.
 
     Raises KeyError for a key outside the SVD UNet layout (``position_net.*`` included: it has no UNet counterpart).
     """
-    module = key
-    while module:
-        if module in _PREFIX_MAP:
-            break
-        module = module.rpartition(".")[0]
-    else:
+    module = longest_module_prefix(key, _PREFIX_MAP)
+    if module is None:
         raise KeyError(key)
     sub = key[len(module) + 1:]
     if not sub:
