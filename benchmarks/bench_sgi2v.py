@@ -35,7 +35,7 @@ def _rss_bytes() -> int:
 
 def child(args) -> None:
     sys.path.insert(0, HERE)
-    from comfy_svd_harness import build_svd, setup_comfyui
+    from comfy_svd_harness import build_svd, setup_comfyui, svd_inputs
 
     setup_comfyui()
     import comfy.sample
@@ -57,13 +57,7 @@ def child(args) -> None:
         variant = apply_sgi2v(model, tracklets, iterations=args.iterations, checkpointing=args.checkpointing,
                               memory_budget_gb=args.memory_budget_gb, report=report)
 
-    g = torch.Generator().manual_seed(0)
-    noise = torch.randn(frames, 4, h // 8, w // 8, generator=g)
-    concat = torch.randn(1, 4, h // 8, w // 8, generator=g)
-    embed = torch.randn(1, 1, context, generator=g)
-    extra = {"motion_bucket_id": 127, "fps": 6, "augmentation_level": 0.02}
-    positive = [[embed, dict(extra, concat_latent_image=concat)]]
-    negative = [[torch.zeros_like(embed), dict(extra, concat_latent_image=torch.zeros_like(concat))]]
+    noise, positive, negative = svd_inputs(frames, h, w, context, fps=6)
 
     def run(m, steps):
         with torch.inference_mode():  # as ComfyUI executes nodes: the model is loaded to the device in here

@@ -10,20 +10,12 @@ FLOP ratio. Needs a ComfyUI checkout (COMFYUI_PATH, else ../ComfyUI).
 
 from __future__ import annotations
 
-import argparse
-
 import torch
-from comfy_svd_harness import build_svd, compare, setup_comfyui
+from comfy_svd_harness import build_svd, compare, parse_patch_args, setup_comfyui
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--real", action="store_true", help="the real SVD width (320 channels, context 1024)")
-    parser.add_argument("--frames", type=int, default=4)
-    parser.add_argument("--height", type=int, default=64)
-    parser.add_argument("--width", type=int, default=64)
-    parser.add_argument("--repeats", type=int, default=5)
-    args = parser.parse_args()
+    args = parse_patch_args()
     setup_comfyui()
     from trackdiffusion.models.svd_adapter import TrackDiffusionSVDAdapter
     from trackdiffusion.patching.comfy_svd import (

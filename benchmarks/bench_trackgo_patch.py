@@ -9,22 +9,15 @@ The FLOP floor of the TrackAdapter is about +2%; the goal is at most +5% time on
 
 from __future__ import annotations
 
-import argparse
 import json
 
 import numpy as np
 import torch
-from comfy_svd_harness import build_svd, compare, setup_comfyui
+from comfy_svd_harness import build_svd, compare, parse_patch_args, setup_comfyui
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--real", action="store_true")
-    parser.add_argument("--frames", type=int, default=4)
-    parser.add_argument("--height", type=int, default=64)
-    parser.add_argument("--width", type=int, default=64)
-    parser.add_argument("--repeats", type=int, default=5)
-    args = parser.parse_args()
+    args = parse_patch_args()
     setup_comfyui()
     from trackdiffusion.models.trackgo import SVD_LEVEL_CHANNELS, TrackGoAdapter
     from trackdiffusion.patching.comfy_svd import _spatial_video_transformers

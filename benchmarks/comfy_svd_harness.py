@@ -1,8 +1,10 @@
 """Shared by the patch benchmarks: real ComfyUI, an SVD UNet with random weights loaded through ComfyUI's own loader,
-and one interleaved timing loop of single sampling steps (so the patches run exactly as in a user's workflow)."""
+seeded sampling inputs, their command-line options, and one interleaved timing loop of single sampling steps (so the
+patches run exactly as in a user's workflow). bench_sgi2v.py uses the UNet and the inputs too."""
 
 from __future__ import annotations
 
+import argparse
 import os
 import statistics
 import sys
@@ -13,6 +15,17 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def parse_patch_args() -> argparse.Namespace:
+    """The patch benchmarks' options: the UNet width and the sampled video's size."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--real", action="store_true", help="the real SVD width (320 channels, context 1024)")
+    parser.add_argument("--frames", type=int, default=4)
+    parser.add_argument("--height", type=int, default=64)
+    parser.add_argument("--width", type=int, default=64)
+    parser.add_argument("--repeats", type=int, default=5)
+    return parser.parse_args()
 
 
 def setup_comfyui() -> None:
@@ -58,16 +71,22 @@ def build_svd(real: bool):
         comfy.supported_models.models.remove(BenchSVD)
 
 
-def sample_once(model, frames: int, height: int, width: int, context_dim: int):
-    import comfy.sample
-
+def svd_inputs(frames: int, height: int, width: int, context_dim: int, fps: int = 8) -> tuple:
+    """Seeded random sampling inputs for an SVD model: ``(noise, positive, negative)`` for ``comfy.sample.sample``."""
     g = torch.Generator().manual_seed(0)
     noise = torch.randn(frames, 4, height // 8, width // 8, generator=g)
     concat = torch.randn(1, 4, height // 8, width // 8, generator=g)
     embed = torch.randn(1, 1, context_dim, generator=g)
-    extra = {"motion_bucket_id": 127, "fps": 8, "augmentation_level": 0.02}
+    extra = {"motion_bucket_id": 127, "fps": fps, "augmentation_level": 0.02}
     positive = [[embed, dict(extra, concat_latent_image=concat)]]
     negative = [[torch.zeros_like(embed), dict(extra, concat_latent_image=torch.zeros_like(concat))]]
+    return noise, positive, negative
+
+
+def sample_once(model, frames: int, height: int, width: int, context_dim: int):
+    import comfy.sample
+
+    noise, positive, negative = svd_inputs(frames, height, width, context_dim)
     # 1 euler step with CFG: one batched UNet call (cond + uncond), as every step of a real run.
     return comfy.sample.sample(model, noise, 1, 2.5, "euler", "karras", positive, negative, torch.zeros_like(noise),
                                disable_pbar=True, seed=0)

@@ -6,6 +6,7 @@ import pytest
 import torch
 from diffusers import UNetSpatioTemporalConditionModel
 from diffusers.models.attention import BasicTransformerBlock
+from tiny_models import TINY_CROSS, tiny_svd_unet
 
 from trackdiffusion.backends import attach_trackdiffusion_svd
 from trackdiffusion.errors import InvalidInputError
@@ -19,20 +20,8 @@ from trackdiffusion.weights.svd_keys import (
     svd_position_net_shapes,
 )
 
-CROSS = 32
+CROSS = TINY_CROSS  # the tiny UNet's cross-attention width
 FRAMES = 3
-TINY = {
-    "sample_size": 8, "in_channels": 8, "out_channels": 4,
-    "down_block_types": ("CrossAttnDownBlockSpatioTemporal", "DownBlockSpatioTemporal"),
-    "up_block_types": ("UpBlockSpatioTemporal", "CrossAttnUpBlockSpatioTemporal"),
-    "block_out_channels": (32, 64), "addition_time_embed_dim": 8, "projection_class_embeddings_input_dim": 24,
-    "layers_per_block": 2, "cross_attention_dim": CROSS, "num_attention_heads": (2, 4), "num_frames": FRAMES,
-}
-
-
-def tiny_unet(seed: int = 0) -> UNetSpatioTemporalConditionModel:
-    torch.manual_seed(seed)
-    return UNetSpatioTemporalConditionModel(**TINY).eval()
 
 
 def unet_inputs(batch: int = 2, seed: int = 1) -> tuple:
@@ -77,7 +66,7 @@ def expected_keys(channels: dict[str, int], context: int) -> dict[str, tuple[int
 
 
 def test_zero_gates_are_bit_identical_to_the_unattached_unet():
-    unet, inputs = tiny_unet(), unet_inputs()
+    unet, inputs = tiny_svd_unet(FRAMES), unet_inputs()
     base = run(unet, inputs)
     att = attach_trackdiffusion_svd(unet)
     boxes, masks, colors = tracklets(batch=2)
@@ -87,7 +76,7 @@ def test_zero_gates_are_bit_identical_to_the_unattached_unet():
 
 
 def test_nonzero_gates_change_the_output_and_masks_matter():
-    unet, inputs = tiny_unet(), unet_inputs()
+    unet, inputs = tiny_svd_unet(FRAMES), unet_inputs()
     base = run(unet, inputs)
     att = attach_trackdiffusion_svd(unet)
     randomise(att)
@@ -106,7 +95,7 @@ def test_nonzero_gates_change_the_output_and_masks_matter():
 
 
 def test_per_video_strength_and_batch_broadcast():
-    unet, inputs = tiny_unet(), unet_inputs()
+    unet, inputs = tiny_svd_unet(FRAMES), unet_inputs()
     base = run(unet, inputs)
     att = attach_trackdiffusion_svd(unet)
     randomise(att)
@@ -124,7 +113,7 @@ def test_per_video_strength_and_batch_broadcast():
 
 
 def test_slots_input_equals_tensors():
-    unet, inputs = tiny_unet(), unet_inputs()
+    unet, inputs = tiny_svd_unet(FRAMES), unet_inputs()
     att = attach_trackdiffusion_svd(unet)
     randomise(att)
     boxes, masks, colors = tracklets()
@@ -137,7 +126,7 @@ def test_slots_input_equals_tensors():
 
 
 def test_detach_restores_the_unet_bit_for_bit():
-    unet, inputs = tiny_unet(), unet_inputs()
+    unet, inputs = tiny_svd_unet(FRAMES), unet_inputs()
     base = run(unet, inputs)
     before = {k: v.clone() for k, v in unet.state_dict().items()}
     att = attach_trackdiffusion_svd(unet)
@@ -166,7 +155,7 @@ def test_detach_restores_the_unet_bit_for_bit():
 
 
 def test_state_dict_keys_follow_the_official_pattern_for_the_config():
-    att = attach_trackdiffusion_svd(tiny_unet())
+    att = attach_trackdiffusion_svd(tiny_svd_unet(FRAMES))
     channels = {"down_blocks.0.attentions.0": 32, "down_blocks.0.attentions.1": 32, "mid_block.attentions.0": 64,
                 **{f"up_blocks.1.attentions.{j}": 32 for j in range(3)}}
     got = {k: tuple(v.shape) for k, v in att.state_dict().items()}
@@ -187,10 +176,10 @@ def test_full_size_svd_gives_exactly_the_official_keys():
 
 
 def test_load_official_state_dict_maps_diffusers_and_comfyui_names():
-    src = attach_trackdiffusion_svd(tiny_unet())
+    src = attach_trackdiffusion_svd(tiny_svd_unet(FRAMES))
     randomise(src, seed=7)
     official = {**src.state_dict(), "conv_in.weight": torch.zeros(1), "down_blocks.0.resnets.0.norm": torch.zeros(1)}
-    dst = attach_trackdiffusion_svd(tiny_unet())
+    dst = attach_trackdiffusion_svd(tiny_svd_unet(FRAMES))
     report = dst.load_official_state_dict(official)
     assert report.missing == [] and report.unexpected == [] and len(report.ignored) == 2
     assert all(torch.equal(dst.state_dict()[k], v) for k, v in src.state_dict().items())
@@ -217,7 +206,7 @@ def test_load_official_state_dict_maps_diffusers_and_comfyui_names():
 
 
 def test_position_net_runs_once_per_conditioned_call():
-    unet, inputs = tiny_unet(), unet_inputs()
+    unet, inputs = tiny_svd_unet(FRAMES), unet_inputs()
     att = attach_trackdiffusion_svd(unet)
     randomise(att)
     calls = {"net": 0, "fuser": 0}
@@ -232,7 +221,7 @@ def test_position_net_runs_once_per_conditioned_call():
 
 def test_fuser_sits_where_diffusers_gligen_puts_it():
     """Each spatial block equals diffusers' own gated BasicTransformerBlock loaded with the same weights."""
-    unet, inputs = tiny_unet(), unet_inputs()
+    unet, inputs = tiny_svd_unet(FRAMES), unet_inputs()
     att = attach_trackdiffusion_svd(unet)
     randomise(att)
     path = "up_blocks.1.attentions.1"
@@ -271,7 +260,7 @@ def _train_step(unet, att, stage, inputs, checkpointing=False) -> tuple[set[str]
 
 
 def test_one_training_step_changes_only_the_trainable_parameters():
-    unet, inputs = tiny_unet(), unet_inputs()
+    unet, inputs = tiny_svd_unet(FRAMES), unet_inputs()
     att = attach_trackdiffusion_svd(unet)
     randomise(att)
     changed, trainable, _ = _train_step(unet, att, 2, inputs)
@@ -287,7 +276,7 @@ def test_one_training_step_changes_only_the_trainable_parameters():
 def test_training_works_with_gradient_checkpointing():
     losses = []
     for checkpointing in (False, True):
-        unet, inputs = tiny_unet(), unet_inputs()
+        unet, inputs = tiny_svd_unet(FRAMES), unet_inputs()
         unet.train()
         att = attach_trackdiffusion_svd(unet)
         randomise(att)
@@ -298,7 +287,7 @@ def test_training_works_with_gradient_checkpointing():
 
 
 def test_fresh_zero_gates_receive_a_gradient():
-    unet, inputs = tiny_unet(), unet_inputs()
+    unet, inputs = tiny_svd_unet(FRAMES), unet_inputs()
     att = attach_trackdiffusion_svd(unet)
     params = att.trainable_parameters(1, freeze=True)
     with att.conditioned(*tracklets()):
@@ -310,7 +299,7 @@ def test_fresh_zero_gates_receive_a_gradient():
 
 
 def test_bad_inputs_raise_invalid_input_error():
-    att = attach_trackdiffusion_svd(tiny_unet())
+    att = attach_trackdiffusion_svd(tiny_svd_unet(FRAMES))
     boxes, masks, colors = tracklets()
     for args, match in [
         ((boxes, None), "masks are required"),

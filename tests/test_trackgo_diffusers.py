@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 from diffusers import UNetSpatioTemporalConditionModel
+from tiny_models import TINY_CROSS, tiny_svd_unet
 
 from trackdiffusion.backends.diffusers_trackgo import TrackGoAttnProcessor, adapter_file, attach_trackgo
 from trackdiffusion.errors import InvalidInputError
@@ -17,25 +18,13 @@ from trackdiffusion.patching.comfy_trackgo import TRACKGO_FORMAT
 from trackdiffusion.trajectories import build_point_trajectories
 from trackdiffusion.weights.svd_keys import ATTENTIONS
 
-CROSS = 32
+CROSS = TINY_CROSS  # the tiny UNet's cross-attention width
 FRAMES = 4
 LATENT = 8
 PIXELS = 8 * LATENT
-TINY = {
-    "sample_size": LATENT, "in_channels": 8, "out_channels": 4,
-    "down_block_types": ("CrossAttnDownBlockSpatioTemporal", "DownBlockSpatioTemporal"),
-    "up_block_types": ("UpBlockSpatioTemporal", "CrossAttnUpBlockSpatioTemporal"),
-    "block_out_channels": (32, 64), "addition_time_embed_dim": 8, "projection_class_embeddings_input_dim": 24,
-    "layers_per_block": 2, "cross_attention_dim": CROSS, "num_attention_heads": (2, 4), "num_frames": FRAMES,
-}
 # the tiny UNet's transformers: 2 down (level 0), the middle (level 1), 3 up (level 0)
 TINY_LAYERS = ["input_blocks.1.1", "input_blocks.2.1", "middle_block.1",
                "output_blocks.3.1", "output_blocks.4.1", "output_blocks.5.1"]
-
-
-def tiny_unet(seed: int = 0) -> UNetSpatioTemporalConditionModel:
-    torch.manual_seed(seed)
-    return UNetSpatioTemporalConditionModel(**TINY).eval()
 
 
 def unet_inputs(batch: int = 2, seed: int = 1) -> tuple:
@@ -79,7 +68,7 @@ def temporal_attns(unet):
 
 
 def test_strength_zero_is_bit_identical_and_nonzero_changes_the_output():
-    unet, inputs, video = tiny_unet(), unet_inputs(), trajectory_video()
+    unet, inputs, video = tiny_svd_unet(FRAMES), unet_inputs(), trajectory_video()
     reference = run(unet, inputs)
     att = attach_trackgo(unet)
     assert torch.equal(run(unet, inputs), reference)  # attached, not conditioned
@@ -93,7 +82,7 @@ def test_strength_zero_is_bit_identical_and_nonzero_changes_the_output():
 
 
 def test_detach_restores_processors_and_output():
-    unet, inputs, video = tiny_unet(), unet_inputs(), trajectory_video()
+    unet, inputs, video = tiny_svd_unet(FRAMES), unet_inputs(), trajectory_video()
     reference = run(unet, inputs)
     before = {n: a.processor for n, a in temporal_attns(unet).items()}
     keys = set(unet.state_dict())
@@ -119,7 +108,7 @@ def test_detach_restores_processors_and_output():
 
 
 def test_adapter_layers_are_initialised_from_the_temporal_attention():
-    unet = tiny_unet()
+    unet = tiny_svd_unet(FRAMES)
     att = attach_trackgo(unet)
     assert att.layer_names == TINY_LAYERS
     assert att.adapter.encoder.level_channels == (32, 64)
@@ -132,7 +121,7 @@ def test_adapter_layers_are_initialised_from_the_temporal_attention():
 
 
 def test_state_dict_uses_comfyui_block_names_and_round_trips():
-    att = attach_trackgo(tiny_unet())
+    att = attach_trackgo(tiny_svd_unet(FRAMES))
     state = att.adapter.state_dict()
     layer_keys = {k for k in state if k.startswith("layers.")}
     assert layer_keys == {f"layers.{n.replace('.', '_')}.to_{w}.weight" for n in TINY_LAYERS for w in "qk"}
@@ -145,10 +134,10 @@ def test_state_dict_uses_comfyui_block_names_and_round_trips():
                       "level_channels": [32, 64]}
     loaded = TrackGoAdapter.from_config(config)
     loaded.load_state_dict(tensors, strict=True)  # what the ComfyUI loader does
-    again = attach_trackgo(tiny_unet(), adapter=loaded)
+    again = attach_trackgo(tiny_svd_unet(FRAMES), adapter=loaded)
     assert again.layer_names == TINY_LAYERS
     with pytest.raises(InvalidInputError, match="another UNet"):
-        attach_trackgo(tiny_unet(), adapter=TrackGoAdapter([("input_blocks.1.1", 32)], (32, 64)))
+        attach_trackgo(tiny_svd_unet(FRAMES), adapter=TrackGoAdapter([("input_blocks.1.1", 32)], (32, 64)))
 
 
 def test_real_svd_layout_on_meta_device():
@@ -171,7 +160,7 @@ def test_real_svd_layout_on_meta_device():
 
 
 def test_encoder_trunk_runs_once_per_call_and_each_level_head_once():
-    unet, inputs, video = tiny_unet(), unet_inputs(), trajectory_video()
+    unet, inputs, video = tiny_svd_unet(FRAMES), unet_inputs(), trajectory_video()
     att = attach_trackgo(unet)
     counts = {"trunk": 0, "head0": 0, "head1": 0}
 
@@ -195,7 +184,7 @@ def test_encoder_trunk_runs_once_per_call_and_each_level_head_once():
 
 
 def test_uint8_point_trajectory_video_is_shared_over_the_batch():
-    unet, inputs = tiny_unet(), unet_inputs()
+    unet, inputs = tiny_svd_unet(FRAMES), unet_inputs()
     masks = np.zeros((1, PIXELS, PIXELS), bool)
     masks[0, 16:40, 16:40] = True
     traj = build_point_trajectories(masks, [[[28, 28], [52, 40]]], FRAMES)
@@ -216,7 +205,7 @@ def test_uint8_point_trajectory_video_is_shared_over_the_batch():
 
 
 def test_clear_errors():
-    unet, inputs = tiny_unet(), unet_inputs()
+    unet, inputs = tiny_svd_unet(FRAMES), unet_inputs()
     att = attach_trackgo(unet)
     with pytest.raises(InvalidInputError, match="frame"), att.conditioned(trajectory_video()[:, :3]):
         run(unet, inputs)
@@ -261,7 +250,7 @@ def _a_primes(att, unet, inputs, video):
 
 
 def test_tau_acts_only_through_the_masked_logits():
-    unet, inputs, video = tiny_unet(), unet_inputs(), trajectory_video()
+    unet, inputs, video = tiny_svd_unet(FRAMES), unet_inputs(), trajectory_video()
     att = attach_trackgo(unet)
     randomise_encoder(att)
     alpha = 0.3  # above 1/F = 0.25: a row of A' is never entirely above it, but can be partly

@@ -6,29 +6,17 @@ import math
 
 import pytest
 import torch
-from diffusers import UNetSpatioTemporalConditionModel
+from tiny_models import TINY_CROSS, tiny_svd_unet
 
 from trackdiffusion.backends.diffusers_trackgo import attach_trackgo
 from trackdiffusion.errors import InvalidInputError
 from trackdiffusion.models.trackgo import attention_diagonal_loss
 from trackdiffusion.training import DEFAULT_LAMBDA_ATTN, attention_loss, layer_mask, sample_sigmas, trackgo_losses
 
-CROSS = 32
+CROSS = TINY_CROSS  # the tiny UNet's cross-attention width
 FRAMES = 8  # > 1/alpha: a uniform A' (1/8) stays below alpha = 0.2, as with SVD's 14 or 25 frames
 LATENT = 8
 PIXELS = 8 * LATENT
-TINY = {
-    "sample_size": LATENT, "in_channels": 8, "out_channels": 4,
-    "down_block_types": ("CrossAttnDownBlockSpatioTemporal", "DownBlockSpatioTemporal"),
-    "up_block_types": ("UpBlockSpatioTemporal", "CrossAttnUpBlockSpatioTemporal"),
-    "block_out_channels": (32, 64), "addition_time_embed_dim": 8, "projection_class_embeddings_input_dim": 24,
-    "layers_per_block": 2, "cross_attention_dim": CROSS, "num_attention_heads": (2, 4), "num_frames": FRAMES,
-}
-
-
-def tiny_unet(seed: int = 0) -> UNetSpatioTemporalConditionModel:
-    torch.manual_seed(seed)
-    return UNetSpatioTemporalConditionModel(**TINY).eval()
 
 
 def variance_preserving_encoder_init(att, seed: int = 3) -> None:
@@ -71,7 +59,7 @@ def make_batch(batch: int = 2, seed: int = 1, sigma=1.0) -> dict:
 
 
 def test_noise_loss_is_the_svd_edm_objective():
-    unet = tiny_unet()
+    unet = tiny_svd_unet(FRAMES)
     att = attach_trackgo(unet)
     batch = make_batch(sigma=torch.tensor([0.5, 3.0]))
     with torch.no_grad():
@@ -92,7 +80,7 @@ def test_sigma_sampling_is_lognormal_0p7_1p6():
     logs = s.log()
     assert abs(logs.mean().item() - 0.7) < 0.02 and abs(logs.std().item() - 1.6) < 0.02
     with pytest.raises(InvalidInputError, match="sigma"):
-        trackgo_losses(tiny_unet(), attach_trackgo(tiny_unet()), make_batch(sigma=-1.0))
+        trackgo_losses(tiny_svd_unet(FRAMES), attach_trackgo(tiny_svd_unet(FRAMES)), make_batch(sigma=-1.0))
 
 
 def test_layer_mask_follows_the_token_layout():
@@ -110,7 +98,7 @@ def test_layer_mask_follows_the_token_layout():
 
 
 def test_attention_loss_sums_the_layers_with_the_mask_at_each_grid():
-    unet = tiny_unet()
+    unet = tiny_svd_unet(FRAMES)
     att = attach_trackgo(unet)
     batch = make_batch()
     losses = trackgo_losses(unet, att, batch, lambda_attn=0.5)
@@ -133,7 +121,7 @@ def test_attention_loss_sums_the_layers_with_the_mask_at_each_grid():
 def test_attention_loss_reaches_the_adapter_only_through_earlier_layers():
     """A layer's A depends on its own A' only through the hard threshold A' >= alpha (no gradient); the adapter gets
     attention-loss gradient through the hidden states that earlier layers' trajectory branches changed."""
-    unet = tiny_unet()
+    unet = tiny_svd_unet(FRAMES)
     att = attach_trackgo(unet)
     variance_preserving_encoder_init(att)
     batch = make_batch()
@@ -156,7 +144,7 @@ def test_attention_loss_reaches_the_adapter_only_through_earlier_layers():
 
 def test_gradient_checkpointing_keeps_the_losses_and_gradients():
     """diffusers checkpoints the resnets and spatial blocks; the temporal blocks (and the recorded A) keep their graph."""
-    unet = tiny_unet()
+    unet = tiny_svd_unet(FRAMES)
     att = attach_trackgo(unet)
     variance_preserving_encoder_init(att)
     batch = make_batch()
@@ -173,7 +161,7 @@ def test_gradient_checkpointing_keeps_the_losses_and_gradients():
 
 
 def test_total_loss_decreases_training_only_the_adapter():
-    unet = tiny_unet().requires_grad_(False)
+    unet = tiny_svd_unet(FRAMES).requires_grad_(False)
     att = attach_trackgo(unet)
     variance_preserving_encoder_init(att)
     batch = make_batch(sigma=1.0)

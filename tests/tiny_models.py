@@ -2,6 +2,7 @@
 
 * :func:`write_clip_tokenizer`: a ``CLIPTokenizer`` folder (vocab.json + merges.txt of single byte-level characters),
   so any text tokenizes without a hub file.
+* :func:`tiny_svd_unet`: a 2-level ``UNetSpatioTemporalConditionModel`` (the SVD UNet class), 8 latent channels in.
 * :func:`build_tiny_t2v_folder`: a ``TextToVideoSDPipeline`` folder (model_index.json, unet, vae, text_encoder,
   tokenizer, scheduler) whose UNet3D carries the TrackDiffusion tensors in the official layout (as the released
   ``modelscope_ft/unet``), with non-zero gates so the tracklets change the output.
@@ -22,6 +23,14 @@ TINY_UNET3D = {
     "sample_size": 8, "block_out_channels": (32, 64), "down_block_types": ("CrossAttnDownBlock3D", "DownBlock3D"),
     "up_block_types": ("UpBlock3D", "CrossAttnUpBlock3D"), "cross_attention_dim": TINY_CROSS,
     "attention_head_dim": 8, "layers_per_block": 1, "norm_num_groups": 8,
+}
+#: :func:`tiny_svd_unet`'s ``UNetSpatioTemporalConditionModel`` config, less ``num_frames``
+TINY_SVD_UNET = {
+    "sample_size": 8, "in_channels": 8, "out_channels": 4,
+    "down_block_types": ("CrossAttnDownBlockSpatioTemporal", "DownBlockSpatioTemporal"),
+    "up_block_types": ("UpBlockSpatioTemporal", "CrossAttnUpBlockSpatioTemporal"),
+    "block_out_channels": (32, 64), "addition_time_embed_dim": 8, "projection_class_embeddings_input_dim": 24,
+    "layers_per_block": 2, "cross_attention_dim": TINY_CROSS, "num_attention_heads": (2, 4),
 }
 TINY_HIDDEN = 64  #: position-net MLP width
 COMPONENTS = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
@@ -94,6 +103,14 @@ def tiny_trackdiffusion_unet3d(seed: int = 0, *, trackdiffusion: bool = True, ga
                 else:
                     p.copy_(torch.randn(p.shape, generator=gen) * 0.2)
     return unet
+
+
+def tiny_svd_unet(frames: int, seed: int = 0):
+    """A random tiny ``UNetSpatioTemporalConditionModel`` (:data:`TINY_SVD_UNET`) for ``frames`` frames, in eval mode."""
+    from diffusers import UNetSpatioTemporalConditionModel
+
+    torch.manual_seed(seed)
+    return UNetSpatioTemporalConditionModel(**TINY_SVD_UNET, num_frames=frames).eval()
 
 
 def tiny_scheduler():
