@@ -25,14 +25,7 @@ import numpy as np
 import torch
 from comfy_api.latest import io
 
-from ..editor_state import (  # noqa: F401 (re-exported)
-    TRAJECTORY_FORMAT,
-    box_masks,
-    parse_editor_tracklets,
-    parse_trajectory_state,
-    rle_decode,
-    rle_encode,
-)
+from ..editor_state import box_masks, parse_editor_tracklets, parse_trajectory_state
 from ..tracklets.formats import write_tracks
 from ..trajectories import build_point_trajectories
 from ..visualize import as_frames, draw_tracklets
@@ -173,5 +166,4 @@ class PointTrajectoryEditor(io.ComfyNode):
 
 
 EDITOR_NODES: list[type[io.ComfyNode]] = [TrackletEditor, PointTrajectoryEditor]
-__all__ = ["EDITOR_NODES", "PointTrajectoryEditor", "TrackletEditor", "box_masks",
-           "parse_editor_tracklets", "parse_trajectory_state", "rle_decode", "rle_encode"]
+__all__ = ["EDITOR_NODES", "PointTrajectoryEditor", "TrackletEditor"]
