@@ -124,3 +124,73 @@ export function addCanvasWidget(node, name, type, element, minHeight) {
   widget.serialize = false; // LiteGraph's workflow writer reads the widget property, graphToPrompt the option
   return widget;
 }
+
+/**
+ * What the two canvas editors share: the state text written back to the hidden STRING widget (the source of truth),
+ * undo/redo by state snapshots, batched rendering, the canvas and root event plumbing, and teardown. A subclass sets
+ * node, stateWidget, undo, canvas, root, keySink, syncTimer and provides snapshot() (the state text), restore(text),
+ * refreshControls(), render(), onPointerDown/Move/Up(e) and onKey(e).
+ */
+export class CanvasEditor {
+  write() {
+    const text = this.snapshot();
+    this.lastWritten = text;
+    if (this.stateWidget && this.stateWidget.value !== text) {
+      this.stateWidget.value = text;
+      this.stateWidget.callback?.(text);
+    }
+    this.error = "";
+    this.node.setDirtyCanvas?.(true, true);
+    this.refreshControls();
+    this.requestRender();
+  }
+
+  /** Record the state before an edit (for undo). */
+  checkpoint() { this.undo.push(this.snapshot()); }
+
+  doUndo() { const s = this.undo.undo(this.snapshot()); if (s !== null) this.restore(s); }
+  doRedo() { const s = this.undo.redo(this.snapshot()); if (s !== null) this.restore(s); }
+
+  requestRender() {
+    if (this.renderQueued) return;
+    this.renderQueued = true;
+    requestAnimationFrame(() => {
+      this.renderQueued = false;
+      this.render();
+    });
+  }
+
+  /** Pointer input on the canvas, keys and focus on the root, redraw when `resizeTarget` changes size. */
+  listen(resizeTarget) {
+    this.canvas.addEventListener("pointerdown", (e) => this.onPointerDown(e));
+    this.canvas.addEventListener("mousedown", (e) => e.preventDefault()); // keep the focus on the key sink
+    this.canvas.addEventListener("pointermove", (e) => this.onPointerMove(e));
+    this.canvas.addEventListener("pointerup", (e) => this.onPointerUp(e));
+    this.canvas.addEventListener("pointercancel", (e) => this.onPointerUp(e));
+    // The graph canvas must not see our pointer/wheel/key events (it would drag or zoom the node, or delete it).
+    for (const type of ["pointerdown", "wheel", "contextmenu", "dblclick"]) {
+      this.root.addEventListener(type, (e) => e.stopPropagation());
+    }
+    this.root.addEventListener("keydown", (e) => this.onKey(e));
+    this.root.addEventListener("focus", () => this.keySink.focus({ preventScroll: true })); // Tab into the editor
+    this.root.addEventListener("dragover", (e) => { e.preventDefault(); e.stopPropagation(); });
+    this.resizeObserver = new ResizeObserver(() => this.requestRender());
+    this.resizeObserver.observe(resizeTarget);
+  }
+
+  destroy() {
+    clearInterval(this.syncTimer);
+    this.resizeObserver.disconnect();
+  }
+}
+
+/**
+ * Mount an editor on a node: hide its state input, add the canvas as a never-serialised DOM widget (added last, so
+ * widgets_values keeps its positions), and return the editor.
+ */
+export function mountEditor(node, Editor, stateName, canvasName, widgetType, minHeight) {
+  hideWidget(node.widgets?.find((w) => w.name === stateName));
+  const editor = new Editor(node);
+  editor.domWidget = addCanvasWidget(node, canvasName, widgetType, editor.root, minHeight);
+  return editor;
+}

@@ -5,7 +5,7 @@
 // the workflow and the API prompt); this widget parses it, edits a working copy, and writes it back after each edit.
 // The canvas DOM widget itself is serialize:false. Rendering is batched through requestAnimationFrame.
 
-import { addCanvasWidget, clientPoint, makeKeySink, downloadText, h, hideWidget, injectStyles, isTextTarget, localPoint,
+import { CanvasEditor, clientPoint, makeKeySink, downloadText, h, injectStyles, isTextTarget, localPoint, mountEditor,
   readFile } from "./editor_ui.js";
 import { boxFromPoints, cursorFor, dragBox, fitTransform, handlePoints, hitTest, isOutside, isWhollyOutside, roundBox,
   toImage, toView } from "./geometry.js";
@@ -18,11 +18,12 @@ const MARGIN = 28; // CSS px around the image: boxes outside it stay visible and
 const HANDLE_PX = 6; // grab tolerance of a handle, in CSS px
 const MIN_DRAW_PX = 4; // a shorter drag on empty canvas is a click (deselect), not a box
 
-export class TrackletEditor {
+export class TrackletEditor extends CanvasEditor {
   /**
    * @param {object} node a LiteGraph node (or a stand-in) with widgets tracklets_json, width, height, num_frames
    */
   constructor(node) {
+    super();
     this.node = node;
     this.stateWidget = this.widget("tracklets_json");
     this.undo = new UndoStack();
@@ -93,22 +94,6 @@ export class TrackletEditor {
 
   snapshot() { return serializeDoc(this.doc); }
 
-  /** Record the state before an edit (for undo). */
-  checkpoint() { this.undo.push(this.snapshot()); }
-
-  write() {
-    const text = serializeDoc(this.doc);
-    this.lastWritten = text;
-    if (this.stateWidget && this.stateWidget.value !== text) {
-      this.stateWidget.value = text;
-      this.stateWidget.callback?.(text);
-    }
-    this.error = "";
-    this.node.setDirtyCanvas?.(true, true);
-    this.refreshControls();
-    this.requestRender();
-  }
-
   restore(text) {
     this.doc = parseDoc(text);
     this.setParam("width", this.doc.width);
@@ -118,9 +103,6 @@ export class TrackletEditor {
     this.frame = Math.min(this.frame, this.doc.num_frames - 1);
     this.write();
   }
-
-  doUndo() { const s = this.undo.undo(this.snapshot()); if (s !== null) this.restore(s); }
-  doRedo() { const s = this.undo.redo(this.snapshot()); if (s !== null) this.restore(s); }
 
   get obj() { return findObject(this.doc, this.selected); }
 
@@ -321,24 +303,11 @@ export class TrackletEditor {
       h("div", { className: "td-row" }, [this.statusText, this.sizeButton]),
     ]);
 
-    this.canvas.addEventListener("pointerdown", (e) => this.onPointerDown(e));
-    this.canvas.addEventListener("mousedown", (e) => e.preventDefault()); // keep the focus on the key sink
-    this.canvas.addEventListener("pointermove", (e) => this.onPointerMove(e));
-    this.canvas.addEventListener("pointerup", (e) => this.onPointerUp(e));
-    this.canvas.addEventListener("pointercancel", (e) => this.onPointerUp(e));
+    this.listen(this.stage);
     this.strip.addEventListener("pointerdown", (e) => this.onStrip(e, true));
     this.strip.addEventListener("pointermove", (e) => { if (e.buttons & 1) this.onStrip(e, false); });
-    // The graph canvas must not see our pointer/wheel/key events (it would drag or zoom the node, or delete it).
-    for (const type of ["pointerdown", "wheel", "contextmenu", "dblclick"]) {
-      this.root.addEventListener(type, (e) => e.stopPropagation());
-    }
-    this.root.addEventListener("keydown", (e) => this.onKey(e));
-    this.root.addEventListener("focus", () => this.keySink.focus({ preventScroll: true })); // Tab into the editor
     this.root.addEventListener("paste", (e) => this.onPaste(e));
-    this.root.addEventListener("dragover", (e) => { e.preventDefault(); e.stopPropagation(); });
     this.root.addEventListener("drop", (e) => this.onDrop(e));
-    this.resizeObserver = new ResizeObserver(() => this.requestRender());
-    this.resizeObserver.observe(this.stage);
   }
 
   status(text, isError = false) {
@@ -558,15 +527,6 @@ export class TrackletEditor {
   }
 
   // --------------------------------------------------------------------------------------------- drawing
-  requestRender() {
-    if (this.renderQueued) return;
-    this.renderQueued = true;
-    requestAnimationFrame(() => {
-      this.renderQueued = false;
-      this.render();
-    });
-  }
-
   render() {
     const c = this.canvas, dpr = window.devicePixelRatio || 1;
     const w = c.clientWidth, hgt = c.clientHeight;
@@ -685,18 +645,11 @@ export class TrackletEditor {
 
   destroy() {
     this.playing = false;
-    clearInterval(this.syncTimer);
-    this.resizeObserver.disconnect();
+    super.destroy();
   }
 }
 
-/**
- * Mount the editor on a node: hide the state input, add the canvas as a never-serialised DOM widget (added last, so
- * widgets_values keeps its positions), and return the editor.
- */
+/** Mount the editor on a node (see mountEditor). */
 export function mountTrackletEditor(node) {
-  hideWidget(node.widgets?.find((w) => w.name === "tracklets_json"));
-  const editor = new TrackletEditor(node);
-  editor.domWidget = addCanvasWidget(node, "tracklet_canvas", "td_tracklet_editor", editor.root, 420);
-  return editor;
+  return mountEditor(node, TrackletEditor, "tracklets_json", "tracklet_canvas", "td_tracklet_editor", 420);
 }

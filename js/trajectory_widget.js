@@ -2,7 +2,7 @@
 // (polyline); a preview of the sampled points moving along the arrows. Independent of ComfyUI's app object, like
 // tracklet_widget.js. State: the node's hidden STRING input `trajectory_json` (format in trajectory_model.js).
 
-import { addCanvasWidget, makeKeySink, h, hideWidget, injectStyles, isTextTarget, localPoint, readFile } from "./editor_ui.js";
+import { CanvasEditor, makeKeySink, h, injectStyles, isTextTarget, localPoint, mountEditor, readFile } from "./editor_ui.js";
 import { fitTransform, toImage, toView } from "./geometry.js";
 import { arcLengthOffsets, componentColor, emptyState, parseState, previewPoints, rleDecode,
   rleEncode, TRAJECTORY_FORMAT } from "./trajectory_model.js";
@@ -10,8 +10,9 @@ import { UndoStack } from "./undo.js";
 
 const MARGIN = 16;
 
-export class TrajectoryEditor {
+export class TrajectoryEditor extends CanvasEditor {
   constructor(node) {
+    super();
     this.node = node;
     this.stateWidget = node.widgets?.find((w) => w.name === "trajectory_json") ?? null;
     this.undo = new UndoStack(60); // snapshots hold run-length masks: keep fewer
@@ -107,7 +108,8 @@ export class TrajectoryEditor {
     return bits;
   }
 
-  serialize() {
+  /** The state text (also the undo snapshot). */
+  snapshot() {
     return JSON.stringify({
       format: TRAJECTORY_FORMAT, version: 1, width: this.width, height: this.height,
       components: this.components.map((c) => {
@@ -118,29 +120,11 @@ export class TrajectoryEditor {
     });
   }
 
-  write() {
-    const text = this.serialize();
-    this.lastWritten = text;
-    if (this.stateWidget && this.stateWidget.value !== text) {
-      this.stateWidget.value = text;
-      this.stateWidget.callback?.(text);
-    }
-    this.error = "";
-    this.node.setDirtyCanvas?.(true, true);
-    this.refreshControls();
-    this.requestRender();
-  }
-
-  checkpoint() { this.undo.push(this.serialize()); }
-
   restore(text) {
     this.stateWidget.value = text;
     this.reload();
     this.write();
   }
-
-  doUndo() { const s = this.undo.undo(this.serialize()); if (s !== null) this.restore(s); }
-  doRedo() { const s = this.undo.redo(this.serialize()); if (s !== null) this.restore(s); }
 
   addComponent() {
     this.checkpoint();
@@ -222,16 +206,7 @@ export class TrajectoryEditor {
       h("div", { className: "td-row" }, [this.statusText]),
     ]);
     this.setTool("brush");
-    this.canvas.addEventListener("pointerdown", (e) => this.onPointerDown(e));
-    this.canvas.addEventListener("mousedown", (e) => e.preventDefault()); // keep the focus on the key sink
-    this.canvas.addEventListener("pointermove", (e) => this.onPointerMove(e));
-    this.canvas.addEventListener("pointerup", (e) => this.onPointerUp(e));
-    this.canvas.addEventListener("pointercancel", (e) => this.onPointerUp(e));
-    for (const type of ["pointerdown", "wheel", "contextmenu", "dblclick"]) {
-      this.root.addEventListener(type, (e) => e.stopPropagation());
-    }
-    this.root.addEventListener("keydown", (e) => this.onKey(e));
-    this.root.addEventListener("focus", () => this.keySink.focus({ preventScroll: true })); // Tab into the editor
+    this.listen(this.canvas);
     this.root.addEventListener("paste", async (e) => {
       const file = [...(e.clipboardData?.files ?? [])].find((f) => f.type.startsWith("image/"));
       if (!file || isTextTarget(e)) return;
@@ -239,15 +214,12 @@ export class TrajectoryEditor {
       e.stopPropagation();
       this.setBackground([await readFile(file, "dataURL")]);
     });
-    this.root.addEventListener("dragover", (e) => { e.preventDefault(); e.stopPropagation(); });
     this.root.addEventListener("drop", async (e) => {
       e.preventDefault();
       e.stopPropagation();
       const file = e.dataTransfer?.files?.[0];
       if (file?.type.startsWith("image/")) this.setBackground([await readFile(file, "dataURL")]);
     });
-    this.resizeObserver = new ResizeObserver(() => this.requestRender());
-    this.resizeObserver.observe(this.canvas);
   }
 
   refreshControls() {
@@ -293,7 +265,7 @@ export class TrajectoryEditor {
     if (this.selected < 0) this.addComponent();
     const c = this.components[this.selected];
     const p = this.point(e);
-    this.drag = { before: this.serialize(), last: p, start: p };
+    this.drag = { before: this.snapshot(), last: p, start: p };
     if (this.tool === "arrow") {
       if (e.shiftKey && c.arrow.length >= 2) c.arrow.push(p);
       else c.arrow = [p, p.slice()];
@@ -342,12 +314,6 @@ export class TrajectoryEditor {
   }
 
   // --------------------------------------------------------------------------------------------- drawing
-  requestRender() {
-    if (this.renderQueued) return;
-    this.renderQueued = true;
-    requestAnimationFrame(() => { this.renderQueued = false; this.render(); });
-  }
-
   /** Sampled points per component at frame 0: exact ones from the last run, else the cached JS preview. */
   startPoints() {
     if (this.exact && this.exact.state === this.lastWritten) {
@@ -430,16 +396,8 @@ export class TrajectoryEditor {
     }
     this.warning.textContent = this.error ? `⚠ ${this.error}` : "";
   }
-
-  destroy() {
-    clearInterval(this.syncTimer);
-    this.resizeObserver.disconnect();
-  }
 }
 
 export function mountTrajectoryEditor(node) {
-  hideWidget(node.widgets?.find((w) => w.name === "trajectory_json"));
-  const editor = new TrajectoryEditor(node);
-  editor.domWidget = addCanvasWidget(node, "trajectory_canvas", "td_trajectory_editor", editor.root, 380);
-  return editor;
+  return mountEditor(node, TrajectoryEditor, "trajectory_json", "trajectory_canvas", "td_trajectory_editor", 380);
 }

@@ -49,40 +49,103 @@ def build(nodes: list[dict], links: list[tuple]) -> dict:
             "groups": [], "config": {}, "extra": {"ds": {"scale": 0.8, "offset": [0, 0]}}, "version": 0.4}
 
 
+def node(id: int, type: str, pos: list, widgets: list, inputs: list = (), outputs: list = (),
+         size: list | None = None) -> dict:
+    """One node for build(); size is left out (build's default) unless given."""
+    n = {"id": id, "type": type, "pos": pos, "widgets": widgets, "inputs": list(inputs), "outputs": list(outputs)}
+    if size is not None:
+        n["size"] = size
+    return n
+
+
+def svd_checkpoint(id: int, pos: list) -> dict:
+    return node(id, "ImageOnlyCheckpointLoader", pos, ["svd.safetensors"],
+                outputs=[("MODEL", "MODEL"), ("CLIP_VISION", "CLIP_VISION"), ("VAE", "VAE")])
+
+
+def load_image(id: int, pos: list) -> dict:
+    return node(id, "LoadImage", pos, ["example.png", "image"], outputs=[("IMAGE", "IMAGE"), ("MASK", "MASK")])
+
+
+def tracklet_editor(id: int, pos: list) -> dict:
+    """The Tracklet Editor drawing over the input image; its state is the tracklet JSON (the street example)."""
+    return node(id, "TrackletEditor", pos, [json.dumps(STREET), 1024, 576, 14], [("background", "IMAGE")],
+                [("tracklets", "TRACKLETS"), ("tracks", "TRACKS"), ("masks", "MASK"), ("preview", "IMAGE")],
+                size=[620, 620])
+
+
+def load_adapter(id: int, pos: list, file: str) -> dict:
+    return node(id, "LoadTrackDiffusionAdapter", pos, [file], outputs=[("adapter", "TRACKDIFFUSION_ADAPTER")])
+
+
+def svd_conditioning(id: int, pos: list, fps: int) -> dict:
+    """1024x576, 14 frames (the editors'), motion bucket 127, augmentation 0.02; ComfyUI passes fps-1 to SVD."""
+    return node(id, "SVD_img2vid_Conditioning", pos, [1024, 576, 14, 127, fps, 0.02],
+                [("clip_vision", "CLIP_VISION"), ("init_image", "IMAGE"), ("vae", "VAE")],
+                [("positive", "CONDITIONING"), ("negative", "CONDITIONING"), ("latent", "LATENT")])
+
+
+SAMPLER_INPUTS = [("model", "MODEL"), ("positive", "CONDITIONING"), ("negative", "CONDITIONING"),
+                  ("latent_image", "LATENT")]
+
+
+def trackdiffusion_sampler(id: int, pos: list, seed: int, steps: int, sgi2v: list, tracklets_input: bool = False,
+                           size: list | None = None) -> dict:
+    inputs = SAMPLER_INPUTS + ([("tracklets", "TRACKLETS")] if tracklets_input else [])
+    return node(id, "TrackDiffusionSampler", pos,
+                [seed, "fixed", steps, 1.0, 3.0, "linear per frame (SVD)", "euler", "karras", 1.0, *sgi2v],
+                inputs, [("LATENT", "LATENT")], size=size)
+
+
+def vae_decode(id: int, pos: list) -> dict:
+    return node(id, "VAEDecode", pos, [], [("samples", "LATENT"), ("vae", "VAE")], [("IMAGE", "IMAGE")])
+
+
+def visualize_tracklets(id: int, pos: list, widgets: list = (True, 2, True)) -> dict:
+    return node(id, "VisualizeTracklets", pos, list(widgets), [("tracklets", "TRACKLETS"), ("images", "IMAGE")],
+                [("images", "IMAGE")])
+
+
+def save_webp(id: int, pos: list, prefix: str, fps: float = 8.0, lossless: bool = False) -> dict:
+    return node(id, "SaveAnimatedWEBP", pos, [prefix, fps, lossless, 90, "default"], [("images", "IMAGE")])
+
+
+def load_modelscope(id: int, pos: list) -> dict:
+    return node(id, "LoadModelScopeTrackDiffusion", pos,
+                ["TrackDiffusion_Pretrain", "modelscope_ft/unet/diffusion_pytorch_model.safetensors", "auto"],
+                outputs=[("model", "MODELSCOPE_TRACKDIFFUSION")])
+
+
+def load_tracklets(id: int, pos: list, size: list, source: str) -> dict:
+    return node(id, "LoadTracklets", pos, [source, "auto", 0, 0, 0, "", 64.0, False],
+                outputs=[("tracklets", "TRACKLETS"), ("width", "INT"), ("height", "INT"), ("num_frames", "INT")],
+                size=size)
+
+
+def modelscope_sampler(id: int, pos: list, prompt: str, seed: int, control: str) -> dict:
+    return node(id, "ModelScopeTrackDiffusionSampler", pos,
+                [prompt, "", 0, 384, 256, 50, 1.2, "normalized", "pndm", seed, control],
+                [("model", "MODELSCOPE_TRACKDIFFUSION"), ("tracklets", "TRACKLETS")], [("images", "IMAGE")],
+                size=[360, 420])
+
+
 def svd_trackdiffusion() -> dict:
     nodes = [
-        {"id": 1, "type": "ImageOnlyCheckpointLoader", "pos": [0, 0], "widgets": ["svd.safetensors"], "inputs": [],
-         "outputs": [("MODEL", "MODEL"), ("CLIP_VISION", "CLIP_VISION"), ("VAE", "VAE")]},
-        {"id": 2, "type": "LoadImage", "pos": [0, 200], "widgets": ["example.png", "image"], "inputs": [],
-         "outputs": [("IMAGE", "IMAGE"), ("MASK", "MASK")]},
-        # The Tracklet Editor draws over the input image; its state is the tracklet JSON (here the street example).
-        {"id": 3, "type": "TrackletEditor", "pos": [0, 560], "size": [620, 620],
-         "widgets": [json.dumps(STREET), 1024, 576, 14], "inputs": [("background", "IMAGE")],
-         "outputs": [("tracklets", "TRACKLETS"), ("tracks", "TRACKS"), ("masks", "MASK"), ("preview", "IMAGE")]},
-        {"id": 4, "type": "LoadTrackDiffusionAdapter", "pos": [420, 0],
-         "widgets": ["trackdiffusion_svd_stage2_fp16.safetensors"], "inputs": [],
-         "outputs": [("adapter", "TRACKDIFFUSION_ADAPTER")]},
-        {"id": 5, "type": "InstanceEnhancerPatch", "pos": [780, 0], "widgets": [1.0, 0.0, 1.0],
-         "inputs": [("model", "MODEL"), ("adapter", "TRACKDIFFUSION_ADAPTER"), ("tracklets", "TRACKLETS")],
-         "outputs": [("MODEL", "MODEL")]},
+        svd_checkpoint(1, [0, 0]),
+        load_image(2, [0, 200]),
+        tracklet_editor(3, [0, 560]),
+        load_adapter(4, [420, 0], "trackdiffusion_svd_stage2_fp16.safetensors"),
+        node(5, "InstanceEnhancerPatch", [780, 0], [1.0, 0.0, 1.0],
+             [("model", "MODEL"), ("adapter", "TRACKDIFFUSION_ADAPTER"), ("tracklets", "TRACKLETS")],
+             [("MODEL", "MODEL")]),
         # fps 8: ComfyUI passes fps-1 = 7, the value TrackDiffusion-SVD was trained with.
         # width, height and frames match the editor's (the patch checks the frame count and says so if it differs)
-        {"id": 7, "type": "SVD_img2vid_Conditioning", "pos": [420, 300], "widgets": [1024, 576, 14, 127, 8, 0.02],
-         "inputs": [("clip_vision", "CLIP_VISION"), ("init_image", "IMAGE"), ("vae", "VAE")],
-         "outputs": [("positive", "CONDITIONING"), ("negative", "CONDITIONING"), ("latent", "LATENT")]},
-        {"id": 8, "type": "TrackDiffusionSampler", "pos": [1120, 200],
-         "widgets": [42, "fixed", 25, 1.0, 3.0, "linear per frame (SVD)", "euler", "karras", 1.0, *SGI2V_OFF],
-         "inputs": [("model", "MODEL"), ("positive", "CONDITIONING"), ("negative", "CONDITIONING"),
-                    ("latent_image", "LATENT")], "outputs": [("LATENT", "LATENT")]},
-        {"id": 9, "type": "VAEDecode", "pos": [1460, 200], "widgets": [],
-         "inputs": [("samples", "LATENT"), ("vae", "VAE")], "outputs": [("IMAGE", "IMAGE")]},
-        {"id": 10, "type": "VisualizeTracklets", "pos": [1460, 400], "widgets": [True, 2, True],
-         "inputs": [("tracklets", "TRACKLETS"), ("images", "IMAGE")], "outputs": [("images", "IMAGE")]},
-        {"id": 11, "type": "SaveAnimatedWEBP", "pos": [1800, 200], "widgets": ["trackdiffusion", 8.0, False, 90, "default"],
-         "inputs": [("images", "IMAGE")], "outputs": []},
-        {"id": 12, "type": "SaveAnimatedWEBP", "pos": [1800, 500],
-         "widgets": ["trackdiffusion_boxes", 8.0, False, 90, "default"], "inputs": [("images", "IMAGE")],
-         "outputs": []},
+        svd_conditioning(7, [420, 300], fps=8),
+        trackdiffusion_sampler(8, [1120, 200], seed=42, steps=25, sgi2v=SGI2V_OFF),
+        vae_decode(9, [1460, 200]),
+        visualize_tracklets(10, [1460, 400]),
+        save_webp(11, [1800, 200], "trackdiffusion"),
+        save_webp(12, [1800, 500], "trackdiffusion_boxes"),
     ]
     links = [(1, 0, 5, "model"), (4, 0, 5, "adapter"), (3, 0, 5, "tracklets"), (2, 0, 3, "background"),
              (1, 1, 7, "clip_vision"), (2, 0, 7, "init_image"), (1, 2, 7, "vae"), (5, 0, 8, "model"),
@@ -106,35 +169,24 @@ def trajectory_state() -> str:
 
 def svd_trackgo() -> dict:
     nodes = [
-        {"id": 1, "type": "ImageOnlyCheckpointLoader", "pos": [0, 0], "widgets": ["svd.safetensors"], "inputs": [],
-         "outputs": [("MODEL", "MODEL"), ("CLIP_VISION", "CLIP_VISION"), ("VAE", "VAE")]},
-        {"id": 2, "type": "LoadImage", "pos": [0, 200], "widgets": ["example.png", "image"], "inputs": [],
-         "outputs": [("IMAGE", "IMAGE"), ("MASK", "MASK")]},
+        svd_checkpoint(1, [0, 0]),
+        load_image(2, [0, 200]),
         # Paint each moving part on the first frame and draw its arrow in the Point Trajectory Editor.
-        {"id": 3, "type": "PointTrajectoryEditor", "pos": [380, 420], "size": [620, 620],
-         "widgets": [trajectory_state(), 1024, 576, 14, 0, 4], "inputs": [("background", "IMAGE")],
-         "outputs": [("trajectories", "POINT_TRAJECTORIES"), ("tracks", "TRACKS"), ("trajectory_video", "IMAGE"),
-                     ("masks", "MASK")]},
-        {"id": 4, "type": "LoadTrackDiffusionAdapter", "pos": [380, 0], "widgets": ["trackadapter_svd.safetensors"],
-         "inputs": [], "outputs": [("adapter", "TRACKDIFFUSION_ADAPTER")]},
-        {"id": 5, "type": "TrackAdapterPatch", "pos": [760, 0], "widgets": [-100.0, 0.2, 1.0, 4],
-         "inputs": [("model", "MODEL"), ("trajectories", "POINT_TRAJECTORIES"),
-                    ("adapter", "TRACKDIFFUSION_ADAPTER")], "outputs": [("MODEL", "MODEL")]},
-        {"id": 6, "type": "VideoLinearCFGGuidance", "pos": [1100, 0], "widgets": [1.0],
-         "inputs": [("model", "MODEL")], "outputs": [("MODEL", "MODEL")]},
-        {"id": 7, "type": "SVD_img2vid_Conditioning", "pos": [380, 200], "widgets": [1024, 576, 14, 127, 8, 0.02],
-         "inputs": [("clip_vision", "CLIP_VISION"), ("init_image", "IMAGE"), ("vae", "VAE")],
-         "outputs": [("positive", "CONDITIONING"), ("negative", "CONDITIONING"), ("latent", "LATENT")]},
-        {"id": 8, "type": "KSampler", "pos": [1100, 200], "widgets": [42, "fixed", 25, 2.5, "euler", "karras", 1.0],
-         "inputs": [("model", "MODEL"), ("positive", "CONDITIONING"), ("negative", "CONDITIONING"),
-                    ("latent_image", "LATENT")], "outputs": [("LATENT", "LATENT")]},
-        {"id": 9, "type": "VAEDecode", "pos": [1440, 200], "widgets": [],
-         "inputs": [("samples", "LATENT"), ("vae", "VAE")], "outputs": [("IMAGE", "IMAGE")]},
-        {"id": 10, "type": "SaveAnimatedWEBP", "pos": [1780, 200], "widgets": ["trackgo", 8.0, False, 90, "default"],
-         "inputs": [("images", "IMAGE")], "outputs": []},
-        {"id": 11, "type": "SaveAnimatedWEBP", "pos": [760, 420],
-         "widgets": ["trackgo_trajectories", 8.0, True, 90, "default"], "inputs": [("images", "IMAGE")],
-         "outputs": []},
+        node(3, "PointTrajectoryEditor", [380, 420], [trajectory_state(), 1024, 576, 14, 0, 4],
+             [("background", "IMAGE")],
+             [("trajectories", "POINT_TRAJECTORIES"), ("tracks", "TRACKS"), ("trajectory_video", "IMAGE"),
+              ("masks", "MASK")], size=[620, 620]),
+        load_adapter(4, [380, 0], "trackadapter_svd.safetensors"),
+        node(5, "TrackAdapterPatch", [760, 0], [-100.0, 0.2, 1.0, 4],
+             [("model", "MODEL"), ("trajectories", "POINT_TRAJECTORIES"), ("adapter", "TRACKDIFFUSION_ADAPTER")],
+             [("MODEL", "MODEL")]),
+        node(6, "VideoLinearCFGGuidance", [1100, 0], [1.0], [("model", "MODEL")], [("MODEL", "MODEL")]),
+        svd_conditioning(7, [380, 200], fps=8),
+        node(8, "KSampler", [1100, 200], [42, "fixed", 25, 2.5, "euler", "karras", 1.0], SAMPLER_INPUTS,
+             [("LATENT", "LATENT")]),
+        vae_decode(9, [1440, 200]),
+        save_webp(10, [1780, 200], "trackgo"),
+        save_webp(11, [760, 420], "trackgo_trajectories", lossless=True),
     ]
     links = [(2, 0, 3, "background"), (1, 0, 5, "model"), (3, 0, 5, "trajectories"), (4, 0, 5, "adapter"),
              (5, 0, 6, "model"), (1, 1, 7, "clip_vision"), (2, 0, 7, "init_image"), (1, 2, 7, "vae"),
@@ -144,26 +196,13 @@ def svd_trackgo() -> dict:
 
 
 def modelscope_trackdiffusion() -> dict:
-    io_t = [("tracklets", "TRACKLETS"), ("width", "INT"), ("height", "INT"), ("num_frames", "INT")]
     nodes = [
-        {"id": 1, "type": "LoadModelScopeTrackDiffusion", "pos": [0, 0], "inputs": [],
-         "outputs": [("model", "MODELSCOPE_TRACKDIFFUSION")],
-         "widgets": ["TrackDiffusion_Pretrain", "modelscope_ft/unet/diffusion_pytorch_model.safetensors", "auto"]},
-        {"id": 2, "type": "LoadTracklets", "pos": [0, 200], "size": [400, 300], "inputs": [], "outputs": io_t,
-         "widgets": [json.dumps(STREET, indent=1), "auto", 0, 0, 0, "", 64.0, False]},
-        {"id": 3, "type": "ModelScopeTrackDiffusionSampler", "pos": [440, 0], "size": [360, 420],
-         "inputs": [("model", "MODELSCOPE_TRACKDIFFUSION"), ("tracklets", "TRACKLETS")],
-         "outputs": [("images", "IMAGE")],
-         "widgets": ["a car and a person on a city street", "", 0, 384, 256, 50, 1.2, "normalized", "pndm", 42,
-                     "fixed"]},
-        {"id": 4, "type": "VisualizeTracklets", "pos": [840, 300], "widgets": [True, 2, True],
-         "inputs": [("tracklets", "TRACKLETS"), ("images", "IMAGE")], "outputs": [("images", "IMAGE")]},
-        {"id": 5, "type": "SaveAnimatedWEBP", "pos": [840, 0], "widgets": ["trackdiffusion_t2v", 8.0, False, 90,
-                                                                           "default"],
-         "inputs": [("images", "IMAGE")], "outputs": []},
-        {"id": 6, "type": "SaveAnimatedWEBP", "pos": [1180, 300],
-         "widgets": ["trackdiffusion_t2v_boxes", 8.0, False, 90, "default"], "inputs": [("images", "IMAGE")],
-         "outputs": []},
+        load_modelscope(1, [0, 0]),
+        load_tracklets(2, [0, 200], [400, 300], json.dumps(STREET, indent=1)),
+        modelscope_sampler(3, [440, 0], "a car and a person on a city street", 42, "fixed"),
+        visualize_tracklets(4, [840, 300]),
+        save_webp(5, [840, 0], "trackdiffusion_t2v"),
+        save_webp(6, [1180, 300], "trackdiffusion_t2v_boxes"),
     ]
     return build(nodes, [(1, 0, 3, "model"), (2, 0, 3, "tracklets"), (3, 0, 5, "images"), (2, 0, 4, "tracklets"),
                          (3, 0, 4, "images"), (4, 0, 6, "images")])
@@ -171,21 +210,12 @@ def modelscope_trackdiffusion() -> dict:
 
 def dataset_from_tracklets() -> dict:
     """Run with `trackdiffusion run dataset_from_tracklets.json --batch DIR`: one MOT sequence per tracklet file."""
-    io_t = [("tracklets", "TRACKLETS"), ("width", "INT"), ("height", "INT"), ("num_frames", "INT")]
     nodes = [
-        {"id": 1, "type": "LoadModelScopeTrackDiffusion", "pos": [0, 0], "inputs": [],
-         "outputs": [("model", "MODELSCOPE_TRACKDIFFUSION")],
-         "widgets": ["TrackDiffusion_Pretrain", "modelscope_ft/unet/diffusion_pytorch_model.safetensors", "auto"]},
-        {"id": 2, "type": "LoadTracklets", "pos": [0, 200], "size": [400, 200], "inputs": [], "outputs": io_t,
-         "widgets": ["tracklets/street.json", "auto", 0, 0, 0, "", 64.0, False]},
-        {"id": 3, "type": "ModelScopeTrackDiffusionSampler", "pos": [440, 0], "size": [360, 420],
-         "inputs": [("model", "MODELSCOPE_TRACKDIFFUSION"), ("tracklets", "TRACKLETS")],
-         "outputs": [("images", "IMAGE")],
-         "widgets": ["a street scene, multi-object tracking video", "", 0, 384, 256, 50, 1.2, "normalized", "pndm",
-                     0, "increment"]},
-        {"id": 4, "type": "SaveTrackingDataset", "pos": [840, 0], "size": [320, 160],
-         "inputs": [("images", "IMAGE"), ("tracklets", "TRACKLETS")], "outputs": [],
-         "widgets": ["trackdiffusion_dataset", "synth", "jpg"]},
+        load_modelscope(1, [0, 0]),
+        load_tracklets(2, [0, 200], [400, 200], "tracklets/street.json"),
+        modelscope_sampler(3, [440, 0], "a street scene, multi-object tracking video", 0, "increment"),
+        node(4, "SaveTrackingDataset", [840, 0], ["trackdiffusion_dataset", "synth", "jpg"],
+             [("images", "IMAGE"), ("tracklets", "TRACKLETS")], size=[320, 160]),
     ]
     return build(nodes, [(1, 0, 3, "model"), (2, 0, 3, "tracklets"), (3, 0, 4, "images"), (2, 0, 4, "tracklets")])
 
@@ -193,28 +223,16 @@ def dataset_from_tracklets() -> dict:
 def svd_boxes_training_free() -> dict:
     """Stock SVD steered along Tracklet Editor boxes by SG-I2V (no adapter): SG-I2V's 50 euler steps, fps 7."""
     nodes = [
-        {"id": 1, "type": "ImageOnlyCheckpointLoader", "pos": [0, 0], "widgets": ["svd.safetensors"], "inputs": [],
-         "outputs": [("MODEL", "MODEL"), ("CLIP_VISION", "CLIP_VISION"), ("VAE", "VAE")]},
-        {"id": 2, "type": "LoadImage", "pos": [0, 200], "widgets": ["example.png", "image"], "inputs": [],
-         "outputs": [("IMAGE", "IMAGE"), ("MASK", "MASK")]},
-        {"id": 3, "type": "TrackletEditor", "pos": [0, 560], "size": [620, 620],
-         "widgets": [json.dumps(STREET), 1024, 576, 14], "inputs": [("background", "IMAGE")],
-         "outputs": [("tracklets", "TRACKLETS"), ("tracks", "TRACKS"), ("masks", "MASK"), ("preview", "IMAGE")]},
-        {"id": 4, "type": "SVD_img2vid_Conditioning", "pos": [420, 300], "widgets": [1024, 576, 14, 127, 7, 0.02],
-         "inputs": [("clip_vision", "CLIP_VISION"), ("init_image", "IMAGE"), ("vae", "VAE")],
-         "outputs": [("positive", "CONDITIONING"), ("negative", "CONDITIONING"), ("latent", "LATENT")]},
-        {"id": 5, "type": "TrackDiffusionSampler", "pos": [780, 200], "size": [360, 560],
-         "widgets": [817, "fixed", 50, 1.0, 3.0, "linear per frame (SVD)", "euler", "karras", 1.0, *SGI2V_ON],
-         "inputs": [("model", "MODEL"), ("positive", "CONDITIONING"), ("negative", "CONDITIONING"),
-                    ("latent_image", "LATENT"), ("tracklets", "TRACKLETS")], "outputs": [("LATENT", "LATENT")]},
-        {"id": 6, "type": "VAEDecode", "pos": [1180, 200], "widgets": [],
-         "inputs": [("samples", "LATENT"), ("vae", "VAE")], "outputs": [("IMAGE", "IMAGE")]},
-        {"id": 7, "type": "VisualizeTracklets", "pos": [1180, 400], "widgets": [True, 2, True],
-         "inputs": [("tracklets", "TRACKLETS"), ("images", "IMAGE")], "outputs": [("images", "IMAGE")]},
-        {"id": 8, "type": "SaveAnimatedWEBP", "pos": [1520, 200], "widgets": ["sgi2v", 7.0, False, 90, "default"],
-         "inputs": [("images", "IMAGE")], "outputs": []},
-        {"id": 9, "type": "SaveAnimatedWEBP", "pos": [1520, 500],
-         "widgets": ["sgi2v_boxes", 7.0, False, 90, "default"], "inputs": [("images", "IMAGE")], "outputs": []},
+        svd_checkpoint(1, [0, 0]),
+        load_image(2, [0, 200]),
+        tracklet_editor(3, [0, 560]),
+        svd_conditioning(4, [420, 300], fps=7),
+        trackdiffusion_sampler(5, [780, 200], seed=817, steps=50, sgi2v=SGI2V_ON, tracklets_input=True,
+                               size=[360, 560]),
+        vae_decode(6, [1180, 200]),
+        visualize_tracklets(7, [1180, 400]),
+        save_webp(8, [1520, 200], "sgi2v", fps=7.0),
+        save_webp(9, [1520, 500], "sgi2v_boxes", fps=7.0),
     ]
     links = [(2, 0, 3, "background"), (1, 1, 4, "clip_vision"), (2, 0, 4, "init_image"), (1, 2, 4, "vae"),
              (1, 0, 5, "model"), (4, 0, 5, "positive"), (4, 1, 5, "negative"), (4, 2, 5, "latent_image"),
@@ -227,18 +245,12 @@ def demo_cpu() -> dict:
     """The embedded demo model on the CPU, nothing to download: a SynTrack test clip's first frame and boxes."""
     nodes = [
         # widgets: syntrack_clip, frames (0 = the tracklets'), steps, seed + its control value, upscale
-        {"id": 1, "type": "TrackDiffusionDemo", "pos": [0, 0], "size": [340, 260], "widgets": [20000, 0, 20, 0,
-                                                                                               "fixed", 4],
-         "inputs": [("first_frame", "IMAGE"), ("tracklets", "TRACKLETS")],
-         "outputs": [("frames", "IMAGE"), ("tracklets", "TRACKLETS")]},
-        {"id": 2, "type": "SaveAnimatedWEBP", "pos": [400, 0], "widgets": ["trackdiffusion_demo", 8.0, False, 90,
-                                                                           "default"],
-         "inputs": [("images", "IMAGE")], "outputs": []},
-        {"id": 3, "type": "VisualizeTracklets", "pos": [400, 300], "widgets": [True, 1, False],
-         "inputs": [("tracklets", "TRACKLETS"), ("images", "IMAGE")], "outputs": [("images", "IMAGE")]},
-        {"id": 4, "type": "SaveAnimatedWEBP", "pos": [740, 300],
-         "widgets": ["trackdiffusion_demo_boxes", 8.0, False, 90, "default"], "inputs": [("images", "IMAGE")],
-         "outputs": []},
+        node(1, "TrackDiffusionDemo", [0, 0], [20000, 0, 20, 0, "fixed", 4],
+             [("first_frame", "IMAGE"), ("tracklets", "TRACKLETS")],
+             [("frames", "IMAGE"), ("tracklets", "TRACKLETS")], size=[340, 260]),
+        save_webp(2, [400, 0], "trackdiffusion_demo"),
+        visualize_tracklets(3, [400, 300], [True, 1, False]),
+        save_webp(4, [740, 300], "trackdiffusion_demo_boxes"),
     ]
     return build(nodes, [(1, 0, 2, "images"), (1, 1, 3, "tracklets"), (1, 0, 3, "images"), (3, 0, 4, "images")])
 
