@@ -18,8 +18,6 @@ import argparse
 import signal
 import sys
 
-from ..errors import InvalidInputError
-
 EPILOG = """examples:
   trackdiffusion train trackdiffusion-svd --data syntrack --out runs/smoke --tiny --steps 200 --frames 8
   trackdiffusion train trackdiffusion-svd --data datasets/ytvis --out runs/td1 --stage 1 \\
@@ -112,15 +110,11 @@ def _stop_on_sigterm():
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``trackdiffusion train ...`` on its own (the same parser the main ``trackdiffusion`` command registers)."""
-    parser = argparse.ArgumentParser(prog="trackdiffusion")
-    add_train_parser(parser.add_subparsers(dest="group", required=True))
-    args = parser.parse_args(argv)
-    try:
-        return args.func(args)
-    except InvalidInputError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    """``python -m trackdiffusion.training.cli train ...``: the main ``trackdiffusion`` command (same parser, same
+    error handling)."""
+    from ..cli import main as cli_main
+
+    return cli_main(argv)
 
 
 if __name__ == "__main__":
