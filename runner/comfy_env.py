@@ -11,8 +11,7 @@ Start-up follows ComfyUI's ``main.py`` where it matters for running prompts:
   and the checkout's ``extra_model_paths.yaml`` is loaded as ``main.py`` does;
 * ``utils.extra_config`` is imported before ``nodes`` (``nodes`` puts ``comfy/`` first on ``sys.path``, after which
   ``import utils`` would find ``comfy/utils.py``);
-* an import-only torchvision stand-in is installed only when the real torchvision cannot be imported (``comfy.sd``
-  imports it at load time; SVD never uses it);
+* torchvision must import (``comfy.sd`` imports it at load time); when it does not, the run stops with what to install;
 * ``nodes.init_extra_nodes(init_custom_nodes=True, init_api_nodes=False)`` loads comfy_extras and custom nodes;
 * sampler progress bars are hooked to the progress registry, as ``main.py`` does.
 
@@ -32,8 +31,6 @@ from __future__ import annotations
 
 import asyncio
 import atexit
-import importlib.abc
-import importlib.machinery
 import importlib.util
 import logging
 import os
@@ -92,55 +89,22 @@ def find_comfyui(explicit: str | os.PathLike | None = None) -> Path:
                             fix=HOW_TO_POINT)
 
 
-# --------------------------------------------------------------------------------------------- torchvision stand-in
+# ------------------------------------------------------------------------------------------------------ torchvision
 
 
-class _StandInUnavailable(ImportError):
-    pass
-
-
-class _StandInModule(types.ModuleType):
-    def __getattr__(self, name):
-        if name.startswith("_"):
-            raise AttributeError(name)
-        raise _StandInUnavailable(f"torchvision could not be imported here, so {self.__name__}.{name} is not "
-                                  "available (the runner installed an import-only stand-in); install a torchvision "
-                                  "build matching your torch to use this node.")
-
-
-class _StandInFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
-    """Makes ``import torchvision[.anything]`` succeed; any use of it raises."""
-
-    def find_spec(self, fullname, path=None, target=None):
-        if fullname == "torchvision" or fullname.startswith("torchvision."):
-            return importlib.machinery.ModuleSpec(fullname, self, is_package=True)
-        return None
-
-    def create_module(self, spec):
-        module = _StandInModule(spec.name)
-        module.__path__ = []
-        module.__version__ = "0.0.0+trackdiffusion-standin"
-        return module
-
-    def exec_module(self, module):
-        pass
-
-
-def ensure_torchvision() -> bool:
-    """Import the real torchvision; if that fails (absent, or a build not matching torch: RuntimeError), install the
-    stand-in. Returns True when the stand-in is in use."""
-    if any(isinstance(f, _StandInFinder) for f in sys.meta_path):
-        return True
+def check_torchvision() -> None:
+    """ComfyUI imports torchvision when it loads (``comfy.sd``): make sure the user's real one imports, or say what to
+    install. The pack never puts anything in its place."""
     try:
         import torchvision  # noqa: F401
-        return False
     except Exception as exc:  # noqa: BLE001  (ImportError, or RuntimeError "operator torchvision::nms does not exist")
-        reason = f"{type(exc).__name__}: {exc}"
-    for name in [m for m in sys.modules if m == "torchvision" or m.startswith("torchvision.")]:
-        del sys.modules[name]
-    sys.meta_path.insert(0, _StandInFinder())
-    logging.getLogger(__name__).info("torchvision cannot be imported (%s); using an import-only stand-in", reason)
-    return True
+        import torch
+
+        raise InvalidInputError(
+            f"ComfyUI needs torchvision, and it does not import in this Python ({type(exc).__name__}: "
+            f"{str(exc).splitlines()[0] if str(exc) else 'no message'}).",
+            fix=f"install the torchvision release built for torch {torch.__version__} into {sys.executable}, from the "
+                "same package index your torch came from (pytorch.org lists which torchvision goes with which torch).") from None
 
 
 # ------------------------------------------------------------------------------------------------------ the runtime
@@ -156,7 +120,6 @@ class ComfyRuntime:
     folder_paths: types.ModuleType
     pack_dir: Path | None = None
     how_loaded: str = ""
-    torchvision_standin: bool = False
     temp_dirs: list[Path] = field(default_factory=list)
 
     def node_info(self, node_type: str) -> dict | None:
@@ -301,7 +264,7 @@ def start_comfyui(path: str | os.PathLike | None = None, *, base_directory: str 
         _RUNTIME = _adopt_running(comfy_path, existing)
         return _RUNTIME
 
-    standin = ensure_torchvision()
+    check_torchvision()
     if str(comfy_path) not in sys.path:
         sys.path.insert(0, str(comfy_path))
     with _log_level(logging.ERROR if quiet else None):
@@ -349,10 +312,9 @@ def start_comfyui(path: str | os.PathLike | None = None, *, base_directory: str 
         raise InvalidInputError(f"ComfyUI at {comfy_path} started, but did not load this pack's nodes ({how}).",
                                 fix="run again with --verbose to see the import error ComfyUI logged.")
     _RUNTIME = ComfyRuntime(comfy_path, nodes, execution, folder_paths, pack_dir=installed or link_dir or PACKAGE_ROOT,
-                            how_loaded=how, torchvision_standin=standin, temp_dirs=temp_dirs)
-    logging.getLogger(__name__).info("ComfyUI %s (%s); this pack %s%s", comfy_path,
-                                     "cpu" if args.cpu else "accelerator", how,
-                                     "; torchvision: import-only stand-in" if standin else "")
+                            how_loaded=how, temp_dirs=temp_dirs)
+    logging.getLogger(__name__).info("ComfyUI %s (%s); this pack %s", comfy_path,
+                                     "cpu" if args.cpu else "accelerator", how)
     return _RUNTIME
 
 
@@ -375,8 +337,7 @@ def _adopt_running(comfy_path: Path, nodes) -> ComfyRuntime:
         if MARKER_NODE not in nodes.NODE_CLASS_MAPPINGS:
             raise InvalidInputError("the running ComfyUI did not load this pack's nodes.",
                                     fix="see the import error ComfyUI logged above.")
-    return ComfyRuntime(comfy_path, nodes, execution, folder_paths, pack_dir=None, how_loaded=how,
-                        torchvision_standin=any(isinstance(f, _StandInFinder) for f in sys.meta_path))
+    return ComfyRuntime(comfy_path, nodes, execution, folder_paths, pack_dir=None, how_loaded=how)
 
 
 def current_runtime() -> ComfyRuntime | None:

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Browser-test dependencies of the canvas editors: Debian's chromium and the npm package playwright-core (which
 # drives it; playwright-core never downloads a browser of its own). Idempotent: a second run installs nothing.
-# Without them the browser tests skip with the reason; the Python and JS unit tests need neither.
+# Without them the browser tests skip with the reason (CI=true: an error); the Python tests need neither.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,6 +12,7 @@ if ! command -v chromium >/dev/null 2>&1; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core >/dev/null
   else
     echo "chromium missing and apt-get not usable as this user: the browser tests will skip" >&2
+    [ "${CI:-}" = true ] && { echo "error: CI=true needs chromium for the browser tests" >&2; exit 1; }
   fi
 fi
 
@@ -24,4 +25,5 @@ if command -v npm >/dev/null 2>&1; then
   fi
 else
   echo "npm missing: the browser tests will skip" >&2
+  [ "${CI:-}" = true ] && { echo "error: CI=true needs node and npm for the browser tests" >&2; exit 1; }
 fi

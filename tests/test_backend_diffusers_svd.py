@@ -6,8 +6,8 @@ import pytest
 import torch
 from diffusers import UNetSpatioTemporalConditionModel
 from diffusers.models.attention import BasicTransformerBlock
-from tiny_models import TINY_CROSS, tiny_svd_unet
 
+from support.tiny_models import TINY_CROSS, tiny_svd_unet
 from trackdiffusion.backends import attach_trackdiffusion_svd
 from trackdiffusion.errors import InvalidInputError
 from trackdiffusion.models import GatedSelfAttentionDense

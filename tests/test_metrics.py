@@ -209,7 +209,7 @@ def test_i3d_weights_are_never_downloaded_and_missing_weights_raise_a_typed_erro
 
 
 def test_i3d_extractor_plumbing_with_a_torch_export_stand_in(tmp_path, monkeypatch):
-    torch = pytest.importorskip("torch")
+    import torch
 
     class Stub(torch.nn.Module):  # stands in for a real TorchScript I3D: [N, 3, T, 224, 224] -> [N, 400]
         def forward(self, x):

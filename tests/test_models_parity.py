@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import diffusers.models.attention as diffusers_attention
+import diffusers.models.attention_processor as diffusers_processor
+import diffusers.models.embeddings as diffusers_embeddings
 import pytest
 import torch
 
@@ -12,10 +15,6 @@ from trackdiffusion.models import (
     GatedSelfAttentionDense,
     ModelScopePositionNet,
 )
-
-diffusers_attention = pytest.importorskip("diffusers.models.attention")
-diffusers_processor = pytest.importorskip("diffusers.models.attention_processor")
-diffusers_embeddings = pytest.importorskip("diffusers.models.embeddings")
 
 TOL = {"atol": 1e-5, "rtol": 1e-5}
 

@@ -11,9 +11,9 @@ import torch
 # Real imports at collection time (the pipeline imports them lazily): the ComfyUI integration tests, when they run
 # first, put an import-only torchvision stand-in on sys.path that transformers' model modules trip over.
 from diffusers import AutoencoderKL, DDIMScheduler, UNet3DConditionModel  # noqa: F401
-from tiny_models import COMPONENTS, build_tiny_t2v_folder
 from transformers import CLIPTextModel, CLIPTokenizer  # noqa: F401
 
+from support.tiny_models import COMPONENTS, build_tiny_t2v_folder
 from trackdiffusion.errors import InvalidInputError
 from trackdiffusion.pipelines import (
     GenerationInterrupted,

@@ -8,8 +8,9 @@ import sys
 import zipfile
 from pathlib import Path
 
-import pytest
 import tomllib
+
+from support.comfyui import unavailable
 
 REPO = Path(__file__).resolve().parents[1]
 PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())
@@ -61,7 +62,7 @@ def test_module_and_console_script_run():
     assert "convert" in out.stdout and "render" in out.stdout
     script = Path(sys.executable).with_name("trackdiffusion")
     if not script.exists():
-        pytest.skip("console script not installed in this environment (pip install -e . makes it)")
+        unavailable("console script not installed in this environment (pip install -e . makes it)")
     out = subprocess.run([str(script), "tracklets", "show", str(REPO / "examples/tracklets/street.json")],
                          capture_output=True, text=True, check=True)
     assert "3 objects" in out.stdout
@@ -70,7 +71,7 @@ def test_module_and_console_script_run():
 def _comfy_cli() -> Path:
     comfy = Path(sys.executable).with_name("comfy")
     if not comfy.exists():
-        pytest.skip("comfy-cli is not installed (pip install -e '.[dev]')")
+        unavailable("comfy-cli is not installed (pip install -e '.[dev]')")
     return comfy
 
 
@@ -83,7 +84,7 @@ def test_comfy_node_validate_passes():
 
 def test_comfy_node_pack_leaves_dev_files_out(tmp_path):
     if shutil.which("git") is None:
-        pytest.skip("git not available")
+        unavailable("git not available")
     clone = tmp_path / "clone"
     subprocess.run(["git", "clone", "-q", str(REPO), str(clone)], check=True)
     # Pack what the working tree has now (tracked or not yet committed), as the registry would after a commit.
@@ -105,6 +106,6 @@ def test_comfy_node_pack_leaves_dev_files_out(tmp_path):
 def test_ruff_is_clean():
     ruff = Path(sys.executable).with_name("ruff")
     if not ruff.exists():
-        pytest.skip("ruff is not installed (pip install -e '.[dev]')")
+        unavailable("ruff is not installed (pip install -e '.[dev]')")
     out = subprocess.run([str(ruff), "check", "."], cwd=REPO, capture_output=True, text=True, check=False)
     assert out.returncode == 0, out.stdout

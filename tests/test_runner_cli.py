@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -125,3 +128,26 @@ def test_progress_line_on_a_terminal_and_in_a_log():
         assert "clip: [2/2] #8 KSampler" in text
         assert ("3/25" in text) == isinstance(stream, Tty)
         assert text.endswith("\r\x1b[K" if isinstance(stream, Tty) else "\n")
+
+
+def test_a_broken_torchvision_is_named_with_what_to_install_and_never_faked(tmp_path, monkeypatch):
+    """The runner uses the user's torchvision: when it cannot import, the run stops with one line saying what to
+    install, before ComfyUI starts, and nothing stands in for it."""
+    monkeypatch.setitem(sys.modules, "torchvision", None)  # `import torchvision` raises ImportError
+    with pytest.raises(InvalidInputError, match=r"needs torchvision.*install the torchvision release built for torch"):
+        comfy_env.check_torchvision()
+    # A fresh process whose torchvision is the usual broken kind (a build for another torch).
+    fake = tmp_path / "ComfyUI"
+    (fake / "comfy").mkdir(parents=True)
+    (fake / "main.py").write_text("")
+    (fake / "nodes.py").write_text("")
+    broken = tmp_path / "site" / "torchvision"
+    broken.mkdir(parents=True)
+    (broken / "__init__.py").write_text('raise RuntimeError("operator torchvision::nms does not exist")\n')
+    env = {k: v for k, v in os.environ.items() if k not in ("COMFYUI_PATH", "PYTHONPATH")}
+    env.update(PYTHONPATH=str(tmp_path / "site"), OMP_NUM_THREADS="1")
+    proc = subprocess.run([sys.executable, "-m", "trackdiffusion.runner", str(_workflow(tmp_path)), "--comfyui",
+                           str(fake)], env=env, capture_output=True, text=True, timeout=120, check=False)
+    err = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(err) == 1, proc.stderr
+    assert "ComfyUI needs torchvision" in err[0] and "operator torchvision::nms" in err[0] and "install" in err[0]

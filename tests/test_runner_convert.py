@@ -1,7 +1,6 @@
 """The UI -> API workflow converter, on committed node definitions (no ComfyUI needed).
 
-NODE_INFOS below is what ComfyUI 0.8.0's /object_info reports for the node types used here (tooltips dropped, long
-combo lists cut to three entries); tests/integration/test_runner_workflows.py checks it against the real definitions.
+The node definitions are support.workflows.NODE_INFOS (checked against the real ones by the integration tests).
 """
 
 from __future__ import annotations
@@ -12,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from support.workflows import NODE_INFOS, SAVE, TRACKS, VIS, chain, node_info, ui
 from trackdiffusion.errors import InvalidInputError
-from trackdiffusion.runner.convert import input_names, is_api_format, to_api_prompt, widget_slots
+from trackdiffusion.runner.convert import is_api_format, to_api_prompt, widget_slots
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = {p.stem: json.loads(p.read_text()) for p in sorted((REPO / "example_workflows").glob("*.json"))}
@@ -21,187 +21,6 @@ EXAMPLES = {p.stem: json.loads(p.read_text()) for p in sorted((REPO / "example_w
 # seed): frozen copies of earlier example workflows, so the examples themselves can change.
 FIXTURES = {name: json.loads((REPO / "tests" / "data" / f"ui_workflow_{name}.json").read_text())
             for name in ("svd_linked_widgets", "svd_trackgo_builder")}
-
-
-def _node(display_name, output, output_node=False, required=None, optional=None) -> dict:
-    inputs = {"required": required or {}}
-    if optional:
-        inputs["optional"] = optional
-    return {"display_name": display_name, "output": output, "output_node": output_node, "input": inputs}
-
-
-# fmt: off
-NODE_INFOS = {
-    "ImageOnlyCheckpointLoader": _node("Image Only Checkpoint Loader (img2vid model)", ["MODEL", "CLIP_VISION", "VAE"],
-        required={
-            "ckpt_name": [[]],
-        },
-    ),
-    "LoadImage": _node("Load Image", ["IMAGE", "MASK"],
-        required={
-            "image": [["example.png"], {"image_upload": True}],
-        },
-    ),
-    "LoadTracklets": _node("Load Tracklets", ["TRACKLETS", "INT", "INT", "INT"],
-        required={
-            "source": ["STRING", {"default": "", "multiline": True}],
-            "format": ["COMBO", {"default": "auto", "options": ["auto", "json", "mot"]}],
-            "width": ["INT", {"default": 0, "min": 0, "max": 16384}],
-            "height": ["INT", {"default": 0, "min": 0, "max": 16384}],
-            "num_frames": ["INT", {"default": 0, "min": 0, "max": 4096}],
-            "video": ["STRING", {"default": "", "multiline": False}],
-            "box_size": ["FLOAT", {"default": 64.0, "min": 1.0, "max": 4096.0}],
-            "strict": ["BOOLEAN", {"default": False}],
-        },
-    ),
-    "LoadTrackDiffusionAdapter": _node("Load TrackDiffusion Adapter", ["TRACKDIFFUSION_ADAPTER"],
-        required={
-            "adapter_name": ["COMBO", {"options": []}],
-        },
-    ),
-    "InstanceEnhancerPatch": _node("TrackDiffusion Patch (SVD)", ["MODEL"],
-        required={
-            "model": ["MODEL"], "adapter": ["TRACKDIFFUSION_ADAPTER"], "tracklets": ["TRACKLETS"],
-            "strength": ["FLOAT", {"default": 1.0, "min": 0.0, "max": 2.0}],
-            "start_percent": ["FLOAT", {"default": 0.0, "min": 0.0, "max": 1.0}],
-            "end_percent": ["FLOAT", {"default": 1.0, "min": 0.0, "max": 1.0}],
-        },
-    ),
-    "VideoLinearCFGGuidance": _node("VideoLinearCFGGuidance", ["MODEL"],
-        required={
-            "model": ["MODEL"], "min_cfg": ["FLOAT", {"default": 1.0, "min": 0.0, "max": 100.0}],
-        },
-    ),
-    "SVD_img2vid_Conditioning": _node("SVD_img2vid_Conditioning", ["CONDITIONING", "CONDITIONING", "LATENT"],
-        required={
-            "clip_vision": ["CLIP_VISION"], "init_image": ["IMAGE"], "vae": ["VAE"],
-            "width": ["INT", {"default": 1024, "min": 16, "max": 16384}],
-            "height": ["INT", {"default": 576, "min": 16, "max": 16384}],
-            "video_frames": ["INT", {"default": 14, "min": 1, "max": 4096}],
-            "motion_bucket_id": ["INT", {"default": 127, "min": 1, "max": 1023}],
-            "fps": ["INT", {"default": 6, "min": 1, "max": 1024}],
-            "augmentation_level": ["FLOAT", {"default": 0.0, "min": 0.0, "max": 10.0}],
-        },
-    ),
-    "KSampler": _node("KSampler", ["LATENT"],
-        required={
-            "model": ["MODEL"],
-            "seed": ["INT", {"default": 0, "min": 0, "max": 18446744073709551615, "control_after_generate": True}],
-            "steps": ["INT", {"default": 20, "min": 1, "max": 10000}],
-            "cfg": ["FLOAT", {"default": 8.0, "min": 0.0, "max": 100.0}],
-            "sampler_name": [["euler", "euler_cfg_pp", "euler_ancestral"]],
-            "scheduler": [["simple", "sgm_uniform", "karras"]], "positive": ["CONDITIONING"],
-            "negative": ["CONDITIONING"], "latent_image": ["LATENT"],
-            "denoise": ["FLOAT", {"default": 1.0, "min": 0.0, "max": 1.0}],
-        },
-    ),
-    "VAEDecode": _node("VAE Decode", ["IMAGE"],
-        required={
-            "samples": ["LATENT"], "vae": ["VAE"],
-        },
-    ),
-    "VisualizeTracklets": _node("Visualize Tracklets", ["IMAGE"],
-        required={
-            "tracklets": ["TRACKLETS"], "trail": ["BOOLEAN", {"default": True}],
-            "thickness": ["INT", {"default": 2, "min": 1, "max": 16}], "labels": ["BOOLEAN", {"default": True}],
-        },
-        optional={
-            "images": ["IMAGE"],
-        },
-    ),
-    "SaveAnimatedWEBP": _node(None, [], output_node=True,
-        required={
-            "images": ["IMAGE"], "filename_prefix": ["STRING", {"default": "ComfyUI", "multiline": False}],
-            "fps": ["FLOAT", {"default": 6.0, "min": 0.01, "max": 1000.0}],
-            "lossless": ["BOOLEAN", {"default": True}], "quality": ["INT", {"default": 80, "min": 0, "max": 100}],
-            "method": ["COMBO", {"options": ["default", "fastest", "slowest"]}],
-        },
-    ),
-    "PointTrajectoryBuilder": _node("Point Trajectory Builder (TrackGo)", ["POINT_TRAJECTORIES", "TRACKS", "IMAGE"],
-        required={
-            "masks": ["MASK"], "arrows": ["STRING", {"default": "[]", "multiline": True}],
-            "num_frames": ["INT", {"default": 14, "min": 1, "max": 1024}],
-            "seed": ["INT", {"default": 0, "min": 0, "max": 2147483647}],
-            "point_size": ["INT", {"default": 4, "min": 1, "max": 64}],
-        },
-    ),
-    "TrackAdapterPatch": _node("TrackAdapter Patch (TrackGo)", ["MODEL"],
-        required={
-            "model": ["MODEL"], "trajectories": ["POINT_TRAJECTORIES"],
-            "tau": ["FLOAT", {"default": 0.0, "min": -10000.0, "max": 0.0}],
-            "alpha": ["FLOAT", {"default": 0.2, "min": 0.0, "max": 1.0}],
-            "strength": ["FLOAT", {"default": 1.0, "min": 0.0, "max": 2.0}],
-            "point_size": ["INT", {"default": 4, "min": 1, "max": 64}],
-        },
-        optional={
-            "adapter": ["TRACKDIFFUSION_ADAPTER"],
-        },
-    ),
-    "SaveImage": _node("Save Image", [], output_node=True,
-        required={
-            "images": ["IMAGE"], "filename_prefix": ["STRING", {"default": "ComfyUI"}],
-        },
-    ),
-    "PreviewImage": _node("Preview Image", [], output_node=True,
-        required={
-            "images": ["IMAGE"],
-        },
-    ),
-    "TrackDiffusionDemo": _node("TrackDiffusion Demo (CPU, no download)", ["IMAGE", "TRACKLETS"],
-        required={
-            "syntrack_clip": ["INT", {"default": 20000, "min": 0, "max": 2147483647}],
-            "frames": ["INT", {"default": 0, "min": 0, "max": 64}],
-            "steps": ["INT", {"default": 20, "min": 1, "max": 200}],
-            "seed": ["INT", {"default": 0, "min": 0, "max": 18446744073709551615, "control_after_generate": True}],
-            "upscale": ["INT", {"default": 4, "min": 1, "max": 8}],
-        },
-        optional={
-            "first_frame": ["IMAGE"], "tracklets": ["TRACKLETS"],
-        },
-    ),
-    "ImageInvert": _node("Invert Image", ["IMAGE"],
-        required={
-            "image": ["IMAGE"],
-        },
-    ),
-}
-
-# fmt: on
-
-
-def ui(nodes: list[dict], links: list[tuple]) -> dict:
-    """A UI-format workflow. nodes: {id, type, widgets, inputs: [(name, type[, widget name])], mode, title};
-    links: (link_id, from_id, from_slot, to_id, to_input_name, type)."""
-    by_id = {n["id"]: n for n in nodes}
-    out_nodes, ui_links = [], []
-    for link_id, src, slot, dst, name, typ in links:
-        names = [i[0] for i in by_id[dst]["inputs"]]
-        ui_links.append([link_id, src, slot, dst, names.index(name), typ])
-    for order, n in enumerate(nodes):
-        inputs = []
-        for slot, (name, typ, *widget) in enumerate(n.get("inputs", [])):
-            link = next((lk[0] for lk in ui_links if lk[3] == n["id"] and lk[4] == slot), None)
-            entry = {"name": name, "type": typ, "link": link}
-            if widget:
-                entry["widget"] = {"name": widget[0]}
-            inputs.append(entry)
-        node = {"id": n["id"], "type": n["type"], "order": order, "mode": n.get("mode", 0), "inputs": inputs,
-                "outputs": [], "widgets_values": n.get("widgets", [])}
-        if "title" in n:
-            node["title"] = n["title"]
-        out_nodes.append(node)
-    return {"last_node_id": max(by_id), "nodes": out_nodes, "links": ui_links, "version": 0.4}
-
-
-TRACKS = '{"format": "trackdiffusion.tracklets", "objects": []}'
-LOAD = {"id": 1, "type": "LoadTracklets", "widgets": [TRACKS, "auto", 0, 0, 0, "", 64.0, False]}
-VIS = {"id": 2, "type": "VisualizeTracklets", "widgets": [True, 2, True],
-       "inputs": [("tracklets", "TRACKLETS"), ("images", "IMAGE")]}
-SAVE = {"id": 3, "type": "SaveImage", "widgets": ["td"], "inputs": [("images", "IMAGE")]}
-
-
-def chain(*extra_nodes, links=(), vis=VIS, save=SAVE) -> dict:
-    return ui([LOAD, vis, save, *extra_nodes], [(1, 1, 0, 2, "tracklets", "TRACKLETS"), *links])
 
 
 # ----------------------------------------------------------------------------------------------- example workflows
@@ -260,20 +79,6 @@ def test_seed_control_and_upload_values_are_optional():
     assert a["9"]["inputs"] == {"image": "cat.png"}
     slots = widget_slots(NODE_INFOS["KSampler"])
     assert [(s.name, s.kind) for s in slots[:2]] == [("seed", "widget"), ("seed", "control")]
-
-
-@pytest.mark.parametrize("name", sorted(EXAMPLES))
-def test_every_example_workflow_converts_without_warnings(name):
-    workflow = EXAMPLES[name]
-    unknown = sorted({n["type"] for n in workflow["nodes"]} - set(NODE_INFOS))
-    if unknown:
-        pytest.skip(f"node types not in NODE_INFOS: {', '.join(unknown)} (the integration tests convert it with the "
-                    "real definitions)")
-    warnings: list[str] = []
-    prompt = to_api_prompt(workflow, NODE_INFOS, warnings)
-    assert warnings == []
-    for node_id, entry in prompt.items():
-        assert set(entry["inputs"]) <= set(input_names(NODE_INFOS[entry["class_type"]])), node_id
 
 
 # ------------------------------------------------------------------------------------------------ graph handling
@@ -362,7 +167,7 @@ def test_api_format_passes_through_unchanged():
     assert to_api_prompt({"prompt": api, "client_id": "x"}, {}) == api
 
 
-def test_widget_value_count_mismatch_names_the_node():
+def test_widget_value_count_mismatch_names_thenode_info():
     with pytest.raises(InvalidInputError, match=r"node 2 \(VisualizeTracklets\): 5 saved widget values"):
         to_api_prompt(chain(vis={**VIS, "widgets": [True, 2, True, 1, 2]}), NODE_INFOS)
     warnings: list[str] = []
@@ -372,7 +177,7 @@ def test_widget_value_count_mismatch_names_the_node():
 
 
 def test_list_values_are_wrapped_and_dict_widget_values_map_by_name():
-    infos = {"ListNode": _node("List", [], True, required={"points": ["STRING", {}], "n": ["INT", {"default": 3}]})}
+    infos = {"ListNode": node_info("List", [], True, required={"points": ["STRING", {}], "n": ["INT", {"default": 3}]})}
     prompt = to_api_prompt(ui([{"id": 1, "type": "ListNode", "widgets": [[1, 2], 4]}], []), infos)
     assert prompt["1"]["inputs"] == {"points": {"__value__": [1, 2]}, "n": 4}
     prompt = to_api_prompt(ui([{"id": 1, "type": "ListNode", "widgets": {"points": "a", "extra": 1}}], []), infos)

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 from diffusers import UNetSpatioTemporalConditionModel
-from tiny_models import TINY_CROSS, tiny_svd_unet
 
+from support.tiny_models import TINY_CROSS, tiny_svd_unet
 from trackdiffusion.backends.diffusers_trackgo import TrackGoAttnProcessor, adapter_file, attach_trackgo
 from trackdiffusion.errors import InvalidInputError
 from trackdiffusion.models.svd_adapter import SVD_ATTENTION_BLOCKS

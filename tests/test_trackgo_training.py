@@ -6,8 +6,8 @@ import math
 
 import pytest
 import torch
-from tiny_models import TINY_CROSS, tiny_svd_unet
 
+from support.tiny_models import TINY_CROSS, tiny_svd_unet
 from trackdiffusion.backends.diffusers_trackgo import attach_trackgo
 from trackdiffusion.errors import InvalidInputError
 from trackdiffusion.models.trackgo import attention_diagonal_loss

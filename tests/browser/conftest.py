@@ -1,6 +1,7 @@
 """Browser tests: headless Debian Chromium driven by playwright-core (npm), on pages served from 127.0.0.1.
 
-Both are installed by scripts/install_browser_test_deps.sh; without them every test here skips with the reason.
+Both are installed by scripts/install_browser_test_deps.sh; without them every test here skips with the reason (under
+CI=true it fails).
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+
+from support.comfyui import unavailable
 
 REPO = Path(__file__).resolve().parents[2]
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
@@ -32,7 +35,7 @@ def browser_skip_reason() -> str | None:
 def browser_ready():
     reason = browser_skip_reason()
     if reason:
-        pytest.skip(reason)
+        unavailable(reason)
 
 
 class _QuietHandler(SimpleHTTPRequestHandler):

@@ -1,14 +1,15 @@
-"""Real ComfyUI, in process, for the integration tests.
+"""Real ComfyUI for the integration tests: in process (``comfy``: ComfyUI's own ``PromptExecutor``) and as a server
+(``comfy_server``: ``main.py`` over HTTP on loopback).
 
-ComfyUI is found at $COMFYUI_PATH, else ../ComfyUI beside the project. Without it (CI on a fresh machine) every test
-here is skipped with the reason. The pack is installed into a throw-away base directory under a folder name that is
-NOT "trackdiffusion", the way a user's clone or a registry install would be, so relative imports are proven.
+ComfyUI is found by :mod:`support.comfyui` ($COMFYUI_PATH, ../ComfyUI, ../shared/ComfyUI). Without it every test here
+skips with the reason, except under CI (``CI=true``), where that is a failure. The pack is installed into a
+throw-away base directory under a folder name that is NOT "trackdiffusion", the way a user's clone or a registry
+install would be, so relative imports are proven; nothing is written into the ComfyUI tree.
 """
 
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import os
 import sys
 import uuid
@@ -17,15 +18,10 @@ from typing import ClassVar
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-STUBS = REPO / "tests" / "stubs"
+from support.comfyui import REPO, put_stand_in_on_path, real_torchvision, require_comfyui
+from support.server import comfy_server as start_comfy_server
+
 PACK_FOLDER_NAME = "ComfyUI-TrackDiffusion-main"
-
-
-def find_comfyui() -> Path | None:
-    env = os.environ.get("COMFYUI_PATH")
-    candidate = Path(env) if env else REPO.parent / "ComfyUI"
-    return candidate if (candidate / "comfy").is_dir() and (candidate / "nodes.py").is_file() else None
 
 
 class StubServer:
@@ -71,15 +67,9 @@ class ComfyHarness:
 
 @pytest.fixture(scope="session")
 def comfy(tmp_path_factory) -> ComfyHarness:
-    path = find_comfyui()
-    if path is None:
-        pytest.skip("real ComfyUI not found: set COMFYUI_PATH or place a ComfyUI checkout at ../ComfyUI "
-                    "(then run scripts/install_comfyui_deps.sh PYTHON COMFYUI_DIR)")
-    for module in ("aiohttp", "sqlalchemy", "av", "transformers"):
-        if importlib.util.find_spec(module) is None:
-            pytest.skip(f"ComfyUI found at {path} but its requirements are not installed ({module} missing): run "
-                        f"scripts/install_comfyui_deps.sh {sys.executable} {path}")
-    if importlib.util.find_spec("torchvision") is None:
+    path = require_comfyui()
+    sys.dont_write_bytecode = True  # nothing is written into the ComfyUI tree (read-only in CI)
+    if not real_torchvision():
         # diffusers and transformers decide once, at first import, whether torchvision is usable; import the parts
         # the pack uses before the stand-in exists, so they take the no-torchvision paths.
         import diffusers
@@ -87,8 +77,7 @@ def comfy(tmp_path_factory) -> ComfyHarness:
 
         _ = (diffusers.UNet3DConditionModel, diffusers.AutoencoderKL, diffusers.DDIMScheduler,
              diffusers.UNetSpatioTemporalConditionModel, transformers.CLIPTextModel, transformers.CLIPTokenizer)
-        sys.path.insert(0, str(STUBS))  # comfy.sd imports torchvision; there is no CPU build of it here
-
+    put_stand_in_on_path()  # comfy.sd imports torchvision; test-only, and only when no real one imports here
     base = tmp_path_factory.mktemp("comfy_base")
     (base / "custom_nodes").mkdir()
     os.symlink(REPO, base / "custom_nodes" / PACK_FOLDER_NAME, target_is_directory=True)
@@ -180,3 +169,12 @@ def tiny_svd(comfy):
         comfy.supported_models.models.remove(TinySVD)
     assert type(model.model).__name__ == "SVD_img2vid"
     return model
+
+
+@pytest.fixture(scope="session")
+def comfy_server(tmp_path_factory):
+    """ComfyUI's own server (``main.py --cpu``, its bundled frontend) with this pack, shared by the HTTP and browser
+    tests of the whole session."""
+    path = require_comfyui()
+    with start_comfy_server(path, tmp_path_factory.mktemp("comfy_server")) as server:
+        yield server

@@ -5,11 +5,12 @@ end in test_demo_node.py."""
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
 from pathlib import Path
 
 import pytest
+
+from support.tiny_models import build_tiny_t2v_folder
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "example_workflows"
@@ -23,11 +24,8 @@ def tiny_pretrain(comfy):
     """A tiny text-to-video folder at models/diffusers/TrackDiffusion_Pretrain, the name the examples load."""
     import folder_paths
 
-    spec = importlib.util.spec_from_file_location("td_tiny_models", REPO / "tests" / "tiny_models.py")
-    tiny = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tiny)
     folder = Path(folder_paths.get_folder_paths("diffusers")[0]) / "TrackDiffusion_Pretrain"
-    tiny.build_tiny_t2v_folder(folder)
+    build_tiny_t2v_folder(folder)
     yield folder
     shutil.rmtree(folder, ignore_errors=True)
 

@@ -1,49 +1,34 @@
 """The Tracklet Editor in the real ComfyUI frontend: a real server with this pack, headless Chromium, the mouse.
 
-Starts ``main.py --cpu`` on a free loopback port with the pack installed under an odd folder name (as
-tests/integration/conftest.py does in process), opens the frontend, adds LoadImage -> Tracklet Editor, draws a box,
+Uses the session's ComfyUI server (``main.py --cpu`` on a free loopback port, the pack under an odd folder name; see
+tests/support/server.py), opens the frontend, adds LoadImage -> Tracklet Editor, draws a box,
 keys a second frame, queues the prompt, and checks what the server executed (GET /history) in both renderers:
-the classic LiteGraph canvas and the Vue nodes ("Nodes 2.0"). Skips without ComfyUI, Chromium or playwright-core.
+the classic LiteGraph canvas and the Vue nodes ("Nodes 2.0"). Skips without ComfyUI, Chromium or playwright-core (fails under CI).
 Set TD_SCREENSHOT_DIR to keep the screenshots (docs/ has the README's).
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import shutil
-import socket
 import subprocess
-import sys
-import time
 import urllib.request
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from support.comfyui import unavailable
 from trackdiffusion.tracklets import load
 
 REPO = Path(__file__).resolve().parents[2]
 DRIVER = REPO / "tests" / "browser" / "drive_comfyui.mjs"
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
-PACK_FOLDER_NAME = "ComfyUI-TrackDiffusion-main"
 IMAGE = "td_background.png"
 
 
-def _comfyui() -> Path | None:
-    env = os.environ.get("COMFYUI_PATH")
-    candidate = Path(env) if env else REPO.parent / "ComfyUI"
-    return candidate if (candidate / "comfy").is_dir() and (candidate / "main.py").is_file() else None
-
-
-def _skip_reason() -> str | None:
-    if _comfyui() is None:
-        return "real ComfyUI not found: set COMFYUI_PATH or place a checkout at ../ComfyUI"
-    for module in ("aiohttp", "sqlalchemy", "av", "comfyui_frontend_package"):
-        if importlib.util.find_spec(module) is None:
-            return f"ComfyUI's requirements are not installed ({module} missing): run scripts/install_comfyui_deps.sh"
+def _browser_missing() -> str | None:
     if shutil.which("node") is None or not Path(CHROMIUM).is_file():
         return f"node or Chromium ({CHROMIUM}) missing: run scripts/install_browser_test_deps.sh"
     if not (REPO / "node_modules" / "playwright-core").is_dir():
@@ -57,59 +42,23 @@ def _get(url: str, data: bytes | None = None, timeout: float = 10):
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    reason = _skip_reason()
+def server(comfy_server):
+    """The session's ComfyUI server, with a background image in its input folder and the tutorial dismissed."""
+    reason = _browser_missing()
     if reason:
-        pytest.skip(reason)
+        unavailable(reason)
     import cv2
 
-    base = tmp_path_factory.mktemp("comfy_frontend")
-    (base / "custom_nodes").mkdir()
-    (base / "input").mkdir()
-    # TD_PACK_DIR: test another checkout of the pack (default: this one).
-    os.symlink(os.environ.get("TD_PACK_DIR", REPO), base / "custom_nodes" / PACK_FOLDER_NAME, target_is_directory=True)
     yy, xx = np.mgrid[0:360, 0:640]
     img = np.stack([np.full_like(xx, 120), yy * 255 // 360, xx * 255 // 640], axis=-1).astype(np.uint8)  # BGR
     cv2.circle(img, (200, 180), 60, (255, 255, 255), -1)
-    cv2.imwrite(str(base / "input" / IMAGE), img)
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    spec = importlib.util.find_spec("torchvision")
-    stubs = (REPO / "tests" / "stubs").resolve()
-    # Not installed, or only the test stand-in that an in-process test put on sys.path earlier in this session.
-    if spec is None or not spec.origin or stubs in Path(spec.origin).resolve().parents:
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO / "tests" / "stubs"), env.get("PYTHONPATH")]))
-    log = open(base / "server.log", "w")  # noqa: SIM115  (closed in the finalizer)
-    proc = subprocess.Popen(
-        [sys.executable, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(port), "--base-directory",
-         str(base), "--disable-api-nodes", "--database-url", "sqlite:///:memory:", "--log-stdout"],
-        cwd=_comfyui(), env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                _get(f"{url}/system_stats", timeout=2)
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"ComfyUI did not start:\n{(base / 'server.log').read_text()[-4000:]}")
-                time.sleep(0.5)
-        info = _get(f"{url}/object_info/TrackletEditor")
-        assert "TrackletEditor" in info, (
-            "the server does not list TrackletEditor: nodes/__init__.py must register nodes.editor_nodes.EDITOR_NODES")
-        _get(f"{url}/settings/Comfy.TutorialCompleted", data=b"true")  # no template browser over the canvas
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
+    cv2.imwrite(str(comfy_server.base / "input" / IMAGE), img)
+    url = comfy_server.url
+    info = _get(f"{url}/object_info/TrackletEditor")
+    assert "TrackletEditor" in info, (
+        "the server does not list TrackletEditor: nodes/__init__.py must register nodes.editor_nodes.EDITOR_NODES")
+    _get(f"{url}/settings/Comfy.TutorialCompleted", data=b"true")  # no template browser over the canvas
+    return url
 
 
 def _drive(server, mode: str, num_frames: int, tmp_path) -> dict:

@@ -4,7 +4,6 @@ models/diffusers, loaded and sampled by the node classmethods and by ComfyUI's o
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import shutil
 import uuid
 from pathlib import Path
@@ -16,16 +15,11 @@ import pytest
 from diffusers import AutoencoderKL, DDIMScheduler, DPMSolverMultistepScheduler, UNet3DConditionModel  # noqa: F401
 from transformers import CLIPTextModel, CLIPTokenizer  # noqa: F401
 
+from support.tiny_models import build_tiny_t2v_folder
+
 REPO = Path(__file__).resolve().parents[2]
 STREET = (REPO / "examples" / "tracklets" / "street.json").read_text()
 NODE_IDS = ("LoadModelScopeTrackDiffusion", "ModelScopeTrackDiffusionSampler")
-
-
-def _tiny_models():
-    spec = importlib.util.spec_from_file_location("td_tiny_models", REPO / "tests" / "tiny_models.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +35,7 @@ def tiny_folder(comfy):
 
     root = Path(folder_paths.get_folder_paths("diffusers")[0])
     name = f"td_test_t2v_{uuid.uuid4().hex[:8]}"
-    folder = _tiny_models().build_tiny_t2v_folder(root / name)
+    folder = build_tiny_t2v_folder(root / name)
     yield name
     shutil.rmtree(folder, ignore_errors=True)
 

@@ -1,38 +1,20 @@
 """``trackdiffusion run`` as a user runs it: a fresh process that finds ComfyUI, starts it in-process with this pack
-linked in as a custom node (and the torchvision stand-in when torchvision cannot import), runs a UI-format workflow
+linked in as a custom node, runs a UI-format workflow
 over a folder of tracklet files, and leaves nothing behind but --out."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 from PIL import Image
 
+from support.comfyui import require_comfyui, subprocess_env
+from support.workflows import LOAD, SAVE, VIS, ui
+
 REPO = Path(__file__).resolve().parents[2]
-
-
-def comfyui_or_skip() -> Path:
-    env = os.environ.get("COMFYUI_PATH")
-    path = Path(env) if env else REPO.parent / "ComfyUI"
-    if not (path / "main.py").is_file() or not (path / "comfy").is_dir():
-        pytest.skip("real ComfyUI not found: set COMFYUI_PATH or place a ComfyUI checkout at ../ComfyUI")
-    for module in ("aiohttp", "sqlalchemy", "av"):
-        if importlib.util.find_spec(module) is None:
-            pytest.skip(f"ComfyUI's requirements are not installed ({module} missing)")
-    return path
-
-
-def _unit():
-    spec = importlib.util.spec_from_file_location("td_test_runner_convert", REPO / "tests" / "test_runner_convert.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def tracklets(width: int, height: int, frames: int) -> str:
@@ -42,18 +24,18 @@ def tracklets(width: int, height: int, frames: int) -> str:
 
 
 def test_run_command_batch_over_a_folder_in_a_fresh_process(tmp_path):
-    comfy = comfyui_or_skip()
-    unit = _unit()
-    workflow = unit.ui([{**unit.LOAD, "title": "Boxes"}, unit.VIS, unit.SAVE],
-                       [(1, 1, 0, 2, "tracklets", "TRACKLETS"), (2, 2, 0, 3, "images", "IMAGE")])
+    comfy = require_comfyui()
+    workflow = ui([{**LOAD, "title": "Boxes"}, VIS, SAVE],
+                  [(1, 1, 0, 2, "tracklets", "TRACKLETS"), (2, 2, 0, 3, "images", "IMAGE")])
     (tmp_path / "wf.json").write_text(json.dumps(workflow))
     folder = tmp_path / "tracks"
     folder.mkdir()
     (folder / "one.json").write_text(tracklets(40, 24, 3))
     (folder / "two.json").write_text(tracklets(24, 40, 4))
     (tmp_path / "tmp").mkdir()
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "COMFYUI_PATH")}
-    env.update(OMP_NUM_THREADS="1", TMPDIR=str(tmp_path / "tmp"))
+    # As a user runs it: no COMFYUI_PATH; torchvision is whatever this Python has (the test-only stand-in on
+    # PYTHONPATH where no real one imports: the runner itself never fakes it).
+    env = subprocess_env(TMPDIR=str(tmp_path / "tmp"))
     cmd = [sys.executable, "-m", "trackdiffusion.runner", "wf.json", "--comfyui", str(comfy), "--batch", "tracks",
            "--out", "results", "--set", "Boxes.num_frames=2", "--set", "SaveImage.filename_prefix=\"frame\""]
     proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120, check=False)

@@ -4,7 +4,6 @@ failing) with the files they write."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 from pathlib import Path
@@ -13,6 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from support.workflows import LOAD, NODE_INFOS, SAVE, VIS, ui
 from trackdiffusion.runner.cli import main
 from trackdiffusion.runner.comfy_env import start_comfyui
 from trackdiffusion.runner.convert import combo_options, widget_slots
@@ -20,16 +20,6 @@ from trackdiffusion.runner.run import Runner, WorkflowFailed, WorkflowInvalid, r
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = sorted((REPO / "example_workflows").glob("*.json"))
-
-
-def _unit_module():
-    spec = importlib.util.spec_from_file_location("td_test_runner_convert", REPO / "tests" / "test_runner_convert.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-UNIT = _unit_module()
 
 
 def tracklets(width: int, height: int, frames: int, box=(4, 4, 20, 20)) -> str:
@@ -66,7 +56,7 @@ def _pngs(folder: Path) -> list[tuple[int, int]]:
 
 def test_node_info_fixture_matches_the_real_definitions(runtime):
     """The unit tests' committed node infos are what this ComfyUI reports, in every detail the converter uses."""
-    for node_type, fixture in UNIT.NODE_INFOS.items():
+    for node_type, fixture in NODE_INFOS.items():
         real = runtime.node_info(node_type)
         assert real is not None, node_type
         assert list(real["output"]) == fixture["output"], node_type
@@ -172,12 +162,12 @@ def test_api_workflow_runs_end_to_end(runtime, tmp_path):
 
 
 def test_ui_workflow_with_bypass_primitive_and_override_runs(runtime, tmp_path):
-    load = {**UNIT.LOAD, "widgets": [tracklets(48, 32, 4), "auto", 0, 0, 0, "", 64.0, False], "title": "Boxes"}
-    vis = {**UNIT.VIS, "inputs": [*UNIT.VIS["inputs"], ("thickness", "INT", "thickness")]}
+    load = {**LOAD, "widgets": [tracklets(48, 32, 4), "auto", 0, 0, 0, "", 64.0, False], "title": "Boxes"}
+    vis = {**VIS, "inputs": [*VIS["inputs"], ("thickness", "INT", "thickness")]}
     invert = {"id": 4, "type": "ImageInvert", "mode": 4, "inputs": [("image", "IMAGE")]}
     primitive = {"id": 5, "type": "PrimitiveNode", "widgets": [3, "fixed"]}
     preview = {"id": 6, "type": "PreviewImage", "mode": 2, "inputs": [("images", "IMAGE")]}
-    workflow = UNIT.ui([load, vis, UNIT.SAVE, invert, primitive, preview],
+    workflow = ui([load, vis, SAVE, invert, primitive, preview],
                        [(1, 1, 0, 2, "tracklets", "TRACKLETS"), (2, 2, 0, 4, "image", "IMAGE"),
                         (3, 4, 0, 3, "images", "IMAGE"), (4, 5, 0, 2, "thickness", "INT"),
                         (5, 2, 0, 6, "images", "IMAGE")])

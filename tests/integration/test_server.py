@@ -4,118 +4,24 @@ that fails in our node), and UI workflows converted with the server's own /objec
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import os
-import socket
-import subprocess
-import sys
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
-import uuid
 from pathlib import Path
 
 import pytest
 
+from support.server import PACK_FOLDER_NAME
+from support.workflows import LOAD, SAVE, VIS, ui
 from trackdiffusion.runner.convert import combo_options, to_api_prompt
 
 REPO = Path(__file__).resolve().parents[2]
-STUBS = REPO / "tests" / "stubs"
-ODD_NAME = "TrackDiffusion.pack (dev)-2"
-
-
-def _comfyui_or_skip() -> Path:
-    env = os.environ.get("COMFYUI_PATH")
-    path = Path(env) if env else REPO.parent / "ComfyUI"
-    if not (path / "main.py").is_file() or not (path / "comfy").is_dir():
-        pytest.skip("real ComfyUI not found: set COMFYUI_PATH or place a ComfyUI checkout at ../ComfyUI")
-    for module in ("aiohttp", "sqlalchemy", "av", "requests"):
-        if importlib.util.find_spec(module) is None:
-            pytest.skip(f"ComfyUI's requirements are not installed ({module} missing)")
-    return path
-
-
-def _real_torchvision() -> bool:
-    """Installed torchvision (not tests/stubs, nor the runner's stand-in, which other tests may have loaded here)."""
-    spec = importlib.util.find_spec("torchvision")
-    return bool(spec and spec.origin and STUBS not in Path(spec.origin).resolve().parents)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Server:
-    def __init__(self, url: str, base: Path, log: Path):
-        self.url, self.base, self.log = url, base, log
-
-    def request(self, path: str, body: dict | None = None) -> tuple[int, object]:
-        data = None if body is None else json.dumps(body).encode()
-        req = urllib.request.Request(self.url + path, data=data, headers={"Content-Type": "application/json"})
-        try:
-            with urllib.request.urlopen(req, timeout=30) as resp:
-                raw, status, kind = resp.read(), resp.status, resp.headers.get("Content-Type", "")
-        except urllib.error.HTTPError as exc:
-            raw, status, kind = exc.read(), exc.code, exc.headers.get("Content-Type", "")
-        return status, (json.loads(raw) if "json" in kind else raw)
-
-    def run(self, prompt: dict, timeout: float = 60) -> dict:
-        status, reply = self.request("/prompt", {"prompt": prompt, "client_id": str(uuid.uuid4())})
-        assert status == 200, reply
-        prompt_id = reply["prompt_id"]
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            _, history = self.request(f"/history/{prompt_id}")
-            entry = history.get(prompt_id) if isinstance(history, dict) else None
-            if entry and (entry["status"].get("completed") or entry["status"].get("status_str") == "error"):
-                return entry
-            time.sleep(0.1)
-        raise AssertionError(f"prompt {prompt_id} did not finish in {timeout} s; log:\n{self.log.read_text()[-3000:]}")
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    comfy = _comfyui_or_skip()
-    base = tmp_path_factory.mktemp("server_base")
-    (base / "custom_nodes").mkdir()
-    os.symlink(REPO, base / "custom_nodes" / ODD_NAME, target_is_directory=True)
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items() if k != "COMFYUI_PATH"}
-    env["OMP_NUM_THREADS"] = "1"
-    if not _real_torchvision():
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(STUBS), env.get("PYTHONPATH")) if p)
-    log = base / "server.log"
-    with log.open("wb") as sink:
-        proc = subprocess.Popen([sys.executable, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(port),
-                                 "--base-directory", str(base), "--disable-api-nodes",
-                                 "--database-url", "sqlite:///:memory:"],
-                                cwd=comfy, env=env, stdout=sink, stderr=subprocess.STDOUT)
-    srv = Server(f"http://127.0.0.1:{port}", base, log)
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            if proc.poll() is not None:
-                raise AssertionError(f"ComfyUI exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
-            try:
-                if srv.request("/system_stats")[0] == 200:
-                    break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise AssertionError(f"ComfyUI did not answer in 90 s:\n{log.read_text()[-3000:]}")
-            time.sleep(0.2)
-        yield srv
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+def server(comfy_server):
+    return comfy_server
 
 
 def tracklets(width: int, height: int, frames: int, box=(2, 2, 12, 12)) -> str:
@@ -136,7 +42,7 @@ def api_workflow(source: str, prefix: str) -> dict:
 def test_pack_loads_under_an_odd_folder_name(server):
     status, info = server.request("/object_info/LoadTracklets")
     assert status == 200 and info["LoadTracklets"]["output"] == ["TRACKLETS", "INT", "INT", "INT"]
-    assert info["LoadTracklets"]["python_module"] == f"custom_nodes.{ODD_NAME}"
+    assert info["LoadTracklets"]["python_module"] == f"custom_nodes.{PACK_FOLDER_NAME}"
 
 
 def test_prompt_runs_and_writes_images(server):
@@ -172,12 +78,9 @@ def test_ui_workflows_converted_with_the_servers_object_info(server):
     status, object_info = server.request("/object_info")
     assert status == 200
     # Our nodes in a UI workflow with a bypassed node: converted, queued, run.
-    spec = importlib.util.spec_from_file_location("td_test_runner_convert", REPO / "tests" / "test_runner_convert.py")
-    unit = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(unit)
-    load = {**unit.LOAD, "widgets": [tracklets(24, 24, 2), "auto", 0, 0, 0, "", 64.0, False]}
+    load = {**LOAD, "widgets": [tracklets(24, 24, 2), "auto", 0, 0, 0, "", 64.0, False]}
     invert = {"id": 4, "type": "ImageInvert", "mode": 4, "inputs": [("image", "IMAGE")]}
-    workflow = unit.ui([load, unit.VIS, {**unit.SAVE, "widgets": ["ui"]}, invert],
+    workflow = ui([load, VIS, {**SAVE, "widgets": ["ui"]}, invert],
                        [(1, 1, 0, 2, "tracklets", "TRACKLETS"), (2, 2, 0, 4, "image", "IMAGE"),
                         (3, 4, 0, 3, "images", "IMAGE")])
     entry = server.run(to_api_prompt(workflow, object_info))
