@@ -59,6 +59,7 @@ class TrackDiffusionSVDAdapter(nn.Module):
         context_dim: width of the box tokens (SVD's cross-attention width, 1024).
         head_dim: fuser attention head size (64 for SVD: heads = channels / 64).
         max_objs: instance slots per frame (20 in the official weights).
+        hidden_dim: the position net's MLP width (512 in the official weights).
     """
 
     def __init__(
@@ -67,6 +68,7 @@ class TrackDiffusionSVDAdapter(nn.Module):
         context_dim: int = 1024,
         head_dim: int = 64,
         max_objs: int = 20,
+        hidden_dim: int = 512,
         operations: Any | None = None,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
@@ -77,7 +79,8 @@ class TrackDiffusionSVDAdapter(nn.Module):
         self.block_names = [name for name, _ in blocks]
         self.max_objs = max_objs
         self.context_dim = context_dim
-        self.position_net = SVDBoxPositionNet(out_dim=context_dim, operations=operations, device=device, dtype=dtype)
+        self.position_net = SVDBoxPositionNet(out_dim=context_dim, hidden_dim=hidden_dim, operations=operations,
+                                              device=device, dtype=dtype)
         self.fusers = nn.ModuleDict({
             name.replace(".", "_"): GatedSelfAttentionDense.svd(channels, context_dim=context_dim, head_dim=head_dim,
                                                                 operations=operations, device=device, dtype=dtype)
@@ -142,6 +145,12 @@ class TrackDiffusionSVDAdapter(nn.Module):
             else:
                 out[key] = value
         return out
+
+    @staticmethod
+    def hidden_dim_from_state_dict(state_dict: dict[str, torch.Tensor]) -> int:
+        """The position net's MLP width in a state dict (from :meth:`split_delta`); 512 when it holds none."""
+        weight = state_dict.get("position_net.linears.0.weight")
+        return 512 if weight is None else int(weight.shape[0])
 
     @staticmethod
     def blocks_from_state_dict(state_dict: dict[str, torch.Tensor]) -> tuple[list[tuple[str, int]], int]:

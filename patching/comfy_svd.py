@@ -53,8 +53,12 @@ def load_svd_adapter(tensors: dict[str, torch.Tensor], metadata: dict | None = N
     blocks, context_dim = TrackDiffusionSVDAdapter.blocks_from_state_dict(adapter_sd)
     head_dim = head_dim or int(metadata.get("head_dim", 64))
     adapter = TrackDiffusionSVDAdapter(blocks, context_dim=context_dim, head_dim=head_dim,
+                                       hidden_dim=TrackDiffusionSVDAdapter.hidden_dim_from_state_dict(adapter_sd),
                                        operations=comfy.ops.manual_cast, device="cpu")
-    missing, unexpected = adapter.load_state_dict(adapter_sd, strict=False)
+    try:
+        missing, unexpected = adapter.load_state_dict(adapter_sd, strict=False)
+    except RuntimeError as exc:  # a tensor of another shape
+        missing, unexpected = [str(exc).splitlines()[-1].strip()], []
     if missing or unexpected:
         raise InvalidInputError(
             f"the adapter file does not fit the TrackDiffusion-SVD modules: missing {sorted(missing)[:20]}, "

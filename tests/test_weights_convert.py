@@ -230,7 +230,7 @@ def test_svd_round_trip(stage2, tmp_path, no_full_loads, dtype):
     assert sorted(no_full_loads.loaded) == sorted(delta_source_shapes())
     assert result.warnings == [] and result.num_tensors == N_DELTA
     assert result.metadata == {"format": "trackdiffusion.svd_delta", "version": "1", "base": "svd_img2vid",
-                               "stage": "2", "source": "diffusion_pytorch_model.safetensors"}
+                               "stage": "2", "source": "diffusion_pytorch_model.safetensors", "head_dim": "64"}
     no_full_loads.loaded.clear()
     tensors, meta = load_delta(result.path)
     assert meta == result.metadata
@@ -250,6 +250,19 @@ def test_svd_round_trip(stage2, tmp_path, no_full_loads, dtype):
     # the streamed file is an ordinary safetensors file
     with safetensors.safe_open(str(result.path), framework="pt") as f:
         assert f.metadata() == result.metadata and set(f.keys()) == set(tensors)
+
+
+def test_head_dim_comes_from_config_json(tmp_path):
+    """The fusers use the UNet's attention heads: a UNet of another width records its head size in the delta (the
+    real config's 320/5 = 64; here 4/2 = 2), and a config.json that gives no single head size is refused."""
+    folder = tmp_path / "svd_stage2" / "unet"
+    config = svd_config() | {"block_out_channels": [C0, 2 * C0, 4 * C0, 4 * C0], "num_attention_heads": [2, 4, 8, 8]}
+    path = write_ckpt(folder, svd_tensors(), config)
+    assert convert_svd(path, tmp_path / "a.safetensors").metadata["head_dim"] == str(C0 // 2)
+    (folder / "config.json").write_text(json.dumps(config | {"num_attention_heads": [2, 2, 8, 8]}))
+    with pytest.raises(InvalidInputError, match=r"do not give one attention head size"):
+        convert_svd(path, tmp_path / "b.safetensors")
+    assert not (tmp_path / "b.safetensors").exists()
 
 
 def test_fuser_and_mix_targets_are_real_comfyui_paths(stage2, tmp_path):

@@ -283,7 +283,9 @@ def svd_delta(attachment: Any, *, stage: int, trained_steps: int, base: str, sou
     head_dim = head_dims.pop()
     ref = next(attachment.position_net.parameters())
     adapter = TrackDiffusionSVDAdapter(blocks, context_dim=int(attachment.position_net.out_dim), head_dim=head_dim,
-                                       max_objs=attachment.max_objs, device="cpu", dtype=ref.dtype)
+                                       max_objs=attachment.max_objs,
+                                       hidden_dim=int(attachment.position_net.linears[0].weight.shape[0]),
+                                       device="cpu", dtype=ref.dtype)
     with torch.no_grad():
         adapter.position_net.load_state_dict(attachment.position_net.state_dict())
         for name, fuser in fusers.items():

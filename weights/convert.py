@@ -71,6 +71,7 @@ STAGE_CHECKPOINTS = {191500: 1, 87000: 2}
 FRAMES_TO_BASE = {14: "svd_img2vid", 25: "svd_img2vid_xt"}
 BASE_TO_FRAMES = {v: k for k, v in FRAMES_TO_BASE.items()}
 SVD_POSITION_DIM = 112  # 8 Fourier frequencies x (sin, cos) x 7 box numbers (xyxy + rgb)
+SVD_HEAD_DIM = 64  # the official SVD's attention head width (block_out_channels / num_attention_heads)
 LIST_LIMIT = 20
 
 _ST_DTYPES = {
@@ -471,6 +472,25 @@ def _svd_check(info: CheckpointInfo, *, delta_naming: bool = False) -> tuple[lis
     return sorted(expected) + extra_pos, warnings
 
 
+def _svd_head_dim(info: CheckpointInfo) -> int:
+    """The attention head width of the UNet's transformers (the fusers use the same heads): from config.json
+    (block_out_channels / num_attention_heads, one value for every level), else the official SVD's 64."""
+    config = info.config or {}
+    channels, heads = config.get("block_out_channels"), config.get("num_attention_heads")
+    if channels is None or heads is None:
+        return SVD_HEAD_DIM
+    heads = list(heads) if isinstance(heads, (list, tuple)) else [heads] * len(channels)
+    try:
+        dims = {int(c) // int(h) for c, h in zip(channels, heads, strict=True) if int(h) > 0 and int(c) % int(h) == 0}
+    except (TypeError, ValueError):
+        dims = set()
+    if len(dims) != 1:
+        raise InvalidInputError(f"{info.path.parent / 'config.json'}: block_out_channels {channels} and "
+                                f"num_attention_heads {heads} do not give one attention head size.",
+                                fix="use the config.json that came with the checkpoint.")
+    return dims.pop()
+
+
 def _svd_plan(info: CheckpointInfo) -> _Plan:
     if info.kind != KIND_TD_SVD:
         raise _refuse(info, "svd")
@@ -494,6 +514,7 @@ def _svd_plan(info: CheckpointInfo) -> _Plan:
     metadata = {
         "format": SVD_DELTA_FORMAT, "version": FORMAT_VERSION, "base": base,
         "stage": str(info.stage) if info.stage else "unknown", "source": info.path.name,
+        "head_dim": str(_svd_head_dim(info)),
     }
     if warnings:
         metadata["warnings"] = "\n".join(warnings)

@@ -19,7 +19,6 @@ from typing import ClassVar
 import pytest
 
 from support.comfyui import REPO, put_stand_in_on_path, real_torchvision, require_comfyui
-from support.server import comfy_server as start_comfy_server
 
 PACK_FOLDER_NAME = "ComfyUI-TrackDiffusion-main"
 
@@ -134,47 +133,24 @@ def comfy_with_probe(comfy):
     return comfy
 
 
-TINY_SVD_CHANNELS = 32
-TINY_SVD_CONTEXT = 64
-TINY_SVD_HEAD_DIM = 16
-
-
 @pytest.fixture(scope="session")
 def tiny_svd(comfy):
-    """A ComfyUI SVD with the real 16-transformer layout at 1/10 the width, loaded through ComfyUI's own state-dict
-    detection and loader (random weights, seeded)."""
+    """A ComfyUI SVD with the real 16-transformer layout at 1/10 the width (support.tiny_svd's sizes), loaded through
+    ComfyUI's own state-dict detection and loader (random weights, seeded)."""
     import comfy.ops
     import comfy.sd
-    import comfy.supported_models
     import torch
     from comfy.ldm.modules.diffusionmodules.openaimodel import UNetModel
 
-    base = comfy.supported_models.SVD_img2vid
-
-    class TinySVD(base):
-        unet_config = dict(base.unet_config, model_channels=TINY_SVD_CHANNELS, context_dim=TINY_SVD_CONTEXT)  # noqa: RUF012
-        unet_extra_config = dict(base.unet_extra_config, num_head_channels=TINY_SVD_HEAD_DIM)  # noqa: RUF012
-
+    from support.tiny_svd import CHANNELS, CONTEXT, HEAD_DIM, tiny_detection
     from trackdiffusion.patching.comfy_svd import svd_unet_config
 
-    config = svd_unet_config(TINY_SVD_CHANNELS, TINY_SVD_CONTEXT, TINY_SVD_HEAD_DIM)
+    config = svd_unet_config(CHANNELS, CONTEXT, HEAD_DIM)
     unet = UNetModel(**config, device="cpu", operations=comfy.ops.disable_weight_init)
     generator = torch.Generator().manual_seed(0)
     state_dict = {f"model.diffusion_model.{k}": torch.randn(v.shape, generator=generator) * 0.05
                   for k, v in unet.state_dict().items()}
-    comfy.supported_models.models.insert(0, TinySVD)
-    try:
+    with tiny_detection():
         model = comfy.sd.load_diffusion_model_state_dict(state_dict)
-    finally:
-        comfy.supported_models.models.remove(TinySVD)
     assert type(model.model).__name__ == "SVD_img2vid"
     return model
-
-
-@pytest.fixture(scope="session")
-def comfy_server(tmp_path_factory):
-    """ComfyUI's own server (``main.py --cpu``, its bundled frontend) with this pack, shared by the HTTP and browser
-    tests of the whole session."""
-    path = require_comfyui()
-    with start_comfy_server(path, tmp_path_factory.mktemp("comfy_server")) as server:
-        yield server

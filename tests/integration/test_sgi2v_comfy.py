@@ -7,11 +7,12 @@ from __future__ import annotations
 import pytest
 import torch
 
+from support import tiny_svd as tiny_svd_sizes
 from trackdiffusion.errors import InvalidInputError
 from trackdiffusion.tracklets import load
 
 FRAMES = 4
-CONTEXT_DIM = 64  # conftest.tiny_svd
+CONTEXT_DIM = tiny_svd_sizes.CONTEXT
 LATENT = 16  # 16x16 latent (128x128 canvas): output_blocks.7/8 run at 8x8
 STEPS = 8
 GUIDED = {"start_step": 4, "end_step": 5}  # SG-I2V's lr 0.21, 5 iterations

@@ -6,13 +6,14 @@ from __future__ import annotations
 import pytest
 import torch
 
+from support import tiny_svd as tiny_svd_sizes
 from trackdiffusion.errors import InvalidInputError
 from trackdiffusion.models.svd_adapter import TrackDiffusionSVDAdapter
 from trackdiffusion.tracklets import load
 
 FRAMES = 4
-CONTEXT_DIM = 64  # the tiny SVD's cross-attention width (conftest.tiny_svd)
-HEAD_DIM = 16
+CONTEXT_DIM = tiny_svd_sizes.CONTEXT  # the tiny SVD's cross-attention width
+HEAD_DIM = tiny_svd_sizes.HEAD_DIM
 
 
 def tracklets(num_frames=FRAMES, objects=2):
