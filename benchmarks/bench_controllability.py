@@ -1,7 +1,12 @@
 """Measured controllability of the embedded demo model on the SynTrack test split: one command, every table.
 
-    OMP_NUM_THREADS=1 python benchmarks/bench_controllability.py [--clips 64] [--json out/controllability.json]
-        [--no-ablation] [--no-guidance]
+    OMP_NUM_THREADS=1 python benchmarks/bench_controllability.py [--clips 64] [--no-ablation] [--no-guidance]
+        [--only "NAME,NAME"] [--json benchmarks/results_controllability_demo.json]
+
+The committed results: ``--no-guidance --json benchmarks/results_controllability_demo.json`` (about 20 minutes on
+one thread) and ``--only "no boxes,true boxes,no boxes + SG-I2V guidance,true boxes + SG-I2V guidance" --json
+benchmarks/results_guidance_demo.json`` (about 40). The file holds the provenance (``provenance.py``: commit,
+command, the weights' sha256) and, under ``derived``, the figures computed from the stored ones (:func:`derived`).
 
 Conditions, all on the same clips, same first frames, same noise, every video scored against its clip's TRUE
 tracklets with the SynTrack metric stack (so a model that ignores its boxes scores the same everywhere):
@@ -21,13 +26,14 @@ interval of the difference excludes 0.
 from __future__ import annotations
 
 import argparse
-import json
+import datetime
 import time
 from pathlib import Path
 
 import torch
+from provenance import default_json, provenance, write_json
 
-from trackdiffusion.demo.cli import load_demo_model
+from trackdiffusion.demo.cli import WEIGHTS, load_demo_model
 from trackdiffusion.demo.data import BoxConditioning, box_conditioning
 from trackdiffusion.demo.guidance import sample_guided
 from trackdiffusion.demo.sampling import sample
@@ -38,6 +44,25 @@ from trackdiffusion.synth import make_split
 METRICS = ("TrackAP", "AP50", "AP75", "mIoU", "CTE_px", "IDSW")
 #: SG-I2V settings for the demo model (chosen on the val split; the 20-step band 0.1-0.4 is SG-I2V's default)
 GUIDANCE = SGI2VConfig(iterations=5, lr=0.21)
+#: the controllability goal: AP50 with the true boxes at least this, and at least GOAL_MARGIN above shuffled boxes
+GOAL_AP50, GOAL_MARGIN = 0.5, 0.4
+
+
+def derived(doc: dict) -> dict:
+    """Figures computed from a results file's stored ones (the README quotes them; the README test recomputes them):
+    total generation minutes, the guidance's cost against plain sampling, and whether the goal is met."""
+    conditions = doc["conditions"]
+    out: dict = {"generate_minutes": sum(c["generate_s"] for c in conditions.values()) / 60}
+    cost = {base: conditions[f"{base} + SG-I2V guidance"]["generate_s"] / conditions[base]["generate_s"]
+            for base in ("no boxes", "true boxes") if base in conditions and f"{base} + SG-I2V guidance" in conditions}
+    if cost:
+        out["guidance_cost_x"] = cost
+    if "true boxes" in conditions and "shuffled boxes" in conditions:
+        true_ap50 = conditions["true boxes"]["metrics"]["AP50"]
+        margin = doc["differences"]["true boxes - shuffled boxes"]["AP50"]["estimate"]
+        out["goal"] = {"AP50_true_at_least": GOAL_AP50, "AP50_over_shuffled_at_least": GOAL_MARGIN,
+                       "met": bool(true_ap50 >= GOAL_AP50 and margin >= GOAL_MARGIN)}
+    return out
 
 
 def conditioning(model, tracklets, first, num_frames: int, parts=("masks", "categories", "appearance")):
@@ -105,10 +130,13 @@ def main() -> None:
     parser.add_argument("--no-ablation", action="store_true")
     parser.add_argument("--no-guidance", action="store_true")
     parser.add_argument("--only", help="comma-separated condition names to run (default: all)")
-    parser.add_argument("--json", type=Path)
+    parser.add_argument("--json", type=Path, default=default_json("controllability_demo"),
+                        help="results file (default: benchmarks/results_controllability_demo.json; '-' = none)")
     args = parser.parse_args()
     started = time.time()
-    model = load_demo_model(args.weights) if args.weights else load_demo_model()
+    started_utc = datetime.datetime.now(datetime.timezone.utc)
+    weights = args.weights or WEIGHTS
+    model = load_demo_model(weights)
     clips = make_split("test", "eval", n=args.clips)
     true = [c.tracklets for c in clips]
     runs = {"true boxes": {"sources": true}, "shuffled boxes": {"sources": true[1:] + true[:1]},
@@ -157,12 +185,13 @@ def main() -> None:
         if "no boxes + SG-I2V guidance" in seconds and "no boxes" in seconds:
             print(f"guidance cost: {seconds['no boxes + SG-I2V guidance'] / seconds['no boxes']:.2f}x the generation "
                   "time of plain sampling")
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
+    if str(args.json) != "-":
         summary = {name: {"metrics": r["metrics"], "ci": r.get("ci"), "generate_s": seconds[name]}
                    for name, r in results.items()}
-        args.json.write_text(json.dumps({"conditions": summary, "differences": diffs, "clips": args.clips,
-                                         "steps": args.steps, "seed": args.seed}, indent=1))
+        doc = {"provenance": provenance([weights], started_utc), "conditions": summary, "differences": diffs,
+               "clips": args.clips, "steps": args.steps, "seed": args.seed, "bootstrap": args.bootstrap}
+        doc["derived"] = derived(doc)
+        write_json(args.json, doc)
 
 
 if __name__ == "__main__":

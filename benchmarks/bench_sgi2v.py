@@ -8,8 +8,9 @@ ComfyUI's SVD UNet with random weights (the guidance code runs exactly as in a w
 Defaults are SG-I2V's: steps 5..20 of 50 (fractions 0.1..0.4) with 5 AdamW iterations each, layers
 output_blocks.7.1 and 8.1. Each variant runs in its own process, so peak memory is that variant's alone: on CUDA the
 allocator's peak (max_memory_allocated), on CPU the process's peak RSS above its size before the first sampling.
-Goal on a GPU at the real size: guided <= 2x the unguided time and <= 24 GB. Needs a ComfyUI checkout (COMFYUI_PATH,
-else ../ComfyUI).
+Goal on a GPU at the real size: guided <= 2x the unguided time and <= 24 GB. Needs a ComfyUI checkout (found as the
+tests find it). Results go to ``benchmarks/results_sgi2v.json`` (``results_sgi2v_real.json`` with ``--real``) unless
+``--json`` says otherwise; ``bench_sgi2v_flops.py`` estimates the real-size ratio from FLOP counts without a GPU.
 """
 
 from __future__ import annotations
@@ -96,6 +97,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, help="timed runs per variant process (median)")
     parser.add_argument("--checkpointing", choices=("auto", "all", "off"), default="auto")
     parser.add_argument("--memory-budget-gb", type=float, help="device memory the guided run may use (default: free)")
+    parser.add_argument("--json", help="results file (default: benchmarks/results_sgi2v.json, results_sgi2v_real.json "
+                        "with --real; '-' = none)")
     parser.add_argument("--child", choices=("guided", "unguided"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     real_defaults = (14, 576, 1024, 50, 1) if args.real else (4, 128, 128, 10, 3)
@@ -105,9 +108,14 @@ def main() -> None:
     if args.child:
         child(args)
         return
+    sys.path.insert(0, HERE)
+    from provenance import default_json, write_results
+
+    if args.json is None:
+        args.json = str(default_json("sgi2v_real" if args.real else "sgi2v"))
     results = {}
     for variant in ("unguided", "guided"):
-        cmd = [sys.executable, os.path.abspath(__file__), "--child", variant] + sys.argv[1:]
+        cmd = [sys.executable, os.path.abspath(__file__), "--child", variant, "--json", "-"] + sys.argv[1:]
         proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
         lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
         if proc.returncode != 0 or not lines:
@@ -131,6 +139,14 @@ def main() -> None:
     if args.real and u["device"] != "cpu":
         ok_t, ok_m = g["time"] <= 2 * u["time"], g["peak"] <= 24e9
         print(f"  goal: time <= 2x {'met' if ok_t else 'MISSED'}, peak <= 24 GB {'met' if ok_m else 'MISSED'}")
+    settings = {"real_width": args.real, "model_channels": 320 if args.real else 32, "frames": args.frames,
+                "height": args.height, "width": args.width, "steps": args.steps, "sampler": "euler, karras, cfg 2.5",
+                "iterations": args.iterations, "checkpointing": args.checkpointing,
+                "memory_budget_gb": args.memory_budget_gb, "repeats": args.repeats,
+                "memory": "peak allocated (CUDA)" if u["device"] != "cpu" else "peak RSS above the baseline (CPU)",
+                "weights": "random (seed 0)"}
+    ratio = {"time": g["time"] / u["time"], "memory": g["peak"] / max(u["peak"], 1)}
+    write_results(args.json, "sgi2v", settings, {"unguided": u, "guided": g, "ratio": ratio})
 
 
 if __name__ == "__main__":

@@ -1,15 +1,17 @@
 """Expanding 20 tracklets x 25 frames to model slots (budget: 50 ms on the 2-core CI machine).
 
-    OMP_NUM_THREADS=1 python benchmarks/bench_slots.py
+    OMP_NUM_THREADS=1 python benchmarks/bench_slots.py [--repeats 30] [--json benchmarks/results_slots.json]
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import statistics
 import time
 
 import numpy as np
+from provenance import add_json_option, write_results
 
 from trackdiffusion.tracklets import INTERPOLATIONS, load
 
@@ -33,10 +35,14 @@ def make_document(num_objects: int = 20, num_frames: int = 25, seed: int = 0) ->
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=30)
+    add_json_option(parser, "slots")
+    args = parser.parse_args()
     text = make_document()
     timings = {"load (parse + validate)": [], "to_slots 25 frames": [], "to_slots resampled to 14": [],
                "load + to_slots": []}
-    for _ in range(30):
+    for _ in range(args.repeats):
         t0 = time.perf_counter()
         tracklets = load(text)
         t1 = time.perf_counter()
@@ -48,10 +54,15 @@ def main() -> None:
         timings["to_slots 25 frames"].append(t2 - t1)
         timings["to_slots resampled to 14"].append(t3 - t2)
         timings["load + to_slots"].append(t2 - t0)
-    print("20 tracklets x 25 frames (6 keyframes each, all interpolation modes), median of 30 runs:")
+    print(f"20 tracklets x 25 frames (6 keyframes each, all interpolation modes), median of {args.repeats} runs:")
+    results = {}
     for name, values in timings.items():
         ms = statistics.median(values) * 1000
+        results[name] = {"median_ms": ms, "min_ms": min(values) * 1000, "budget_fraction": ms / BUDGET_MS}
         print(f"  {name:<26} {ms:7.2f} ms   ({ms / BUDGET_MS:.2f} of the {BUDGET_MS:.0f} ms budget)")
+    write_results(args.json, "slots", {"objects": 20, "frames": 25, "keyframes_per_object": 6, "canvas": [1024, 576],
+                                       "resampled_frames": 14, "repeats": args.repeats, "budget_ms": BUDGET_MS},
+                  results)
 
 
 if __name__ == "__main__":

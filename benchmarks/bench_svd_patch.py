@@ -5,17 +5,20 @@ process on ComfyUI's SVD UNet with random weights (the patch code runs exactly a
     python benchmarks/bench_svd_patch.py --real --frames 14 --height 576 --width 1024        # on a GPU
 
 The FLOP floor of the fusers at the real size is about +34%; the measured time ratio should stay within 10% of the
-FLOP ratio. Needs a ComfyUI checkout (COMFYUI_PATH, else ../ComfyUI).
+FLOP ratio. Needs a ComfyUI checkout (found as the tests find it).
+Results (with provenance) go to ``benchmarks/results_svd_patch.json`` (``results_svd_patch_real.json`` with
+``--real``) unless ``--json`` says otherwise; README's table is rendered from them (``benchmarks/readme_tables.py``).
 """
 
 from __future__ import annotations
 
 import torch
-from comfy_svd_harness import build_svd, compare, parse_patch_args, setup_comfyui
+from comfy_svd_harness import build_svd, compare, parse_patch_args, patch_settings, setup_comfyui
+from provenance import write_results
 
 
 def main() -> None:
-    args = parse_patch_args()
+    args = parse_patch_args("svd_patch")
     setup_comfyui()
     from trackdiffusion.models.svd_adapter import TrackDiffusionSVDAdapter
     from trackdiffusion.patching.comfy_svd import (
@@ -39,8 +42,10 @@ def main() -> None:
     tracklets = load({"version": 1, "width": args.width, "height": args.height, "num_frames": args.frames,
                       "objects": objects})
     patched = apply_trackdiffusion_svd(model, bundle, tracklets)
-    compare("TrackDiffusion-SVD patch" + (" (real width)" if args.real else " (tiny width, 32 channels)"),
-            {"unpatched": model, "patched": patched}, args.frames, args.height, args.width, context, args.repeats)
+    results = compare("TrackDiffusion-SVD patch" + (" (real width)" if args.real else " (tiny width, 32 channels)"),
+                      {"unpatched": model, "patched": patched}, args.frames, args.height, args.width, context,
+                      args.repeats)
+    write_results(args.json, "svd_patch", patch_settings(args), results)
 
 
 if __name__ == "__main__":

@@ -5,6 +5,8 @@ one process on ComfyUI's SVD UNet with random weights.
     python benchmarks/bench_trackgo_patch.py --real --frames 14 --height 576 --width 1024   # on a GPU
 
 The FLOP floor of the TrackAdapter is about +2%; the goal is at most +5% time on a GPU.
+Results (with provenance) go to ``benchmarks/results_trackgo_patch.json`` (``results_trackgo_patch_real.json`` with
+``--real``) unless ``--json`` says otherwise; README's table is rendered from them (``benchmarks/readme_tables.py``).
 """
 
 from __future__ import annotations
@@ -13,11 +15,12 @@ import json
 
 import numpy as np
 import torch
-from comfy_svd_harness import build_svd, compare, parse_patch_args, setup_comfyui
+from comfy_svd_harness import build_svd, compare, parse_patch_args, patch_settings, setup_comfyui
+from provenance import write_results
 
 
 def main() -> None:
-    args = parse_patch_args()
+    args = parse_patch_args("trackgo_patch")
     setup_comfyui()
     from trackdiffusion.models.trackgo import SVD_LEVEL_CHANNELS, TrackGoAdapter
     from trackdiffusion.patching.comfy_svd import _spatial_video_transformers
@@ -40,8 +43,10 @@ def main() -> None:
     arrows = [[[args.width // 3, args.height // 3], [2 * args.width // 3, args.height // 2]], [[0, 0], [8, 0]]]
     trajectories = build_point_trajectories(masks, arrows, args.frames)
     patched = apply_trackgo(model, bundle, trajectories, tau=-100.0)
-    compare("TrackGo TrackAdapter patch" + (" (real width)" if args.real else " (tiny width)"),
-            {"unpatched": model, "patched": patched}, args.frames, args.height, args.width, context, args.repeats)
+    results = compare("TrackGo TrackAdapter patch" + (" (real width)" if args.real else " (tiny width)"),
+                      {"unpatched": model, "patched": patched}, args.frames, args.height, args.width, context,
+                      args.repeats)
+    write_results(args.json, "trackgo_patch", patch_settings(args), results)
 
 
 if __name__ == "__main__":

@@ -3,7 +3,9 @@
 Scenario: 6 masks on a 1024x576 (W x H) frame, one arrow each, 25 frames (SVD-XT length). Masks span the eq.-10 range
 (small, medium, large, plus a non-convex ring and a whole-frame "camera" mask) so every code path is timed.
 
-    python benchmarks/bench_trajectories.py [--repeats 30]
+    OMP_NUM_THREADS=1 python benchmarks/bench_trajectories.py [--repeats 30] [--json PATH]
+
+Results (with provenance) go to ``benchmarks/results_trajectories.json`` unless ``--json`` says otherwise.
 
 Prints median / min milliseconds; the build target is < 50 ms median. Exits 0 (timings are reported, not asserted,
 because shared CI machines are noisy).
@@ -20,6 +22,7 @@ import time
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import numpy as np
+from provenance import add_json_option, write_results
 
 from trackdiffusion.trajectories import build_point_trajectories
 
@@ -62,6 +65,7 @@ def time_ms(fn, repeats: int) -> list[float]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=30)
+    add_json_option(parser, "trajectories")
     args = parser.parse_args()
 
     masks, arrows = make_scene()
@@ -73,10 +77,17 @@ def main() -> int:
     print(f"TrackGo point trajectories, {masks.shape[0]} masks, {WIDTH}x{HEIGHT}, {FRAMES} frames")
     print(f"  points per mask: {np.bincount(traj.component).tolist()} (P = {traj.num_points})")
     print(f"  CPU: {platform.processor() or platform.machine()}, OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']}")
+    results = {}
     for name, ms in (("build", build), ("render (point_size=4)", render), ("to_tracks", tracks)):
+        results[name] = {"median_ms": statistics.median(ms), "min_ms": min(ms)}
         print(f"  {name:<22} median {statistics.median(ms):8.2f} ms   min {min(ms):8.2f} ms   ({len(ms)} repeats)")
     verdict = "meets" if statistics.median(build) < BUILD_TARGET_MS else "MISSES"
     print(f"  build {verdict} the {BUILD_TARGET_MS:.0f} ms target")
+    write_results(args.json, "trajectories", {"masks": int(masks.shape[0]), "width": WIDTH, "height": HEIGHT,
+                                              "frames": FRAMES, "points": int(traj.num_points),
+                                              "points_per_mask": np.bincount(traj.component).tolist(),
+                                              "repeats": args.repeats, "build_target_ms": BUILD_TARGET_MS},
+                  results)
     return 0
 
 

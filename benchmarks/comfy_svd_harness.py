@@ -5,7 +5,6 @@ patches run exactly as in a user's workflow). bench_sgi2v.py uses the UNet and t
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
 import time
@@ -17,21 +16,44 @@ from torch.utils.flop_counter import FlopCounterMode
 REPO = Path(__file__).resolve().parents[1]
 
 
-def parse_patch_args() -> argparse.Namespace:
-    """The patch benchmarks' options: the UNet width and the sampled video's size."""
+def parse_patch_args(name: str) -> argparse.Namespace:
+    """The patch benchmarks' options: the UNet width, the sampled video's size and the results file (default
+    ``benchmarks/results_<name>.json``, ``results_<name>_real.json`` with ``--real``)."""
+    from provenance import default_json
+
     parser = argparse.ArgumentParser()
     parser.add_argument("--real", action="store_true", help="the real SVD width (320 channels, context 1024)")
     parser.add_argument("--frames", type=int, default=4)
     parser.add_argument("--height", type=int, default=64)
     parser.add_argument("--width", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=5)
-    return parser.parse_args()
+    parser.add_argument("--json", help=f"results file (default: benchmarks/results_{name}.json, "
+                        f"results_{name}_real.json with --real; '-' = none)")
+    args = parser.parse_args()
+    if args.json is None:
+        args.json = str(default_json(f"{name}_real" if args.real else name))
+    return args
 
 
-def setup_comfyui() -> None:
-    path = Path(os.environ.get("COMFYUI_PATH", REPO.parent / "ComfyUI"))
-    if not (path / "comfy").is_dir():
-        sys.exit(f"ComfyUI not found at {path}: set COMFYUI_PATH")
+def patch_settings(args: argparse.Namespace) -> dict:
+    """The settings a patch benchmark's results file records."""
+    return {"real_width": args.real, "model_channels": 320 if args.real else 32, "frames": args.frames,
+            "height": args.height, "width": args.width, "repeats": args.repeats,
+            "sampling": "1 euler step, cfg 2.5, cond + uncond batched; median of interleaved repeats",
+            "weights": "random (seed 0), fp16 state dict through ComfyUI's loader"}
+
+
+def setup_comfyui() -> Path:
+    """Put ComfyUI (found as the tests find it: ``$COMFYUI_PATH``, ``../ComfyUI``, ``../shared/ComfyUI``) on the path,
+    without writing bytecode into its tree, and return where it is."""
+    sys.path.insert(0, str(REPO / "tests"))
+    from support.comfyui import candidates, find_comfyui
+
+    path = find_comfyui()
+    if path is None:
+        sys.exit("ComfyUI not found (looked in " + ", ".join(f"{p} ({o})" for p, o in candidates()) +
+                 "): set COMFYUI_PATH")
+    sys.dont_write_bytecode = True  # the checkout may be read-only (CI's ../shared/ComfyUI)
     try:
         import torchvision  # noqa: F401
     except (ImportError, RuntimeError):  # absent, or a CUDA-only build on a CPU torch
@@ -40,6 +62,7 @@ def setup_comfyui() -> None:
     from comfy.cli_args import args
 
     args.cpu = not torch.cuda.is_available()
+    return path
 
 
 def build_svd(real: bool):
@@ -93,8 +116,9 @@ def sample_once(model, frames: int, height: int, width: int, context_dim: int):
 
 
 def compare(title: str, variants: dict, frames: int, height: int, width: int, context_dim: int,
-            repeats: int) -> None:
-    """Interleaved timings, FLOPs and (on CUDA) peak memory of each variant; ratios against the first."""
+            repeats: int) -> dict:
+    """Interleaved timings, FLOPs and (on CUDA) peak memory of each variant, printed with ratios against the first;
+    returns them: ``{name: {"time_s", "times_s", "flops", "peak_bytes"}, "ratio": {"time", "flops", "peak"}}``."""
     cuda = torch.cuda.is_available()
     flops = {}
     for name, model in variants.items():
@@ -125,3 +149,9 @@ def compare(title: str, variants: dict, frames: int, height: int, width: int, co
         if cuda:
             line += f"   peak {peaks[name] / 2**30:6.2f} GiB  x{peaks[name] / peaks[first]:.3f}"
         print(line)
+    out: dict = {name: {"time_s": statistics.median(times[name]), "times_s": times[name], "flops": flops[name],
+                        "peak_bytes": peaks[name] if cuda else None} for name in variants}
+    last = list(variants)[-1]
+    out["ratio"] = {"time": out[last]["time_s"] / out[first]["time_s"], "flops": flops[last] / flops[first],
+                    "peak": peaks[last] / peaks[first] if cuda else None}
+    return out

@@ -1,8 +1,6 @@
 """The SynTrack positive control: ground-truth renders through the metric stack give a fixed ceiling, and corrupted
-renders score lower. ``tests/data/syntrack_ceiling.json`` holds the committed numbers; regenerate them (only after an
-intended change of the generator or the metrics, and say so in the commit) with::
-
-    python -m trackdiffusion.metrics.control --write tests/data/syntrack_ceiling.json
+renders score lower. ``python -m trackdiffusion.metrics.control`` prints them. The committed numbers, with their
+provenance, are ``tests/data/syntrack_ceiling.json``, written by ``benchmarks/bench_syntrack_ceiling.py``.
 """
 
 from __future__ import annotations
@@ -49,21 +47,12 @@ def positive_control(*, split: str = "test", tier="eval", n_clips: int = 128, n_
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--write", help="write the JSON here (default: print it)")
     p.add_argument("--clips", type=int, default=DEFAULTS["n_clips"])
     p.add_argument("--corrupted", type=int, default=DEFAULTS["n_corrupted"])
     args = p.parse_args(argv)
     t0 = time.perf_counter()
-    result = positive_control(n_clips=args.clips, n_corrupted=args.corrupted)
-    result["how"] = "python -m trackdiffusion.metrics.control --write tests/data/syntrack_ceiling.json"
-    text = json.dumps(result, indent=1) + "\n"
-    if args.write:
-        from ..tracklets import atomic_write_text
-
-        atomic_write_text(args.write, text)
-        print(f"wrote {args.write} in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
-    else:
-        print(text)
+    print(json.dumps(positive_control(n_clips=args.clips, n_corrupted=args.corrupted), indent=1))
+    print(f"{time.perf_counter() - t0:.1f} s", file=sys.stderr)
     return 0
 
 
