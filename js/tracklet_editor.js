@@ -32,19 +32,25 @@ function upstreamImageUrl(node) {
   return src.imgs?.[0]?.src ?? null;
 }
 
+/** Show the upstream picture if it changed. While a workflow loads (node.tdLoading), frames saved from the last run
+ * win (they may be a video): the upstream picture is only remembered. */
+function applyUpstream(node) {
+  const url = upstreamImageUrl(node);
+  if (url && url !== node.tdUpstreamUrl) {
+    node.tdUpstreamUrl = url;
+    if (!(node.tdLoading && node.properties?.td_background?.length)) node.tdEditor?.setBackground([url]);
+  }
+  node.tdLoading = false;
+}
+
 /**
- * Follow the upstream image: on wiring, on workflow load, and when the user picks another file in LoadImage.
- * While a workflow loads (node.tdLoading), frames saved from the last run win (they may be a video): the upstream
- * picture is only remembered.
+ * Follow the upstream image: on wiring, on workflow load, and when the user picks another file in LoadImage (its
+ * widget's callback, wrapped here). Some renderers change the value without calling that wrapped callback (the Vue
+ * nodes of frontend 1.35), so a cheap check every half second backs it up.
  */
 function watchUpstream(node) {
   const apply = () => {
-    const url = upstreamImageUrl(node);
-    if (url && url !== node.tdUpstreamUrl) {
-      node.tdUpstreamUrl = url;
-      if (!(node.tdLoading && node.properties?.td_background?.length)) node.tdEditor?.setBackground([url]);
-    }
-    node.tdLoading = false;
+    applyUpstream(node);
     const slot = node.inputs?.findIndex((i) => i.name === "background") ?? -1;
     const w = slot >= 0 ? node.getInputNode?.(slot)?.widgets?.find((x) => x.name === "image") : null;
     if (w && !w.tdWatched) {
@@ -58,6 +64,7 @@ function watchUpstream(node) {
     }
   };
   setTimeout(apply, 0);
+  node.tdUpstreamTimer ??= setInterval(() => { if (!node.tdLoading) applyUpstream(node); }, 500);
 }
 
 function chain(proto, name, fn) {
@@ -96,6 +103,10 @@ app.registerExtension({
       this.tdEditor?.onExecuted?.(output);
     });
     chain(nodeType.prototype, "onConnectionsChange", function () { watchUpstream(this); });
-    chain(nodeType.prototype, "onRemoved", function () { this.tdEditor?.destroy(); });
+    chain(nodeType.prototype, "onRemoved", function () {
+      clearInterval(this.tdUpstreamTimer);
+      this.tdUpstreamTimer = undefined;
+      this.tdEditor?.destroy();
+    });
   },
 });

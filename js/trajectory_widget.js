@@ -42,7 +42,12 @@ export class TrajectoryEditor extends CanvasEditor {
   }
 
   // --------------------------------------------------------------------------------------------- state
-  newMask(w, h2) { return Object.assign(document.createElement("canvas"), { width: w, height: h2 }); }
+  /** An offscreen W x H canvas; its context is made for read-back (maskBits reads masks after every stroke). */
+  newMask(w, h2) {
+    const c = Object.assign(document.createElement("canvas"), { width: w, height: h2 });
+    c.getContext("2d", { willReadFrequently: true }); // the attribute only counts on the first getContext call
+    return c;
+  }
 
   reload() {
     const text = this.stateWidget?.value ?? "";
@@ -166,6 +171,7 @@ export class TrajectoryEditor extends CanvasEditor {
   onExecuted(output) {
     const p = output?.td_points?.[0];
     if (p) this.exact = { state: this.lastWritten, points: p.points, component: p.component };
+    this.refreshControls(); // the status line says which points are shown
     this.requestRender();
   }
 

@@ -1,6 +1,6 @@
 // Launching the system Chromium through playwright-core (which never downloads a browser of its own).
 import { chromium } from "playwright-core";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
@@ -25,11 +25,27 @@ export async function launch() {
   };
 }
 
-/** Fail the run on any page error or console error: a broken editor must not pass quietly. */
+// Our scripts, by file name (served from /js/ on the harness page, from /extensions/<pack folder>/ by ComfyUI).
+const OWN_SCRIPTS = new Set(readdirSync(new URL("../../js/", import.meta.url)).filter((f) => f.endsWith(".js")));
+
+/** Whether a console message's source URL is one of the pack's own scripts. */
+export function isOwnScript(url) {
+  const m = /\/([^/?#]+?)(?:\.js)?(?:[?#].*)?$/.exec(url ?? "");
+  return !!m && OWN_SCRIPTS.has(`${m[1]}.js`) && /\/(js|extensions\/[^/]+)\//.test(url);
+}
+
+/**
+ * Fail the run on any page error or console error, and on console warnings raised by the pack's own scripts (a
+ * deprecation or performance warning from the editors must not pass quietly either).
+ */
 export function collectErrors(page) {
   const errors = [];
   page.on("pageerror", (e) => errors.push(`pageerror: ${e.message}`));
-  page.on("console", (m) => { if (m.type() === "error") errors.push(`console: ${m.text()}`); });
+  page.on("console", (m) => {
+    const url = m.location()?.url ?? "";
+    if (m.type() === "error") errors.push(`console: ${m.text()}${url ? ` (${url})` : ""}`);
+    else if (m.type() === "warning" && isOwnScript(url)) errors.push(`console warning: ${m.text()} (${url})`);
+  });
   return errors;
 }
 

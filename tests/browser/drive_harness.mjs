@@ -109,6 +109,12 @@ try {
   await page.keyboard.up("Shift");
   await page.waitForTimeout(50);
   result.trajectory = await page.evaluate(() => window.widget("trajectory_json").value);
+  // A run's sampled points (ui "td_points"): the status line says at once that they are the exact ones.
+  result.trajectoryStatus = await page.evaluate(() => {
+    const before = window.editor.statusText.textContent;
+    window.editor.onExecuted({ td_points: [{ points: [[80, 60]], component: [0] }] });
+    return [before, window.editor.statusText.textContent];
+  });
   if (shots) await page.screenshot({ path: `${shots}/trajectory_editor_harness.png`, clip: await page.locator("#node").boundingBox() });
   result.errors = errors;
 } finally {

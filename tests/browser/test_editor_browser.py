@@ -79,6 +79,9 @@ def test_trajectory_editor_mask_and_arrow_feed_the_builder(driven):
     # A 20 px brush dragged from (60, 60) to (100, 60): a rounded stroke about 60 x 20 px.
     assert 48 <= xs.min() <= 52 and 108 <= xs.max() <= 112 and 48 <= ys.min() <= 52 and 68 <= ys.max() <= 72
     assert comp["arrow"] == [[80, 60], [200, 140], [260, 60]]
+    # After a run the status line names the node's exact points (no further input needed to refresh it).
+    before, after = driven["trajectoryStatus"]
+    assert "preview" in before and "exact (last run)" in after
     traj = build_point_trajectories(mask[None], [comp["arrow"]], 8, seed=0)
     end_shift = traj.points[-1] - traj.points[0]
     np.testing.assert_allclose(end_shift, np.broadcast_to([180, 0], end_shift.shape), atol=1e-3)

@@ -19,6 +19,7 @@ from typing import ClassVar
 import pytest
 
 from support.comfyui import REPO, put_stand_in_on_path, real_torchvision, require_comfyui
+from support.server import comfy_server as start_comfy_server
 
 PACK_FOLDER_NAME = "ComfyUI-TrackDiffusion-main"
 
@@ -154,3 +155,12 @@ def tiny_svd(comfy):
         model = comfy.sd.load_diffusion_model_state_dict(state_dict)
     assert type(model.model).__name__ == "SVD_img2vid"
     return model
+
+
+@pytest.fixture(scope="session")
+def comfy_server(tmp_path_factory):
+    """ComfyUI's own server (``main.py --cpu``, its bundled frontend) with this pack, shared by the HTTP and browser
+    tests of the whole session."""
+    path = require_comfyui()
+    with start_comfy_server(path, tmp_path_factory.mktemp("comfy_server")) as server:
+        yield server

@@ -1,10 +1,14 @@
-"""The Tracklet Editor in the real ComfyUI frontend: a real server with this pack, headless Chromium, the mouse.
+"""The canvas editors in the real ComfyUI frontend: a real server with this pack, headless Chromium, the mouse.
 
-Uses the session's ComfyUI server (``main.py --cpu`` on a free loopback port, the pack under an odd folder name; see
-tests/support/server.py), opens the frontend, adds LoadImage -> Tracklet Editor, draws a box,
-keys a second frame, queues the prompt, and checks what the server executed (GET /history) in both renderers:
-the classic LiteGraph canvas and the Vue nodes ("Nodes 2.0"). Skips without ComfyUI, Chromium or playwright-core (fails under CI).
-Set TD_SCREENSHOT_DIR to keep the screenshots (docs/ has the README's).
+Every frontend of :func:`support.frontends.frontends` is tested: the one ComfyUI's requirements installed (served by
+the session's server, ``main.py --cpu`` on a free loopback port, the pack under an odd folder name; see
+tests/support/server.py) and the newest pinned release (``support.frontends.NEWEST``, installed outside
+site-packages by scripts/install_browser_test_deps.sh, served by a second server with ``--front-end-root``), each in
+both renderers: the classic LiteGraph canvas and the Vue nodes ("Nodes 2.0"). The driver adds LoadImage -> Tracklet
+Editor, draws a box, keys a second frame, queues the prompt, and the test checks what the server executed (GET
+/history); the Point Trajectory Editor gets a brushed mask and an arrow. Test ids read
+``[frontend-VERSION-RENDERER]``. Skips without ComfyUI, Chromium, playwright-core or the pinned frontend (fails under
+CI). Set TD_SCREENSHOT_DIR to keep the screenshots, one folder per frontend (docs/ has the README's).
 """
 
 from __future__ import annotations
@@ -19,13 +23,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from support.comfyui import unavailable
+from support.comfyui import require_comfyui, unavailable
+from support.frontends import Frontend, frontends
+from support.server import comfy_server as start_comfy_server
 from trackdiffusion.tracklets import load
 
 REPO = Path(__file__).resolve().parents[2]
 DRIVER = REPO / "tests" / "browser" / "drive_comfyui.mjs"
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
 IMAGE = "td_background.png"
+FIRST_IMAGE = "td_first.png"  # the LoadImage starts on it; the driver then picks IMAGE in the LoadImage's widget
+FRONTENDS = [pytest.param(f, id=f"frontend-{f.version}") for f in frontends()]
 
 
 def _browser_missing() -> str | None:
@@ -41,18 +49,15 @@ def _get(url: str, data: bytes | None = None, timeout: float = 10):
         return json.loads(resp.read() or b"null")
 
 
-@pytest.fixture(scope="module")
-def server(comfy_server):
-    """The session's ComfyUI server, with a background image in its input folder and the tutorial dismissed."""
-    reason = _browser_missing()
-    if reason:
-        unavailable(reason)
+def _prepared(comfy_server) -> str:
+    """The server's URL, once it has the background images in its input folder and the tutorial dismissed."""
     import cv2
 
     yy, xx = np.mgrid[0:360, 0:640]
     img = np.stack([np.full_like(xx, 120), yy * 255 // 360, xx * 255 // 640], axis=-1).astype(np.uint8)  # BGR
     cv2.circle(img, (200, 180), 60, (255, 255, 255), -1)
     cv2.imwrite(str(comfy_server.base / "input" / IMAGE), img)
+    cv2.imwrite(str(comfy_server.base / "input" / FIRST_IMAGE), np.ascontiguousarray(img[::-1, ::-1]))
     url = comfy_server.url
     info = _get(f"{url}/object_info/TrackletEditor")
     assert "TrackletEditor" in info, (
@@ -61,13 +66,50 @@ def server(comfy_server):
     return url
 
 
-def _drive(server, mode: str, num_frames: int, tmp_path) -> dict:
-    shots = os.environ.get("TD_SCREENSHOT_DIR") or str(tmp_path)
-    proc = subprocess.run(["node", str(DRIVER), server, IMAGE, shots, mode, str(num_frames)], check=False,
-                          capture_output=True,
-                          text=True, timeout=300, cwd=DRIVER.parent)
+class Served:
+    """A ComfyUI server serving one frontend."""
+
+    def __init__(self, url: str, frontend: Frontend):
+        self.url, self.frontend = url, frontend
+
+
+@pytest.fixture(scope="module")
+def newest_server(tmp_path_factory):
+    """A second ComfyUI server for this module, serving the pinned newest frontend (``--front-end-root``)."""
+    newest = next(f for f in frontends() if not f.bundled)  # requested only for a frontend that is not bundled
+    if newest.missing:
+        unavailable(newest.missing)
+    base = tmp_path_factory.mktemp(f"comfy_server_frontend_{newest.version}")
+    with start_comfy_server(require_comfyui(), base, front_end_root=newest.root, frontend=newest.version) as server:
+        yield server
+
+
+@pytest.fixture(scope="module", params=FRONTENDS)
+def served(request) -> Served:
+    """The server for the frontend of this test's id: the session's for the bundled one, else ``newest_server``."""
+    reason = _browser_missing()
+    if reason:
+        unavailable(reason)
+    frontend = request.param
+    server = request.getfixturevalue("comfy_server" if frontend.bundled else "newest_server")
+    return Served(_prepared(server), frontend)
+
+
+def _drive(served: Served, editor: str, renderer: str, num_frames: int, tmp_path, first_image: str = "") -> dict:
+    shots = Path(os.environ.get("TD_SCREENSHOT_DIR") or tmp_path) / f"frontend-{served.frontend.version}"
+    shots.mkdir(parents=True, exist_ok=True)
+    args = [served.url, IMAGE, str(shots), editor, renderer, str(num_frames)] + ([first_image] if first_image else [])
+    proc = subprocess.run(["node", str(DRIVER), *args], check=False, capture_output=True, text=True, timeout=300,
+                          cwd=DRIVER.parent)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
-    return json.loads(proc.stdout)
+    result = json.loads(proc.stdout)
+    # The page ran the intended frontend and renderer, and the editor sits in that renderer's node, uncovered.
+    if served.frontend.version != "bundled":  # "bundled": the venv has no comfyui-frontend-package metadata
+        assert result["frontendVersion"] == served.frontend.version
+    assert result["vueNodes"] is (renderer == "vue")
+    assert result["host"] == ("vue-node" if renderer == "vue" else "dom-widget")
+    assert result["editorUncovered"] is True
+    return result
 
 
 def _executed(server, node_inputs: dict, class_type: str = "TrackletEditor") -> dict:
@@ -79,10 +121,15 @@ def _executed(server, node_inputs: dict, class_type: str = "TrackletEditor") -> 
     raise AssertionError("the prompt is not in /history")
 
 
-@pytest.mark.parametrize(("mode", "num_frames"), [("classic", 5), ("vue", 7)])
-def test_draw_queue_and_execute_in_the_real_frontend(server, mode, num_frames, tmp_path):
-    result = _drive(server, mode, num_frames, tmp_path)
+@pytest.mark.parametrize(("renderer", "num_frames"), [pytest.param("classic", 5, id="classic"),
+                                                      pytest.param("vue", 7, id="vue")])
+def test_draw_queue_and_execute_in_the_real_frontend(served, renderer, num_frames, tmp_path):
+    result = _drive(served, "tracklets", renderer, num_frames, tmp_path, FIRST_IMAGE)
+    server = served.url
     assert result["errors"] == []
+    # The editor showed the LoadImage's picture, and followed when the user picked another file in that node.
+    assert result["firstBackground"] == FIRST_IMAGE
+    assert result["picked"] == {"value": IMAGE, "background": IMAGE}
     # The state input is hidden; keys went to the editor, never to the graph (Delete did not remove a node).
     assert result["stateHidden"] is True
     assert result["nodeCountAfterKeys"] == result["nodeCountBeforeKeys"] == 2
@@ -113,17 +160,19 @@ def test_draw_queue_and_execute_in_the_real_frontend(server, mode, num_frames, t
     assert result["reloaded"] == {"fresh": True, "objects": 1, "state": state, "backgroundFrames": num_frames}
 
 
-
-def test_trajectory_editor_in_the_real_frontend(server, tmp_path):
-    result = _drive(server, "trajectory", 6, tmp_path)
+@pytest.mark.parametrize("renderer", ["classic", "vue"])
+def test_trajectory_editor_in_the_real_frontend(served, renderer, tmp_path):
+    result = _drive(served, "trajectory", renderer, 6, tmp_path)
     assert result["errors"] == []
+    assert result["nodeCount"] == 2
     assert result["widgets_values"][1:] == [640, 360, 6, 0, 4]
-    entry = _executed(server, result["api"]["inputs"], "PointTrajectoryEditor")
+    entry = _executed(served.url, result["api"]["inputs"], "PointTrajectoryEditor")
     assert entry["status"]["status_str"] == "success", entry["status"]
     points = entry["outputs"][entry["node_id"]]["td_points"][0]
     assert len(points["points"]) == 16 and set(points["component"]) == {0}
-    assert "exact" in result["status"]  # the canvas shows the node's sampled points after the run
+    assert "exact (last run)" in result["status"]  # the canvas shows the node's sampled points after the run
     state = json.loads(result["api"]["inputs"]["trajectory_json"])
+    assert result["widgets_values"][0] == result["api"]["inputs"]["trajectory_json"]
     (comp,) = state["components"]
     counts = comp["mask"]["counts"]
     mask = np.repeat(np.arange(len(counts)) % 2 == 1, counts).reshape(comp["mask"]["size"])
@@ -133,6 +182,7 @@ def test_trajectory_editor_in_the_real_frontend(server, tmp_path):
     # The sampled points start inside the brushed mask.
     px = np.round(np.array(points["points"])).astype(int)
     assert mask[px[:, 1], px[:, 0]].all()
+
 
 # ----------------------------------------------------------------------------------------------------------------
 # Headless: the editors' state is plain declared inputs, so API-format prompts run without any JavaScript.
