@@ -49,6 +49,7 @@ def test_write_frames_formats_and_no_temp_leftovers(tmp_path, name):
     out = write_frames(frames, tmp_path / name, fps=8)
     assert out.exists()
     assert [p.name for p in tmp_path.iterdir()] == [name]
+    assert out.stat().st_mode & 0o044 == 0o044  # readable by others, like any file the user writes (not 0600)
     if name == "pngs":
         assert len(list(out.iterdir())) == 4
 
