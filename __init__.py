@@ -13,7 +13,7 @@ WEB_DIRECTORY = "./js"
 
 async def comfy_entrypoint():
     """ComfyUI V3 entry point: returns the extension listing this pack's nodes."""
-    from .nodes import TrackDiffusionExtension
+    from .nodes.extension import TrackDiffusionExtension
 
     return TrackDiffusionExtension()
 

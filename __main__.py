@@ -1,7 +1,62 @@
-"""``python -m trackdiffusion``: the same command line as the ``trackdiffusion`` console script."""
+"""The ``trackdiffusion`` command line (also ``python -m trackdiffusion``).
 
+    trackdiffusion demo [OUT.mp4] [--clip SEED] [--tracklets FILE] [--image FIRST_FRAME]
+    trackdiffusion tracklets convert IN OUT [--from FMT] [--to json|mot|ytvis] [--width W --height H --frames N
+                                            --video NAME --box-size PX --strict]
+    trackdiffusion tracklets show IN [same input options]
+    trackdiffusion tracklets render IN OUT.mp4|OUT.gif|FOLDER [--image PATH] [--fps F] [same input options]
+    trackdiffusion dataset FRAMES TRACKLETS OUT --name NAME
+    trackdiffusion weights inspect|convert ...
+    trackdiffusion run WORKFLOW.json [--comfyui PATH] [--set NODE.INPUT=VALUE ...] [--batch DIR] [--out DIR]
+    trackdiffusion train {trackdiffusion-svd,trackgo} --data syntrack|PATH --out DIR (--base UNET [--vae VAE]
+                         [--image-encoder ENC] | --tiny [small|svd-layout]) [--stage 1|2] [--steps N] [--resume] ...
+    trackdiffusion synth OUT [--split test|val|train] [--tier eval|ci] [--clips N] [--flat] [--format npz|png|mp4]
+    trackdiffusion eval syntrack [--videos DIR] [--corrupt NAME] [--bootstrap N] | eval clips MANIFEST.json |
+                        eval compare A.json B.json
+
+Bad input exits with status 2 and one line saying what was wrong and what to do; no output file is left half-written.
+"""
+
+
+from __future__ import annotations
+
+import argparse
 import sys
 
-from .cli import main
 
-sys.exit(main())
+def build_parser() -> argparse.ArgumentParser:
+    """The root parser; each room adds its own subcommands."""
+    from .data.cli import add_tracklets_parsers
+    from .evaluation.metrics.cli import add_eval_parser
+    from .evaluation.synth.cli import add_synth_parser
+    from .models.checkpoints.cli import add_weights_parser
+    from .models.demo.cli import add_demo_parser
+    from .nodes.runner.cli import add_run_parser
+    from .training.cli import add_train_parser
+
+    parser = argparse.ArgumentParser(prog="trackdiffusion", description="Tracklet- and trajectory-controlled video "
+                                     "generation tools (the ComfyUI nodes' core, from the command line).")
+    sub = parser.add_subparsers(dest="group", required=True)
+    add_tracklets_parsers(sub)
+    add_weights_parser(sub)
+    add_demo_parser(sub)
+    add_run_parser(sub)
+    add_eval_parser(sub)
+    add_synth_parser(sub)
+    add_train_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .data.errors import InvalidInputError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except InvalidInputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

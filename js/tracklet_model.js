@@ -1,5 +1,5 @@
-// The Tracklet Editor's document: our tracklet JSON v1 (trackdiffusion/tracklets/model.py), edited in place.
-// The node parses the same JSON with trackdiffusion.tracklets.load, so everything here mirrors the Python side:
+// The Tracklet Editor's document: our tracklet JSON v1 (data/tracklets/model.py), edited in place.
+// The node parses the same JSON with trackdiffusion.data.tracklets.load, so everything here mirrors the Python side:
 // key order of to_dict, resample(), the MOT and core TRACKS readers/writers, the out-of-canvas warnings.
 
 import { interpolateBox, INTERPOLATIONS } from "./interpolation_preview.js";
@@ -8,7 +8,7 @@ export const FORMAT_NAME = "trackdiffusion.tracklets";
 export const FORMAT_VERSION = 1;
 export { INTERPOLATIONS };
 
-// Same palette as trackdiffusion.tracklets.model.PALETTE: object i without a colour gets entry i % 20.
+// Same palette as trackdiffusion.data.tracklets.model.PALETTE: object i without a colour gets entry i % 20.
 export const PALETTE = [
   "#e6194b", "#3cb44b", "#ffe119", "#4363d8", "#f58231", "#911eb4", "#46f0f0", "#f032e6", "#bcf60c", "#fabebe",
   "#008080", "#e6beff", "#9a6324", "#fffac8", "#800000", "#aaffc3", "#808000", "#ffd8b1", "#000075", "#808080",

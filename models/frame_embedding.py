@@ -7,7 +7,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import InvalidInputError
+from ..data.errors import InvalidInputError
 
 
 class FrameEmbedding(nn.Module):

@@ -11,7 +11,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import InvalidInputError
+from ..data.errors import InvalidInputError
 from .attention import Attention, FeedForward
 from .ops import resolve_operations, tanh_gate
 

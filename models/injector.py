@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import InvalidInputError
+from ..data.errors import InvalidInputError
 from .attention import Attention, FeedForward
 from .ops import cast_like, resolve_operations, tanh_gate
 from .roi_align import roi_align

@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import InvalidInputError
+from ..data.errors import InvalidInputError
 from .attention import Attention
 from .fourier import FourierBoxEmbedder
 from .ops import cast_like, resolve_operations

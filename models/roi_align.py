@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import torch
 
-from ..errors import InvalidInputError
+from ..data.errors import InvalidInputError
 
 # Adaptive sampling grids beyond this many samples per bin side mean a broken box, not a real ROI.
 _MAX_GRID = 1 << 16

@@ -1,26 +1,10 @@
-"""ComfyUI nodes of the pack: thin V3 wrappers that translate ComfyUI types to and from the core library.
+"""The ComfyUI layer: everything that imports ComfyUI, on top of the ComfyUI-free core (data, models, training,
+evaluation).
 
-Imported only by ComfyUI (through the package's ``comfy_entrypoint``); node ids are the workflow identity and stay
-stable.
+* the V3 nodes (``*_nodes.py``; :mod:`.extension` lists them for ComfyUI), thin wrappers that translate ComfyUI types
+  to and from the core;
+* :mod:`.patches`: the model patches (TrackDiffusion, TrackGo, SG-I2V) on ComfyUI's SVD, through ``ModelPatcher``;
+* :mod:`.runner`: ``trackdiffusion run``, workflows executed headlessly inside a ComfyUI checkout.
+
+Importing this package imports no ComfyUI module: each node module does, when ComfyUI loads the extension.
 """
-
-from comfy_api.latest import ComfyExtension, io
-
-from .dataset_nodes import SaveTrackingDataset
-from .demo_nodes import TrackDiffusionDemo
-from .editor_nodes import EDITOR_NODES
-from .modelscope_nodes import LoadModelScopeTrackDiffusion, ModelScopeTrackDiffusionSampler
-from .sampler_nodes import TrackDiffusionSampler
-from .trackdiffusion_nodes import InstanceEnhancerPatch, LoadTrackDiffusionAdapter, TrackAdapterPatch
-from .tracklet_nodes import LoadTracklets, TrackletsToTracks, VisualizeTracklets
-from .trajectory_nodes import PointTrajectoryBuilder
-
-NODES: list[type[io.ComfyNode]] = [LoadTracklets, TrackletsToTracks, VisualizeTracklets, PointTrajectoryBuilder,
-                                   LoadTrackDiffusionAdapter, InstanceEnhancerPatch, TrackAdapterPatch,
-                                   TrackDiffusionSampler, SaveTrackingDataset, LoadModelScopeTrackDiffusion,
-                                   ModelScopeTrackDiffusionSampler, TrackDiffusionDemo, *EDITOR_NODES]
-
-
-class TrackDiffusionExtension(ComfyExtension):
-    async def get_node_list(self) -> list[type[io.ComfyNode]]:
-        return list(NODES)

@@ -8,8 +8,8 @@ from pathlib import Path
 import folder_paths
 from comfy_api.latest import io, ui
 
-from ..dataset import next_free_name, write_tracking_sequence
-from ..errors import InvalidInputError
+from ..data.dataset import next_free_name, write_tracking_sequence
+from ..data.errors import InvalidInputError
 from .convert import image_to_numpy
 from .types import CATEGORY, Tracklets
 

@@ -1,6 +1,6 @@
 """The embedded demo model in ComfyUI: a clip whose objects follow their boxes, on the CPU, with nothing to download.
 
-A thin wrapper around :mod:`trackdiffusion.demo` (the small box-conditioned image-to-video model trained on SynTrack
+A thin wrapper around :mod:`trackdiffusion.models.demo` (the small box-conditioned image-to-video model trained on SynTrack
 that ships with the pack). Whatever is not connected comes from a SynTrack test clip, so the node runs on its own.
 """
 
@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 from comfy_api.latest import io
 
-from ..errors import InvalidInputError
+from ..data.errors import InvalidInputError
 from .convert import image_to_numpy, numpy_to_image
 from .types import CATEGORY, Tracklets
 
@@ -25,14 +25,14 @@ _cache_lock = threading.Lock()
 
 
 def _weights_path() -> Path:
-    from .. import demo
+    from ..models import demo
 
     return Path(demo.__file__).resolve().parent / "weights" / "demo_box_i2v.safetensors"
 
 
 def demo_model():
     """The demo model, loaded once per process and again only when its weights file changes (retrained weights)."""
-    from ..demo.cli import load_demo_model
+    from ..models.demo.cli import load_demo_model
 
     path = _weights_path()
     try:
@@ -109,7 +109,7 @@ class TrackDiffusionDemo(io.ComfyNode):
     def execute(cls, syntrack_clip, frames, steps, seed, upscale, first_frame=None, tracklets=None) -> io.NodeOutput:
         import torch
 
-        from ..demo.sampling import generate
+        from ..models.demo.sampling import generate
 
         if frames == 1 or not 0 <= frames <= MAX_FRAMES:
             raise InvalidInputError(f"frames must be 0 (the tracklets' own count) or 2..{MAX_FRAMES}, got {frames}.",
@@ -119,7 +119,7 @@ class TrackDiffusionDemo(io.ComfyNode):
                                     source=SOURCE)
         clip = None
         if first_frame is None or tracklets is None:
-            from ..synth import make_clip
+            from ..evaluation.synth import make_clip
 
             clip = make_clip(int(syntrack_clip), "eval")
         first = clip.video[0] if first_frame is None else first_frame_64(first_frame)

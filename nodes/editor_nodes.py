@@ -4,8 +4,8 @@ The editors themselves are JavaScript (``js/tracklet_editor.js``, ``js/trajector
 lives in one declared STRING input per node, which the JS hides and rewrites on every edit; the canvas DOM widget is
 never serialised. So a saved workflow runs headless, converts to API format, and a hand-written JSON works too:
 
-- ``TrackletEditor.tracklets_json`` is exactly our tracklet JSON v1 (see ``trackdiffusion.tracklets.model``), parsed
-  with ``trackdiffusion.tracklets.load``: Python is the one source of truth for interpolation, the JS only previews.
+- ``TrackletEditor.tracklets_json`` is exactly our tracklet JSON v1 (see ``trackdiffusion.data.tracklets.model``), parsed
+  with ``trackdiffusion.data.tracklets.load``: Python is the one source of truth for interpolation, the JS only previews.
 - ``PointTrajectoryEditor.trajectory_json`` is ``{"format": "trackdiffusion.trajectory_editor", "version": 1,
   "width", "height", "components": [{"label", "mask": RLE, "arrow": [[x, y], ...]}, ...]}``. A mask is a row-major
   run-length code ``{"size": [H, W], "counts": [zeros, ones, zeros, ...]}`` (first run counts zeros and may be 0);
@@ -25,10 +25,10 @@ import numpy as np
 import torch
 from comfy_api.latest import io
 
-from ..editor_state import box_masks, parse_editor_tracklets, parse_trajectory_state
-from ..tracklets.formats import write_tracks
-from ..trajectories import build_point_trajectories
-from ..visualize import as_frames, draw_tracklets
+from ..data.editor_state import box_masks, parse_editor_tracklets, parse_trajectory_state
+from ..data.tracklets.formats import write_tracks
+from ..data.trajectories import build_point_trajectories
+from ..data.visualize import as_frames, draw_tracklets
 from .convert import image_to_numpy, numpy_to_image
 from .types import CATEGORY, PointTrajectories, Tracks
 from .types import Tracklets as TrackletsType

@@ -1,6 +1,6 @@
 """TrackDiffusion text-to-video (the official ModelScope / UNet3D version): load the diffusers folder, sample.
 
-Thin wrappers around :class:`~trackdiffusion.pipelines.modelscope.ModelScopeTrackDiffusion`: the text-to-video
+Thin wrappers around :class:`~trackdiffusion.models.modelscope.pipeline.ModelScopeTrackDiffusion`: the text-to-video
 folder comes from ComfyUI's ``models/diffusers`` (any folder with a ``model_index.json``), the optional official
 ``modelscope_ft`` UNet file (or its converted adapter) from ``models/trackdiffusion``.
 """
@@ -14,8 +14,8 @@ import comfy.utils
 import folder_paths
 from comfy_api.latest import io
 
-from ..errors import InvalidInputError
-from ..pipelines.modelscope import GUIDANCE_MODES, MAX_FRAMES, SCHEDULERS, ModelScopeTrackDiffusion
+from ..data.errors import InvalidInputError
+from ..models.modelscope.pipeline import GUIDANCE_MODES, MAX_FRAMES, SCHEDULERS, ModelScopeTrackDiffusion
 from .trackdiffusion_nodes import MODEL_FOLDER  # registers models/trackdiffusion
 from .types import CATEGORY, Tracklets
 

@@ -8,9 +8,9 @@ from comfy_extras.nodes_video_model import VideoLinearCFGGuidance
 
 import nodes
 
-from ..guidance import normalized_guidance
-from ..guidance_sgi2v import DEFAULT_LAYERS
-from ..patching.comfy_sgi2v import apply_sgi2v
+from ..models.guidance.cfg import normalized_guidance
+from ..models.guidance.sgi2v import DEFAULT_LAYERS
+from .patches.sgi2v import apply_sgi2v
 from .types import CATEGORY, Tracklets
 
 GUIDANCE_MODES = ("linear per frame (SVD)", "normalized (TrackDiffusion ModelScope)")
@@ -83,7 +83,7 @@ class TrackDiffusionSampler(io.ComfyNode):
                 else normalized_guidance(args["uncond"], args["cond"], args["cond_scale"]))
         if trajectory_guidance == TRAJECTORY_MODES[1]:
             if tracklets is None:
-                from ..errors import InvalidInputError
+                from ..data.errors import InvalidInputError
 
                 raise InvalidInputError("trajectory_guidance SG-I2V needs the tracklets input.",
                                         fix="connect Load Tracklets (or the Tracklet Editor) to tracklets.")

@@ -7,10 +7,11 @@ import os
 import folder_paths
 from comfy_api.latest import io
 
-from ..errors import InvalidInputError
-from ..patching.comfy_svd import SVDAdapterBundle, apply_trackdiffusion_svd, load_svd_adapter
-from ..patching.comfy_trackgo import TRACKGO_FORMAT, TrackGoAdapterBundle, apply_trackgo, load_trackgo_adapter
-from ..weights import MODELSCOPE_ADAPTER_FORMAT, SVD_DELTA_FORMAT, load_delta
+from ..data.errors import InvalidInputError
+from ..models.checkpoints import MODELSCOPE_ADAPTER_FORMAT, SVD_DELTA_FORMAT, load_delta
+from ..models.trackgo.adapter import TRACKGO_FORMAT
+from .patches.svd import SVDAdapterBundle, apply_trackdiffusion_svd, load_svd_adapter
+from .patches.trackgo import TrackGoAdapterBundle, apply_trackgo, load_trackgo_adapter
 from .types import CATEGORY, PointTrajectories, Tracklets
 
 MODEL_FOLDER = "trackdiffusion"

@@ -6,9 +6,9 @@ import os
 
 from comfy_api.latest import io
 
-from ..tracklets import FORMATS, load
-from ..tracklets.formats import write_tracks
-from ..visualize import draw_tracklets
+from ..data.tracklets import FORMATS, load
+from ..data.tracklets.formats import write_tracks
+from ..data.visualize import draw_tracklets
 from .convert import image_to_numpy, numpy_to_image
 from .types import CATEGORY, Tracklets, Tracks
 

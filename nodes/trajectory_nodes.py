@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from comfy_api.latest import io
 
-from ..trajectories import build_point_trajectories
+from ..data.trajectories import build_point_trajectories
 from .convert import numpy_to_image
 from .types import CATEGORY, PointTrajectories, Tracks
 

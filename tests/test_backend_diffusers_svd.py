@@ -8,11 +8,11 @@ from diffusers import UNetSpatioTemporalConditionModel
 from diffusers.models.attention import BasicTransformerBlock
 
 from support.tiny_models import TINY_CROSS, tiny_svd_unet
-from trackdiffusion.backends import attach_trackdiffusion_svd
-from trackdiffusion.errors import InvalidInputError
+from trackdiffusion.data.errors import InvalidInputError
+from trackdiffusion.data.tracklets.slots import Slots
 from trackdiffusion.models import GatedSelfAttentionDense
-from trackdiffusion.tracklets.slots import Slots
-from trackdiffusion.weights.svd_keys import (
+from trackdiffusion.models.svd import attach_trackdiffusion_svd
+from trackdiffusion.models.svd.naming import (
     ATTENTIONS,
     FUSER,
     diffusers_to_comfyui,

@@ -6,20 +6,20 @@ import pytest
 import torch
 from diffusers import UNet3DConditionModel
 
-from trackdiffusion.backends import (
+from trackdiffusion.data.errors import InvalidInputError
+from trackdiffusion.data.tracklets.slots import Slots
+from trackdiffusion.models import instance_roi_features
+from trackdiffusion.models.modelscope import (
     attach_trackdiffusion_unet3d,
     build_trackdiffusion_unet3d,
     use_official_spatial_heads,
 )
-from trackdiffusion.errors import InvalidInputError
-from trackdiffusion.models import instance_roi_features
-from trackdiffusion.tracklets.slots import Slots
-from trackdiffusion.weights.modelscope_keys import (
+from trackdiffusion.models.modelscope.naming import (
     injector_shapes,
     modelscope_adapter_shapes,
     position_net_shapes,
 )
-from trackdiffusion.weights.svd_keys import fuser_shapes
+from trackdiffusion.models.svd.naming import fuser_shapes
 
 CROSS = 32
 FRAMES = 3

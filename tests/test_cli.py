@@ -9,11 +9,11 @@ import cv2
 import numpy as np
 import pytest
 
-from trackdiffusion.cli import main
-from trackdiffusion.tracklets import load
+from trackdiffusion.__main__ import main
+from trackdiffusion.data.tracklets import load
 
 REPO = Path(__file__).resolve().parents[1]
-STREET = REPO / "examples" / "tracklets" / "street.json"
+STREET = REPO / "example_workflows" / "input" / "tracklets" / "street.json"
 
 
 def test_convert_json_to_mot_and_back_keeps_boxes(tmp_path, capsys):

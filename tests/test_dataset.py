@@ -9,13 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from trackdiffusion.cli import main
-from trackdiffusion.dataset import next_free_name, write_tracking_sequence
-from trackdiffusion.errors import InvalidInputError
-from trackdiffusion.tracklets import load
+from trackdiffusion.__main__ import main
+from trackdiffusion.data.dataset import next_free_name, write_tracking_sequence
+from trackdiffusion.data.errors import InvalidInputError
+from trackdiffusion.data.tracklets import load
 
 REPO = Path(__file__).resolve().parents[1]
-STREET = REPO / "examples" / "tracklets" / "street.json"
+STREET = REPO / "example_workflows" / "input" / "tracklets" / "street.json"
 
 
 def frames(n=14, h=288, w=512):
@@ -52,7 +52,7 @@ def test_never_overwrites_and_leaves_nothing_on_failure(tmp_path, monkeypatch):
         write_tracking_sequence(frames(), t, tmp_path, "seq")
     assert sorted(p.name for p in (tmp_path / "seq" / "img1").iterdir()) == before
 
-    import trackdiffusion.dataset as ds
+    import trackdiffusion.data.dataset as ds
 
     def broken(*args, **kwargs):
         raise RuntimeError("disk full")
@@ -71,7 +71,7 @@ def test_names_are_checked_and_numbered(tmp_path):
 
 
 def test_dataset_command_from_a_video(tmp_path, capsys):
-    from trackdiffusion.visualize import write_frames
+    from trackdiffusion.data.visualize import write_frames
 
     video = write_frames(frames(), tmp_path / "clip.mp4", fps=7)
     assert main(["dataset", str(video), str(STREET), str(tmp_path / "data"), "--name", "clip"]) == 0

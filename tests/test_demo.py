@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-from trackdiffusion.demo import BoxConditioning, BoxVideoDenoiser, box_conditioning, box_raster
-from trackdiffusion.demo.data import LABELS, label_categories
-from trackdiffusion.demo.model import widen_input
-from trackdiffusion.demo.train import loss_on
-from trackdiffusion.errors import InvalidInputError
-from trackdiffusion.synth import make_clip, train_batch
-from trackdiffusion.tracklets import load
+from trackdiffusion.data.errors import InvalidInputError
+from trackdiffusion.data.tracklets import load
+from trackdiffusion.evaluation.synth import make_clip, train_batch
+from trackdiffusion.models.demo import BoxConditioning, BoxVideoDenoiser, box_conditioning, box_raster
+from trackdiffusion.models.demo.data import LABELS, label_categories
+from trackdiffusion.models.demo.model import widen_input
+from trackdiffusion.models.demo.train import loss_on
 
 
 def test_box_raster_puts_each_slot_in_its_box_and_hides_absent_frames():
@@ -91,7 +91,7 @@ def test_training_loss_falls_on_a_fixed_batch():
     torch.manual_seed(0)
     model = BoxVideoDenoiser(width=16)
     clips = train_batch(0, 2, "ci")
-    from trackdiffusion.demo.data import clip_tensors
+    from trackdiffusion.models.demo.data import clip_tensors
 
     frames, conds = zip(*(clip_tensors(c.video, c.tracklets) for c in clips))
     frames, boxes = torch.stack(frames), BoxConditioning.stack(conds)
@@ -108,9 +108,9 @@ def test_training_loss_falls_on_a_fixed_batch():
 
 
 def test_committed_weights_generate_a_clip_that_follows_the_boxes(tmp_path):
-    from trackdiffusion.demo.cli import WEIGHTS, load_demo_model
-    from trackdiffusion.demo.sampling import generate
-    from trackdiffusion.metrics import evaluate_clips
+    from trackdiffusion.evaluation.metrics import evaluate_clips
+    from trackdiffusion.models.demo.cli import WEIGHTS, load_demo_model
+    from trackdiffusion.models.demo.sampling import generate
 
     if not WEIGHTS.exists():
         pytest.fail(f"the demo weights {WEIGHTS} must be committed")
@@ -124,7 +124,7 @@ def test_committed_weights_generate_a_clip_that_follows_the_boxes(tmp_path):
     assert score["mIoU"] > 0.5  # a model ignoring its boxes scores ~0.2 on SynTrack (the unrelated-clip floor)
     assert score["AP50"] > 0.5  # and keeps each object's colour, so the colour-blob tracker finds its track
     # the same first frame with no boxes does not follow them
-    from trackdiffusion.tracklets import Tracklets
+    from trackdiffusion.data.tracklets import Tracklets
 
     empty = Tracklets(width=clip.tracklets.width, height=clip.tracklets.height, num_frames=clip.tracklets.num_frames,
                       objects=[])
@@ -135,7 +135,7 @@ def test_committed_weights_generate_a_clip_that_follows_the_boxes(tmp_path):
 def test_loading_weights_of_another_model_says_so(tmp_path):
     from safetensors.torch import save_file
 
-    from trackdiffusion.demo.cli import load_demo_model
+    from trackdiffusion.models.demo.cli import load_demo_model
 
     path = tmp_path / "other.safetensors"
     save_file({"conv_in.weight": torch.zeros(8, 3, 3, 3), "time_embed.0.weight": torch.zeros(4, 4)}, str(path))

@@ -5,13 +5,13 @@ from __future__ import annotations
 import pytest
 import torch
 
-from trackdiffusion.demo import BoxConditioning, BoxVideoDenoiser
-from trackdiffusion.demo.guidance import sample_guided
-from trackdiffusion.demo.sampling import sample
-from trackdiffusion.errors import InvalidInputError
-from trackdiffusion.guidance_sgi2v import SGI2VConfig
-from trackdiffusion.synth import make_clip
-from trackdiffusion.tracklets import load
+from trackdiffusion.data.errors import InvalidInputError
+from trackdiffusion.data.tracklets import load
+from trackdiffusion.evaluation.synth import make_clip
+from trackdiffusion.models.demo import BoxConditioning, BoxVideoDenoiser
+from trackdiffusion.models.demo.sampling import sample
+from trackdiffusion.models.guidance.sgi2v import SGI2VConfig
+from trackdiffusion.models.guidance.sgi2v.demo_model import sample_guided
 
 
 @pytest.fixture(scope="module")

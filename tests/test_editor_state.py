@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from trackdiffusion.editor_state import (
+from trackdiffusion.data.editor_state import (
     TRAJECTORY_FORMAT,
     box_masks,
     parse_editor_tracklets,
@@ -15,7 +15,7 @@ from trackdiffusion.editor_state import (
     rle_decode,
     rle_encode,
 )
-from trackdiffusion.errors import InvalidInputError
+from trackdiffusion.data.errors import InvalidInputError
 
 
 @pytest.mark.parametrize("first", [False, True])

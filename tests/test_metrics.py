@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 
 from support.comfyui import unavailable
-from trackdiffusion.errors import InvalidInputError
-from trackdiffusion.metrics import (
+from trackdiffusion.data.errors import InvalidInputError
+from trackdiffusion.data.tracklets import dumps
+from trackdiffusion.evaluation.metrics import (
     APTable,
     ClipDetections,
     ColorBlobTracker,
@@ -40,9 +41,8 @@ from trackdiffusion.metrics import (
     track_ap,
     track_points,
 )
-from trackdiffusion.metrics.cli import add_eval_parser
-from trackdiffusion.synth import SCENARIOS, corrupt, make_split, shift
-from trackdiffusion.tracklets import dumps
+from trackdiffusion.evaluation.metrics.cli import add_eval_parser
+from trackdiffusion.evaluation.synth import SCENARIOS, corrupt, make_split, shift
 
 NAN = [np.nan] * 4
 

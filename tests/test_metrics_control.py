@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from trackdiffusion.metrics import METRICS
-from trackdiffusion.metrics.control import positive_control
+from trackdiffusion.evaluation.metrics import METRICS
+from trackdiffusion.evaluation.metrics.control import positive_control
 
 CEILING = Path(__file__).resolve().parent / "data" / "syntrack_ceiling.json"
 

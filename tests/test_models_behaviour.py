@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from trackdiffusion.errors import InvalidInputError
+from trackdiffusion.data.errors import InvalidInputError
 from trackdiffusion.models import (
     FrameEmbedding,
     GatedCrossAttentionTrackFuse,

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from trackdiffusion.errors import InvalidInputError
+from trackdiffusion.data.errors import InvalidInputError
 from trackdiffusion.models import roi_align
 
 H, W = 4, 5

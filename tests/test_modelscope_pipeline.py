@@ -14,15 +14,11 @@ from diffusers import AutoencoderKL, DDIMScheduler, UNet3DConditionModel  # noqa
 from transformers import CLIPTextModel, CLIPTokenizer  # noqa: F401
 
 from support.tiny_models import COMPONENTS, build_tiny_t2v_folder
-from trackdiffusion.errors import InvalidInputError
-from trackdiffusion.pipelines import (
-    GenerationInterrupted,
-    ModelScopeTrackDiffusion,
-    normalized_guidance,
-    standard_guidance,
-)
-from trackdiffusion.pipelines import modelscope as ms
-from trackdiffusion.tracklets import Tracklets
+from trackdiffusion.data.errors import InvalidInputError
+from trackdiffusion.data.tracklets import Tracklets
+from trackdiffusion.models.guidance.cfg import guidance_weight, normalized_guidance, standard_guidance
+from trackdiffusion.models.modelscope import GenerationInterrupted, ModelScopeTrackDiffusion
+from trackdiffusion.models.modelscope import pipeline as ms
 
 SIZE = 64
 FRAMES = 4
@@ -131,7 +127,7 @@ def test_normalized_guidance_matches_a_hand_computation():
     w = (s - 1) * norm_c / norm_d
     expected = torch.tensor([[1.0 + w * 1.0, -2.0 + w * 2.0], [0.5, 0.0 + w * 2.0]])
     assert torch.allclose(normalized_guidance(eps_u, eps_c, s), expected, atol=1e-6)
-    assert ms.guidance_weight(eps_u, eps_c, s) == pytest.approx(w)
+    assert guidance_weight(eps_u, eps_c, s) == pytest.approx(w)
     assert torch.allclose(standard_guidance(eps_u, eps_c, 5.0), eps_u + 5.0 * (eps_c - eps_u))
     assert torch.equal(normalized_guidance(eps_c, eps_c, 3.0), eps_c)  # no division by zero
 
@@ -226,7 +222,7 @@ def test_official_unet_as_folder_or_file_gives_the_same_model(folder, tmp_path, 
 def test_converted_adapter_is_attached_to_the_folder_unet(folder, tmp_path, baseline, monkeypatch):
     from safetensors.torch import load_file, save_file
 
-    from trackdiffusion.weights import convert
+    from trackdiffusion.models.checkpoints import convert
 
     stock = build_tiny_t2v_folder(tmp_path / "stock", trackdiffusion=False)
     tensors = load_file(str(folder / "unet" / "diffusion_pytorch_model.safetensors"))

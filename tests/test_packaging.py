@@ -14,7 +14,7 @@ from support.comfyui import unavailable
 
 REPO = Path(__file__).resolve().parents[1]
 PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())
-SKIP_DIRS = {"tests", "benchmarks", "scripts", ".venv", ".git", "build", "node_modules"}
+SKIP_DIRS = {"tests", "dev", ".venv", ".git", "build", "node_modules"}
 
 
 def test_requirements_match_project_dependencies():
@@ -47,8 +47,8 @@ def test_every_subpackage_is_listed_for_setuptools():
 
 
 def test_import_outside_comfyui_imports_no_comfyui():
-    code = ("import sys, trackdiffusion, trackdiffusion.tracklets, trackdiffusion.trajectories, "
-            "trackdiffusion.visualize, trackdiffusion.cli\n"
+    code = ("import sys, trackdiffusion, trackdiffusion.data.tracklets, trackdiffusion.data.trajectories, "
+            "trackdiffusion.data.visualize, trackdiffusion.data.cli\n"
             "bad = [m for m in sys.modules if m.split('.')[0] in ('comfy', 'comfy_api', 'folder_paths', 'nodes')]\n"
             "assert not bad, bad\n"
             "assert trackdiffusion.WEB_DIRECTORY == './js'\n"
@@ -63,7 +63,7 @@ def test_module_and_console_script_run():
     script = Path(sys.executable).with_name("trackdiffusion")
     if not script.exists():
         unavailable("console script not installed in this environment (pip install -e . makes it)")
-    out = subprocess.run([str(script), "tracklets", "show", str(REPO / "examples/tracklets/street.json")],
+    out = subprocess.run([str(script), "tracklets", "show", str(REPO / "example_workflows/input/tracklets/street.json")],
                          capture_output=True, text=True, check=True)
     assert "3 objects" in out.stdout
 
@@ -98,9 +98,9 @@ def test_comfy_node_pack_leaves_dev_files_out(tmp_path):
                          capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=120, check=False)
     assert out.returncode == 0, out.stdout + out.stderr
     names = zipfile.ZipFile(clone / "node.zip").namelist()
-    assert "__init__.py" in names and "nodes/__init__.py" in names and "tracklets/model.py" in names
-    assert "LICENSE" in names and "requirements.txt" in names and "examples/tracklets/street.json" in names
-    assert not [n for n in names if n.startswith(("tests/", "benchmarks/", "scripts/", ".ci/"))]
+    assert "__init__.py" in names and "nodes/extension.py" in names and "data/tracklets/model.py" in names
+    assert "LICENSE" in names and "requirements.txt" in names and "example_workflows/input/tracklets/street.json" in names
+    assert not [n for n in names if n.startswith(("tests/", "dev/", ".ci/"))]
 
 
 def test_ruff_is_clean():

@@ -1,10 +1,10 @@
 """README's measured figures match the committed evidence.
 
 (a) Every results block of README.md (``<!-- results: PATHS render=NAME -->...<!-- /results -->``) equals what
-    ``benchmarks/readme_tables.py`` renders from its results files (fix: re-run the benchmark, then
-    ``python benchmarks/readme_tables.py --write``).
-(b) Every results file (``benchmarks/results_*.json``, ``tests/data/syntrack_ceiling.json`` and any file README names)
-    carries provenance (``benchmarks/provenance.py``): the git commit, the command (whose script exists), the date,
+    ``dev/benchmarks/readme_tables.py`` renders from its results files (fix: re-run the benchmark, then
+    ``python dev/benchmarks/readme_tables.py --write``).
+(b) Every results file (``dev/benchmarks/results_*.json``, ``tests/data/syntrack_ceiling.json`` and any file README names)
+    carries provenance (``dev/benchmarks/provenance.py``): the git commit, the command (whose script exists), the date,
     and for each weights file it names a sha256 equal to that file's current one (the file must exist; a file from
     outside the repository must say so, ``"external": true``, and where it comes from). Provenance pieced together
     after the fact says so (``"reconstructed": true`` and how). Figures a benchmark derived from its stored numbers
@@ -36,9 +36,9 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 README = REPO / "README.md"
-sys.path.insert(0, str(REPO / "benchmarks"))
+sys.path.insert(0, str(REPO / "dev" / "benchmarks"))
 
-import readme_tables  # benchmarks/ is not a package: imported from its folder
+import readme_tables  # dev/benchmarks/ is not a package: imported from its folder
 
 #: phrases whose numbers are not measurements made here, and why
 NOT_MEASURED = {
@@ -80,7 +80,7 @@ def named_results() -> set[str]:
 
 def results_files() -> list[Path]:
     named = {REPO / p for p in named_results()}
-    found = set(REPO.glob("benchmarks/results_*.json")) | {REPO / "tests" / "data" / "syntrack_ceiling.json"} | named
+    found = set(REPO.glob("dev/benchmarks/results_*.json")) | {REPO / "tests" / "data" / "syntrack_ceiling.json"} | named
     return sorted(found)
 
 
@@ -138,15 +138,26 @@ def untagged_figures(text: str) -> list[tuple[str, str, str, list[str]]]:
     return out
 
 
-def _script_exists(command: str) -> bool:
+def _script_path(command: str) -> str:
+    """The repository path of the script a recorded command ran (``python X.py`` or ``python -m trackdiffusion...``)."""
     words = shlex.split(command)
     words = words[next(i for i, w in enumerate(words) if w == "python" or w.endswith("/python")) + 1:]
-    if words[0] == "-m":
-        parts = words[1].split(".")
-        parts = parts[1:] if parts[0] == "trackdiffusion" else parts  # the repository root is the package
-        base = REPO.joinpath(*parts)
-        return base.with_suffix(".py").is_file() or (base / "__init__.py").is_file()
-    return (REPO / words[0]).is_file()
+    if words[0] != "-m":
+        return words[0]
+    parts = words[1].split(".")
+    parts = parts[1:] if parts[0] == "trackdiffusion" else parts  # the repository root is the package
+    return "/".join(parts)
+
+
+def _script_exists(command: str, commit: str | None = None) -> bool:
+    """Whether the command's script exists at ``commit`` (the one the results were measured at: files move later),
+    else in the working tree."""
+    path = _script_path(command)
+    candidates = [path] if path.endswith(".py") else [f"{path}.py", f"{path}/__init__.py"]
+    if commit and not _shallow():
+        return any(subprocess.run(["git", "-C", str(REPO), "cat-file", "-e", f"{commit}:{c}"], capture_output=True,
+                                  check=False).returncode == 0 for c in candidates)
+    return any((REPO / c).is_file() for c in candidates)
 
 
 def _shallow() -> bool:
@@ -173,7 +184,8 @@ def provenance_problems(doc: dict, check_commit_exists: bool = False) -> list[st
     command = prov.get("command")
     if not isinstance(command, str) or "python" not in command:
         bad.append(f"command is not a python command line: {command!r}")
-    elif not _script_exists(command):
+    elif not (prov.get("reconstructed") and not check_commit_exists) and \
+            not _script_exists(command, prov.get("git_commit") if check_commit_exists else None):
         bad.append(f"the command's script does not exist: {command!r}")
     if not re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", str(prov.get("date_utc"))):
         bad.append(f"date_utc is not a UTC timestamp: {prov.get('date_utc')!r}")
@@ -218,7 +230,7 @@ def test_readme_results_blocks_equal_their_rendering():
     stale = [f"{b['name']} ({', '.join(b['paths'])}):\n  README:   {b['body']!r}\n  rendered: {b['expected']!r}"
              for b in blocks if b["body"] != b["expected"]]
     assert not stale, ("README's figures differ from the results files; re-run the benchmark and then "
-                       "`python benchmarks/readme_tables.py --write`:\n" + "\n".join(stale))
+                       "`python dev/benchmarks/readme_tables.py --write`:\n" + "\n".join(stale))
 
 
 def test_every_named_results_file_exists():
@@ -250,18 +262,18 @@ def test_provenance_helper_writes_what_the_checks_need(tmp_path):
 
     if provenance.git_state()["git_commit"] is None:
         pytest.skip("not a git checkout: the helper has no commit to record")
-    weights = REPO / "demo" / "weights" / "demo_box_i2v.safetensors"
+    weights = REPO / "models" / "demo" / "weights" / "demo_box_i2v.safetensors"
     out = provenance.write_results(tmp_path / "results_x.json", "x", {"n": 1}, {"value": 2.5}, weights=[weights])
     doc = json.loads(out.read_text())
     assert doc["benchmark"] == "x" and doc["results"] == {"value": 2.5}
     prov = doc["provenance"]
-    assert prov["weights"][0]["path"] == "demo/weights/demo_box_i2v.safetensors"
+    assert prov["weights"][0]["path"] == "models/demo/weights/demo_box_i2v.safetensors"
     assert prov["reconstructed"] is False and prov["machine"]["cpu_count"] >= 1
     assert provenance_problems(doc) == [], prov["command"]
     # a weights file that changed afterwards, or is gone, is caught
     doc["provenance"]["weights"][0]["sha256"] = "0" * 64
     assert any("has changed" in p for p in provenance_problems(doc))
-    doc["provenance"]["weights"][0]["path"] = "demo/weights/nothing.safetensors"
+    doc["provenance"]["weights"][0]["path"] = "models/demo/weights/nothing.safetensors"
     assert any("does not exist" in p for p in provenance_problems(doc))
 
 

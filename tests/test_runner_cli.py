@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from trackdiffusion.errors import InvalidInputError
-from trackdiffusion.runner import comfy_env
-from trackdiffusion.runner.cli import main
-from trackdiffusion.runner.run import ProgressLine, apply_overrides, batch_files, parse_value
+from trackdiffusion.data.errors import InvalidInputError
+from trackdiffusion.nodes.runner import comfy_env
+from trackdiffusion.nodes.runner.cli import main
+from trackdiffusion.nodes.runner.run import ProgressLine, apply_overrides, batch_files, parse_value
 
 INFOS = {"KSampler": {"input": {"required": {"seed": ["INT", {}], "steps": ["INT", {}], "model": ["MODEL"]}}},
          "SaveImage": {"input": {"required": {"images": ["IMAGE"], "filename_prefix": ["STRING", {}]}}}}
@@ -146,7 +146,7 @@ def test_a_broken_torchvision_is_named_with_what_to_install_and_never_faked(tmp_
     (broken / "__init__.py").write_text('raise RuntimeError("operator torchvision::nms does not exist")\n')
     env = {k: v for k, v in os.environ.items() if k not in ("COMFYUI_PATH", "PYTHONPATH")}
     env.update(PYTHONPATH=str(tmp_path / "site"), OMP_NUM_THREADS="1")
-    proc = subprocess.run([sys.executable, "-m", "trackdiffusion.runner", str(_workflow(tmp_path)), "--comfyui",
+    proc = subprocess.run([sys.executable, "-m", "trackdiffusion.nodes.runner", str(_workflow(tmp_path)), "--comfyui",
                            str(fake)], env=env, capture_output=True, text=True, timeout=120, check=False)
     err = proc.stderr.strip().splitlines()
     assert proc.returncode == 2 and len(err) == 1, proc.stderr

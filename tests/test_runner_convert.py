@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from support.workflows import NODE_INFOS, SAVE, TRACKS, VIS, chain, node_info, ui
-from trackdiffusion.errors import InvalidInputError
-from trackdiffusion.runner.convert import is_api_format, to_api_prompt, widget_slots
+from trackdiffusion.data.errors import InvalidInputError
+from trackdiffusion.nodes.runner.convert import is_api_format, to_api_prompt, widget_slots
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = {p.stem: json.loads(p.read_text()) for p in sorted((REPO / "example_workflows").glob("*.json"))}

@@ -8,8 +8,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from trackdiffusion.errors import InvalidInputError
-from trackdiffusion.guidance_sgi2v import (
+from trackdiffusion.data.errors import InvalidInputError
+from trackdiffusion.data.tracklets import load
+from trackdiffusion.models.guidance.sgi2v import (
     SGI2VConfig,
     alignment_loss,
     build_alignment_targets,
@@ -20,8 +21,7 @@ from trackdiffusion.guidance_sgi2v import (
     latent_boxes_from_tracklets,
     optimise_latent,
 )
-from trackdiffusion.guidance_sgi2v.fft import STOP_FACTOR
-from trackdiffusion.tracklets import load
+from trackdiffusion.models.guidance.sgi2v.fft import STOP_FACTOR
 
 
 def tracklets(objects, width=128, height=64, frames=4):
@@ -240,7 +240,7 @@ SVD_SCALES = [("input_blocks.1.1", 320, 1), ("input_blocks.2.1", 320, 1), ("inpu
 
 
 def test_checkpointing_plan():
-    from trackdiffusion.patching.comfy_sgi2v import plan_checkpointing
+    from trackdiffusion.nodes.patches.sgi2v import plan_checkpointing
 
     def plan(gib, mode="auto"):
         return plan_checkpointing(SVD_SCALES, "output_blocks.8.1", 14, 72, 128, 2,

@@ -5,15 +5,15 @@ from __future__ import annotations
 import pytest
 import torch
 
-from trackdiffusion.errors import InvalidInputError
-from trackdiffusion.models.svd_adapter import (
+from trackdiffusion.data.errors import InvalidInputError
+from trackdiffusion.data.tracklets import load
+from trackdiffusion.models.svd.adapter import (
     SVD_ATTENTION_BLOCKS,
     TrackDiffusionSVDAdapter,
     block_key,
     slots_to_svd_boxes,
     tokens_for_chunks,
 )
-from trackdiffusion.tracklets import load
 
 TINY_BLOCKS = [("input_blocks.1.1", 32), ("middle_block.1", 64), ("output_blocks.11.1", 32)]
 

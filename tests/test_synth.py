@@ -9,9 +9,10 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from trackdiffusion.errors import InvalidInputError
-from trackdiffusion.metrics import classify_colors
-from trackdiffusion.synth import (
+from trackdiffusion.data.errors import InvalidInputError
+from trackdiffusion.data.tracklets import load
+from trackdiffusion.evaluation.metrics import classify_colors
+from trackdiffusion.evaluation.synth import (
     CATEGORIES,
     PALETTE_RGB,
     POINTS_PER_OBJECT,
@@ -24,8 +25,7 @@ from trackdiffusion.synth import (
     split_seeds,
     train_batch,
 )
-from trackdiffusion.synth.cli import add_synth_parser
-from trackdiffusion.tracklets import load
+from trackdiffusion.evaluation.synth.cli import add_synth_parser
 
 # sha256 of video + tracklets JSON + point trajectories; update only with an intended generator change.
 GOLDEN = {

@@ -10,13 +10,12 @@ import torch
 from diffusers import UNetSpatioTemporalConditionModel
 
 from support.tiny_models import TINY_CROSS, tiny_svd_unet
-from trackdiffusion.backends.diffusers_trackgo import TrackGoAttnProcessor, adapter_file, attach_trackgo
-from trackdiffusion.errors import InvalidInputError
-from trackdiffusion.models.svd_adapter import SVD_ATTENTION_BLOCKS
-from trackdiffusion.models.trackgo import TrackGoAdapter
-from trackdiffusion.patching.comfy_trackgo import TRACKGO_FORMAT
-from trackdiffusion.trajectories import build_point_trajectories
-from trackdiffusion.weights.svd_keys import ATTENTIONS
+from trackdiffusion.data.errors import InvalidInputError
+from trackdiffusion.data.trajectories import build_point_trajectories
+from trackdiffusion.models.svd.adapter import SVD_ATTENTION_BLOCKS
+from trackdiffusion.models.svd.naming import ATTENTIONS
+from trackdiffusion.models.trackgo.adapter import TRACKGO_FORMAT, TrackGoAdapter
+from trackdiffusion.models.trackgo.diffusers import TrackGoAttnProcessor, adapter_file, attach_trackgo
 
 CROSS = TINY_CROSS  # the tiny UNet's cross-attention width
 FRAMES = 4

@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from support.tiny_models import TINY_CROSS, tiny_svd_unet
-from trackdiffusion.backends.diffusers_trackgo import attach_trackgo
-from trackdiffusion.errors import InvalidInputError
-from trackdiffusion.models.trackgo import attention_diagonal_loss
+from trackdiffusion.data.errors import InvalidInputError
+from trackdiffusion.models.trackgo.adapter import attention_diagonal_loss
+from trackdiffusion.models.trackgo.diffusers import attach_trackgo
 from trackdiffusion.training import DEFAULT_LAMBDA_ATTN, attention_loss, layer_mask, sample_sigmas, trackgo_losses
 
 CROSS = TINY_CROSS  # the tiny UNet's cross-attention width

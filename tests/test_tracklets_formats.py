@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-import trackdiffusion.tracklets.io as tio
-from trackdiffusion.errors import InvalidInputError
-from trackdiffusion.tracklets import (
+import trackdiffusion.data.tracklets.io as tio
+from trackdiffusion.data.errors import InvalidInputError
+from trackdiffusion.data.tracklets import (
     FORMAT_NAME,
     FORMAT_VERSION,
     Tracklets,
@@ -21,7 +21,7 @@ from trackdiffusion.tracklets import (
     parse_tracklets_dict,
     save,
 )
-from trackdiffusion.tracklets.formats import read_kj, read_ytvis, write_mot, write_tracks, write_ytvis
+from trackdiffusion.data.tracklets.formats import read_kj, read_ytvis, write_mot, write_tracks, write_ytvis
 
 
 # ---------------------------------------------------------------------------------------------------------- helpers

@@ -11,8 +11,15 @@ import numpy as np
 import pytest
 import torch
 
-from trackdiffusion.errors import InvalidInputError
-from trackdiffusion.tracklets import FORMAT_NAME, FORMAT_VERSION, INTERPOLATIONS, Tracklets, load, parse_tracklets_dict
+from trackdiffusion.data.errors import InvalidInputError
+from trackdiffusion.data.tracklets import (
+    FORMAT_NAME,
+    FORMAT_VERSION,
+    INTERPOLATIONS,
+    Tracklets,
+    load,
+    parse_tracklets_dict,
+)
 
 
 # ---------------------------------------------------------------------------------------------------------- helpers

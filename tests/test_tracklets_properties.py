@@ -18,8 +18,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from trackdiffusion.errors import InvalidInputError
-from trackdiffusion.tracklets import (
+from trackdiffusion.data.errors import InvalidInputError
+from trackdiffusion.data.tracklets import (
     FORMAT_NAME,
     FORMAT_VERSION,
     FORMATS,
@@ -28,7 +28,7 @@ from trackdiffusion.tracklets import (
     load,
     parse_tracklets_dict,
 )
-from trackdiffusion.tracklets.formats import parse_kj_points, read_kj, read_tracks, read_ytvis
+from trackdiffusion.data.tracklets.formats import parse_kj_points, read_kj, read_tracks, read_ytvis
 
 FUZZ = settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                                          HealthCheck.data_too_large])

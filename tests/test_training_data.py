@@ -9,11 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-from trackdiffusion.dataset import write_tracking_sequence
-from trackdiffusion.errors import InvalidInputError
-from trackdiffusion.synth import make_clip
-from trackdiffusion.tracklets.formats import write_ytvis
-from trackdiffusion.training.checkpoints import comfyui_module_names, to_comfyui
+from trackdiffusion.data.dataset import write_tracking_sequence
+from trackdiffusion.data.errors import InvalidInputError
+from trackdiffusion.data.tracklets.formats import write_ytvis
+from trackdiffusion.evaluation.synth import make_clip
+from trackdiffusion.models.svd.naming import module_names
+from trackdiffusion.training.checkpoints import to_comfyui
 from trackdiffusion.training.data import (
     MAX_OBJS,
     FolderSource,
@@ -173,10 +174,10 @@ def test_trackgo_inputs_follow_the_moving_objects():
 def test_comfyui_names_match_the_svd_key_map():
     from diffusers import UNetSpatioTemporalConditionModel
 
-    from trackdiffusion.weights.svd_keys import ATTENTIONS, RESNETS, svd_delta_key_map
+    from trackdiffusion.models.svd.naming import ATTENTIONS, RESNETS, svd_delta_key_map
 
     with torch.device("meta"):
         unet = UNetSpatioTemporalConditionModel()  # the real SVD layout, no memory
-    names = comfyui_module_names(unet)
+    names = module_names(unet)
     assert all(names[s.diffusers] == s.comfyui for s in ATTENTIONS + RESNETS)
     assert all(to_comfyui(k, names) == v for k, v in svd_delta_key_map().items())

@@ -11,7 +11,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file
 
-from trackdiffusion.errors import InvalidInputError
+from trackdiffusion.data.errors import InvalidInputError
 from trackdiffusion.training import checkpoints as ckpt
 from trackdiffusion.training.cli import main as cli_main
 from trackdiffusion.training.train import TrainConfig, Trainer, train
@@ -146,11 +146,10 @@ def test_a_crash_while_writing_a_checkpoint_keeps_the_previous_one(tmp_path, mon
 
 
 def test_exported_files_load_with_the_pack_loaders(tmp_path):
-    from trackdiffusion.backends.diffusers_trackgo import attach_trackgo
-    from trackdiffusion.models.svd_adapter import TrackDiffusionSVDAdapter
-    from trackdiffusion.models.trackgo import TrackGoAdapter
-    from trackdiffusion.patching.comfy_trackgo import TRACKGO_FORMAT
-    from trackdiffusion.weights import SVD_DELTA_FORMAT, load_delta
+    from trackdiffusion.models.checkpoints import SVD_DELTA_FORMAT, load_delta
+    from trackdiffusion.models.svd.adapter import TrackDiffusionSVDAdapter
+    from trackdiffusion.models.trackgo.adapter import TRACKGO_FORMAT, TrackGoAdapter
+    from trackdiffusion.models.trackgo.diffusers import attach_trackgo
 
     # TrackDiffusion-SVD, real SVD block layout at tiny widths: load_delta's full key check passes
     run = train(config(SVD, tmp_path / "svd", steps=1, lr=1e-3, tiny="svd-layout", stage=2))
@@ -194,8 +193,8 @@ def test_exported_files_load_with_the_pack_loaders(tmp_path):
 
 
 def test_dataset_folder_training_and_the_cli(tmp_path, capsys):
-    from trackdiffusion.dataset import write_tracking_sequence
-    from trackdiffusion.synth import make_clip
+    from trackdiffusion.data.dataset import write_tracking_sequence
+    from trackdiffusion.evaluation.synth import make_clip
 
     clip = make_clip(20002, "ci")
     write_tracking_sequence(clip.video, clip.tracklets, tmp_path / "data", "seq", image_format="png")

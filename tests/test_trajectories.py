@@ -1,4 +1,4 @@
-"""Tests of the TrackGo point-trajectory builder (trackdiffusion.trajectories)."""
+"""Tests of the TrackGo point-trajectory builder (trackdiffusion.data.trajectories)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from trackdiffusion.errors import InvalidInputError
-from trackdiffusion.trajectories import (
+from trackdiffusion.data.errors import InvalidInputError
+from trackdiffusion.data.trajectories import (
     DEFAULT_PALETTE,
     PointTrajectories,
     arc_length_offsets,

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from trackdiffusion.errors import InvalidInputError
-from trackdiffusion.tracklets import load
-from trackdiffusion.trajectories import build_point_trajectories
-from trackdiffusion.visualize import as_frames, draw_tracklets, draw_trajectories, write_frames
+from trackdiffusion.data.errors import InvalidInputError
+from trackdiffusion.data.tracklets import load
+from trackdiffusion.data.trajectories import build_point_trajectories
+from trackdiffusion.data.visualize import as_frames, draw_tracklets, draw_trajectories, write_frames
 
 DOC = {"version": 1, "width": 100, "height": 50, "num_frames": 5, "objects": [
     {"id": 4, "color": "#00ff00", "keyframes": [{"frame": 0, "box": [10, 10, 30, 30]},

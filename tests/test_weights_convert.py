@@ -16,9 +16,9 @@ import safetensors.torch
 import torch
 from safetensors.torch import save_file
 
-import trackdiffusion.weights.convert as conv
-from trackdiffusion.errors import InvalidInputError
-from trackdiffusion.weights import (
+import trackdiffusion.models.checkpoints.convert as conv
+from trackdiffusion.data.errors import InvalidInputError
+from trackdiffusion.models.checkpoints import (
     KIND_COMFYUI_SVD,
     KIND_MODELSCOPE_ADAPTER,
     KIND_STOCK_SVD,
@@ -32,9 +32,9 @@ from trackdiffusion.weights import (
     inspect_checkpoint,
     load_delta,
 )
-from trackdiffusion.weights.cli import add_weights_parser
-from trackdiffusion.weights.cli import main as cli_main
-from trackdiffusion.weights.modelscope_keys import modelscope_adapter_shapes
+from trackdiffusion.models.checkpoints.cli import add_weights_parser
+from trackdiffusion.models.checkpoints.cli import main as cli_main
+from trackdiffusion.models.modelscope.naming import modelscope_adapter_shapes
 
 DATA = Path(__file__).resolve().parent / "data"
 DIFFUSERS = {k: tuple(s) for k, s in json.loads((DATA / "svd_diffusers_keys.json").read_text())["keys"]}

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from trackdiffusion.weights.modelscope_keys import modelscope_adapter_shapes
-from trackdiffusion.weights.svd_keys import (
+from trackdiffusion.models.modelscope.naming import modelscope_adapter_shapes
+from trackdiffusion.models.svd.naming import (
     ATTENTIONS,
     RESNETS,
     diffusers_to_comfyui,

@@ -8,13 +8,7 @@
 
 from typing import Any
 
-from .trackgo_losses import (
-    DEFAULT_LAMBDA_ATTN,
-    attention_loss,
-    layer_mask,
-    sample_sigmas,
-    trackgo_losses,
-)
+from .trackgo_losses import DEFAULT_LAMBDA_ATTN, attention_loss, layer_mask, sample_sigmas, trackgo_losses
 
 __all__ = ["DEFAULT_LAMBDA_ATTN", "TrainConfig", "TrainResult", "Trainer", "attention_loss", "layer_mask",
            "sample_sigmas", "trackgo_losses"]

@@ -8,13 +8,13 @@ checkpoints intact (a stale ``.tmp`` is removed on the next start); only the new
 
 Exports (what the ComfyUI nodes load), rewritten atomically at every checkpoint:
 
-* TrackDiffusion-SVD: a delta in our converted naming (:mod:`trackdiffusion.weights.convert`): the fusers and
-  ``position_net`` through :meth:`~trackdiffusion.models.svd_adapter.TrackDiffusionSVDAdapter.delta_state_dict`,
+* TrackDiffusion-SVD: a delta in our converted naming (:mod:`trackdiffusion.models.checkpoints.convert`): the fusers and
+  ``position_net`` through :meth:`~trackdiffusion.models.svd.adapter.TrackDiffusionSVDAdapter.delta_state_dict`,
   plus ``diffusion_model.<ComfyUI name>`` for conv_in, conv_out and the ``time_mixer.mix_factor`` scalars; metadata
   ``format`` ``trackdiffusion.svd_delta``, ``version`` ``1``, ``base``, ``stage``, ``head_dim``, ``trained_steps``,
-  ``source``. The ComfyUI names are derived from the UNet's own block structure (:func:`comfyui_module_names`), which
-  for the real SVD is exactly :mod:`trackdiffusion.weights.svd_keys`.
-* TrackGo: :func:`trackdiffusion.backends.diffusers_trackgo.adapter_file` (``format``, ``config``, ``trained_steps``).
+  ``source``. The ComfyUI names are derived from the UNet's own block structure (:func:`trackdiffusion.models.svd.naming.module_names`), which
+  for the real SVD is exactly :mod:`trackdiffusion.models.svd.naming`.
+* TrackGo: :func:`trackdiffusion.models.trackgo.diffusers.adapter_file` (``format``, ``config``, ``trained_steps``).
 """
 
 from __future__ import annotations
@@ -29,9 +29,9 @@ from typing import Any
 
 import torch
 
-from ..atomic import atomic_write
-from ..errors import InvalidInputError
-from ..weights.svd_keys import longest_module_prefix
+from ..data.atomic import atomic_write
+from ..data.errors import InvalidInputError
+from ..models.svd.naming import longest_module_prefix, module_names
 
 SOURCE = "trackdiffusion train checkpoints"
 CHECKPOINT_FORMAT = "trackdiffusion.train_checkpoint"
@@ -211,37 +211,6 @@ class LossLog:
 # --------------------------------------------------------------------------------------------------- naming
 
 
-def comfyui_module_names(unet: torch.nn.Module) -> dict[str, str]:
-    """diffusers module path -> ComfyUI module path for conv_in, conv_out, every resnet and every transformer.
-
-    Derived from the UNet's block structure (ComfyUI's ``input_blocks`` are conv_in, then per level one block per
-    resnet, with its transformer as ``.1``, and one for the downsampler; ``output_blocks`` one per up resnet), so
-    tiny test UNets get consistent names; for the real SVD this equals :mod:`trackdiffusion.weights.svd_keys`.
-    """
-    out = {"conv_in": "input_blocks.0.0", "conv_out": "out.2"}
-    index = 1
-    for b, block in enumerate(getattr(unet, "down_blocks", [])):
-        for r in range(len(block.resnets)):
-            out[f"down_blocks.{b}.resnets.{r}"] = f"input_blocks.{index + r}.0"
-        for j in range(len(getattr(block, "attentions", None) or [])):
-            out[f"down_blocks.{b}.attentions.{j}"] = f"input_blocks.{index + j}.1"
-        index += len(block.resnets) + (1 if getattr(block, "downsamplers", None) else 0)
-    mid = getattr(unet, "mid_block", None)
-    if mid is not None:
-        for r in range(len(mid.resnets)):
-            out[f"mid_block.resnets.{r}"] = f"middle_block.{2 * r}"
-        for j in range(len(getattr(mid, "attentions", None) or [])):
-            out[f"mid_block.attentions.{j}"] = f"middle_block.{2 * j + 1}"
-    index = 0
-    for b, block in enumerate(getattr(unet, "up_blocks", [])):
-        for r in range(len(block.resnets)):
-            out[f"up_blocks.{b}.resnets.{r}"] = f"output_blocks.{index + r}.0"
-        for j in range(len(getattr(block, "attentions", None) or [])):
-            out[f"up_blocks.{b}.attentions.{j}"] = f"output_blocks.{index + j}.1"
-        index += len(block.resnets)
-    return out
-
-
 def _rename(key: str, names: Mapping[str, str]) -> str | None:
     module = longest_module_prefix(key, names)
     return None if module is None else names[module] + key[len(module):]
@@ -261,11 +230,11 @@ def to_comfyui(key: str, names: Mapping[str, str]) -> str:
 def svd_delta(attachment: Any, *, stage: int, trained_steps: int, base: str, source: str = "trackdiffusion train"
               ) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """(tensors, metadata) of the SVD delta of a trained :class:`TrackDiffusionSVDAttachment` (module docstring)."""
-    from ..models.svd_adapter import DELTA_UNET_PREFIX, TrackDiffusionSVDAdapter
-    from ..weights.convert import FORMAT_VERSION, SVD_DELTA_FORMAT
+    from ..models.checkpoints.convert import FORMAT_VERSION, SVD_DELTA_FORMAT
+    from ..models.svd.adapter import DELTA_UNET_PREFIX, TrackDiffusionSVDAdapter
 
     unet = attachment.unet
-    names = comfyui_module_names(unet)
+    names = module_names(unet)
     blocks, fusers, head_dims = [], {}, set()
     for path, fuser in attachment.fusers.items():
         attention, _, rest = path.partition(".transformer_blocks.")
@@ -302,9 +271,9 @@ def svd_delta(attachment: Any, *, stage: int, trained_steps: int, base: str, sou
 
 def delta_to_diffusers(tensors: Mapping[str, torch.Tensor], unet: torch.nn.Module) -> dict[str, torch.Tensor]:
     """Our delta naming (``diffusion_model.<ComfyUI>`` + ``position_net.*``) -> diffusers keys of ``unet``'s layout."""
-    from ..models.svd_adapter import DELTA_UNET_PREFIX
+    from ..models.svd.adapter import DELTA_UNET_PREFIX
 
-    inverse = {v: k for k, v in comfyui_module_names(unet).items()}
+    inverse = {v: k for k, v in module_names(unet).items()}
     out = {}
     for key, value in tensors.items():
         if key.startswith(DELTA_UNET_PREFIX):

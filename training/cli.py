@@ -112,7 +112,7 @@ def _stop_on_sigterm():
 def main(argv: list[str] | None = None) -> int:
     """``python -m trackdiffusion.training.cli train ...``: the main ``trackdiffusion`` command (same parser, same
     error handling)."""
-    from ..cli import main as cli_main
+    from ..__main__ import main as cli_main
 
     return cli_main(argv)
 

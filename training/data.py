@@ -4,10 +4,10 @@ A *source* hands out the clips of one training step, ``source.clips(step, batch,
 only on ``(seed, step)``, never on what earlier steps drew, so a resumed run sees exactly the clips an uninterrupted
 one would have seen.
 
-* ``syntrack``: :func:`trackdiffusion.synth.train_batch` rendered directly at the training size and frame count.
+* ``syntrack``: :func:`trackdiffusion.evaluation.synth.train_batch` rendered directly at the training size and frame count.
 * a folder in **MOT** layout: sequences ``SEQ/seqinfo.ini`` + ``SEQ/gt/gt.txt`` + ``SEQ/<imDir>/`` (``img1`` by
   default), found in the folder itself, its sub-folders and their sub-folders (``MOT17/train/SEQ``); what
-  :func:`trackdiffusion.dataset.write_tracking_sequence` writes. ``gt.txt`` rows whose confidence column is 0 (MOT17's
+  :func:`trackdiffusion.data.dataset.write_tracking_sequence` writes. ``gt.txt`` rows whose confidence column is 0 (MOT17's
   "ignore" boxes) are left out.
 * a folder in **YouTube-VIS** layout: a ``.json`` holding ``videos`` and ``annotations`` (in the folder, its
   ``annotations/`` sub-folder or one level down) whose ``file_names`` resolve beside the json, under ``JPEGImages/``
@@ -30,10 +30,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ..errors import InvalidInputError
-from ..tracklets.formats import read_mot, read_ytvis
-from ..tracklets.model import PALETTE, Tracklets, color_to_rgb, parse_tracklets_dict
-from ..trajectories import PointTrajectories
+from ..data.errors import InvalidInputError
+from ..data.tracklets.formats import read_mot, read_ytvis
+from ..data.tracklets.model import PALETTE, Tracklets, color_to_rgb, parse_tracklets_dict
+from ..data.trajectories import PointTrajectories
 
 SOURCE = "trackdiffusion train data"
 #: slots per frame (the official ``fixed_objs``)
@@ -92,13 +92,13 @@ class SynTrackSource:
     kind = "syntrack"
 
     def __init__(self, width: int, height: int, frames: int) -> None:
-        from ..synth import as_tier
+        from ..evaluation.synth import as_tier
 
         self.tier = as_tier((width, height, frames))
         self.description = f"SynTrack training stream ({width}x{height}, {frames} frames)"
 
     def clips(self, step: int, batch: int, seed: int = 0) -> list[Clip]:
-        from ..synth import train_batch
+        from ..evaluation.synth import train_batch
 
         # train_batch(s) draws from default_rng(s).spawn(batch): one stream per (seed, step), never a val/test clip
         clips = train_batch(int(seed) * 1_000_000_007 + int(step), batch, self.tier)

@@ -1,11 +1,11 @@
-"""TrackGo training objective on a diffusers SVD UNet with a :class:`~trackdiffusion.backends.diffusers_trackgo.
+"""TrackGo training objective on a diffusers SVD UNet with a :class:`~trackdiffusion.models.trackgo.diffusers.
 TrackGoAttachment`: the SVD EDM denoising loss plus lambda times the attention loss.
 
 * noise loss: the official SVD fine-tuning objective (SVD_Xtend, as TrackDiffusion-SVD trains; reference section 5.2):
   sigma ~ LogNormal(0.7, 1.6), noisy = x + sigma n, UNet input = [noisy / sqrt(sigma^2 + 1) ; image latent],
   timestep = 0.25 ln sigma, denoised = out * (-sigma / sqrt(sigma^2 + 1)) + noisy / (sigma^2 + 1),
   loss = mean((1 + sigma^2) / sigma^2 * (denoised - x)^2);
-* attention loss: :func:`~trackdiffusion.models.trackgo.attention_diagonal_loss` of every temporal layer's original
+* attention loss: :func:`~trackdiffusion.models.trackgo.adapter.attention_diagonal_loss` of every temporal layer's original
   branch A, with the moving-part mask down-sampled (area average) to that layer's grid, summed over the layers.
 
 Gradients: a layer's A = softmax(QK^T/sqrt(d) + A_M) depends on that layer's own A' only through the hard threshold
@@ -21,8 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import InvalidInputError
-from ..models.trackgo import attention_diagonal_loss
+from ..data.errors import InvalidInputError
+from ..models.trackgo.adapter import attention_diagonal_loss
 
 SOURCE = "TrackGo training"
 #: weight of the attention loss (the paper's lambda). Our default, not a published value: the attention loss sums 16
@@ -33,7 +33,7 @@ P_MEAN, P_STD = 0.7, 1.6
 
 
 def _as_mask(mask: Any) -> torch.Tensor:
-    from ..backends.diffusers_trackgo import mask_tensor
+    from ..models.trackgo.diffusers import mask_tensor
 
     return mask_tensor(mask)
 

@@ -3,12 +3,12 @@
 What is trained (reference ``trackdiffusion_official.md`` section 5.2; ``evaluation.md`` sections 3.6-3.7):
 
 * ``trackdiffusion-svd``: the position net and fusers attached by
-  :func:`~trackdiffusion.backends.diffusers_svd.attach_trackdiffusion_svd`, plus the UNet's conv_in, conv_out and
+  :func:`~trackdiffusion.models.svd.diffusers.attach_trackdiffusion_svd`, plus the UNet's conv_in, conv_out and
   ``time_mixer`` mix factors: the official trainable set (names containing fuser / position_net / time_mixer / conv_out
   / conv_in). Stage 1: the target video has each box drawn as a coloured outline (its slot colour) into every frame
   but frame 0; stage 2: clean targets (start it from the stage-1 delta with ``init``). Boxes are never dropped (as
   in the official SVD training).
-* ``trackgo``: only the TrackAdapter (:func:`~trackdiffusion.backends.diffusers_trackgo.attach_trackgo`), with
+* ``trackgo``: only the TrackAdapter (:func:`~trackdiffusion.models.trackgo.diffusers.attach_trackgo`), with
   :func:`~trackdiffusion.training.trackgo_losses` (noise loss + lambda * attention loss). The conditioning video P is
   the clip's point trajectories (SynTrack's analytic points; 8 box-rigid points per object for dataset clips) rendered
   at 8x the latent size; the moving mask is the union of the boxes of the objects that move
@@ -53,7 +53,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..errors import InvalidInputError
+from ..data.errors import InvalidInputError
 from . import checkpoints as ckpt
 from .data import MAX_OBJS, Clip, draw_outlines, moving_mask, open_source, slot_colors, step_rng, trajectory_video
 from .trackgo_losses import DEFAULT_LAMBDA_ATTN, sample_sigmas
@@ -227,7 +227,7 @@ def tiny_unet_config(kind: str, channels: int, frames: int) -> dict[str, Any]:
 
     ``small``: 2 levels (32, 64), attention at the first level only, 1 layer per block. ``svd-layout``: the real SVD
     block layout (4 levels, 2 resnets down / 3 up, 16 transformers) at widths (32, 64, 128, 128), so its deltas pass
-    :func:`trackdiffusion.weights.load_delta`'s full key check. Heads of 16 channels, cross-attention width 32.
+    :func:`trackdiffusion.models.checkpoints.load_delta`'s full key check. Heads of 16 channels, cross-attention width 32.
     """
     common = {"in_channels": 2 * channels, "out_channels": channels, "addition_time_embed_dim": 8,
               "projection_class_embeddings_input_dim": 24, "cross_attention_dim": 32, "num_frames": frames}
@@ -466,14 +466,14 @@ class Trainer:
             self.say("note: no --image-encoder: the image embeddings are zeros (the official recipe's dropped-"
                      "embedding case); pass the SVD image_encoder/ folder for the official recipe.")
         if self.is_svd:
-            from ..backends.diffusers_svd import attach_trackdiffusion_svd
+            from ..models.svd.diffusers import attach_trackdiffusion_svd
 
             self.attachment = attach_trackdiffusion_svd(self.unet, max_objs=MAX_OBJS)
             if cfg.init is not None:
                 self._init_svd(cfg.init)
             named = self.attachment.named_trainable_parameters(cfg.stage, freeze=True)
         else:
-            from ..backends.diffusers_trackgo import attach_trackgo
+            from ..models.trackgo.diffusers import attach_trackgo
 
             adapter = self._init_trackgo(cfg.init) if cfg.init is not None else None
             self.attachment = attach_trackgo(self.unet, adapter=adapter)
@@ -485,7 +485,7 @@ class Trainer:
 
     def _init_svd(self, path: str) -> None:
         tensors, metadata = _load_safetensors(path)
-        from ..weights.convert import SVD_DELTA_FORMAT
+        from ..models.checkpoints.convert import SVD_DELTA_FORMAT
 
         if metadata.get("format") == SVD_DELTA_FORMAT:
             tensors = ckpt.delta_to_diffusers(tensors, self.unet)
@@ -498,8 +498,7 @@ class Trainer:
                 f"{exc.problem}", fix="start from a delta trained on this base UNet.", source=path) from None
 
     def _init_trackgo(self, path: str) -> Any:
-        from ..models.trackgo import TrackGoAdapter
-        from ..patching.comfy_trackgo import TRACKGO_FORMAT
+        from ..models.trackgo.adapter import TRACKGO_FORMAT, TrackGoAdapter
 
         tensors, metadata = _load_safetensors(path)
         if metadata.get("format") != TRACKGO_FORMAT:
@@ -714,7 +713,7 @@ class Trainer:
             tensors, metadata = ckpt.svd_delta(self.attachment, stage=self.config.stage, trained_steps=step,
                                                base=self.base_name)
         else:
-            from ..backends.diffusers_trackgo import adapter_file
+            from ..models.trackgo.diffusers import adapter_file
 
             tensors, metadata = adapter_file(self.attachment.adapter, trained_steps=step)
         return ckpt.write_safetensors(self.adapter_path(out), tensors, metadata)

@@ -1,6 +1,6 @@
 """Browser tests: headless Debian Chromium driven by playwright-core (npm), on pages served from 127.0.0.1.
 
-Both are installed by scripts/install_browser_test_deps.sh; without them every test here skips with the reason (under
+Both are installed by dev/install_browser_test_deps.sh; without them every test here skips with the reason (under
 CI=true it fails).
 """
 
@@ -25,9 +25,9 @@ def browser_skip_reason() -> str | None:
     if shutil.which("node") is None:
         return "node is not installed (the browser tests drive Chromium from node)"
     if not Path(CHROMIUM).is_file():
-        return f"no Chromium at {CHROMIUM}: run scripts/install_browser_test_deps.sh (apt-get install chromium)"
+        return f"no Chromium at {CHROMIUM}: run dev/install_browser_test_deps.sh (apt-get install chromium)"
     if not (REPO / "node_modules" / "playwright-core" / "package.json").is_file():
-        return "node_modules/playwright-core is missing: run scripts/install_browser_test_deps.sh (npm ci)"
+        return "node_modules/playwright-core is missing: run dev/install_browser_test_deps.sh (npm ci)"
     return None
 
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from trackdiffusion.tracklets import dumps, load
-from trackdiffusion.trajectories import build_point_trajectories
+from trackdiffusion.data.tracklets import dumps, load
+from trackdiffusion.data.trajectories import build_point_trajectories
 
 HERE = Path(__file__).resolve().parent
 

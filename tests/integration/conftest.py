@@ -144,7 +144,7 @@ def tiny_svd(comfy):
     from comfy.ldm.modules.diffusionmodules.openaimodel import UNetModel
 
     from support.tiny_svd import CHANNELS, CONTEXT, HEAD_DIM, tiny_detection
-    from trackdiffusion.patching.comfy_svd import svd_unet_config
+    from trackdiffusion.nodes.patches.svd import svd_unet_config
 
     config = svd_unet_config(CHANNELS, CONTEXT, HEAD_DIM)
     unet = UNetModel(**config, device="cpu", operations=comfy.ops.disable_weight_init)

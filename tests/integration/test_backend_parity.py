@@ -36,7 +36,7 @@ FPS, MOTION, AUG = 6, 127, 0.0
 
 
 def tracklets():
-    from trackdiffusion.tracklets import load
+    from trackdiffusion.data.tracklets import load
 
     return load({"version": 1, "width": SIZE, "height": SIZE, "num_frames": FRAMES, "objects": [
         {"id": 1, "label": "car", "color": "#e6194b", "keyframes": [
@@ -125,8 +125,8 @@ def base(comfy):
 
 
 def test_trackdiffusion_patch_equals_the_diffusers_backend(base, tmp_path):
-    from trackdiffusion.patching.comfy_svd import apply_trackdiffusion_svd, load_svd_adapter
-    from trackdiffusion.weights import convert_svd, load_delta
+    from trackdiffusion.models.checkpoints import convert_svd, load_delta
+    from trackdiffusion.nodes.patches.svd import apply_trackdiffusion_svd, load_svd_adapter
 
     official, finetuned, attachment = tiny_svd.write_official_trackdiffusion(tmp_path / "svd_stage2" / "unet",
                                                                              base["unet"], gate=0.5)
@@ -154,10 +154,10 @@ def test_trackdiffusion_patch_equals_the_diffusers_backend(base, tmp_path):
 def test_trackgo_patch_equals_the_diffusers_backend(base):
     import numpy as np
 
-    from trackdiffusion.backends import attach_trackgo
-    from trackdiffusion.backends.diffusers_trackgo import adapter_file
-    from trackdiffusion.patching.comfy_trackgo import apply_trackgo, load_trackgo_adapter, trajectory_video_tensor
-    from trackdiffusion.trajectories import build_point_trajectories
+    from trackdiffusion.data.trajectories import build_point_trajectories
+    from trackdiffusion.models.trackgo import attach_trackgo
+    from trackdiffusion.models.trackgo.diffusers import adapter_file
+    from trackdiffusion.nodes.patches.trackgo import apply_trackgo, load_trackgo_adapter, trajectory_video_tensor
 
     unet = base["unet"]
     attachment = attach_trackgo(unet)  # W'q / W'k from the UNet's own temporal attention, as TrackGo initialises

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-STREET = (REPO / "examples" / "tracklets" / "street.json").read_text()
+STREET = (REPO / "example_workflows" / "input" / "tracklets" / "street.json").read_text()
 OUR_NODES = ("LoadTracklets", "TrackletsToTracks", "VisualizeTracklets", "PointTrajectoryBuilder")
 
 

@@ -150,7 +150,7 @@ def test_model_is_cached_and_reloaded_when_the_weights_change(comfy, monkeypatch
 
 
 def test_demo_example_workflow_runs_end_to_end_headless(comfy, tmp_path):
-    from trackdiffusion.runner.run import run_workflow
+    from trackdiffusion.nodes.runner.run import run_workflow
 
     out = tmp_path / "demo"
     result = run_workflow(EXAMPLE, comfyui=comfy.path, out=out)

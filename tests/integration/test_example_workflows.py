@@ -64,11 +64,11 @@ def test_example_workflow_matches_node_definitions(comfy, path):
         spec = node_inputs(comfy.nodes.NODE_CLASS_MAPPINGS[nodes[dst]["type"]])[dst_input["name"]]
         assert spec[0] == typ, f"link {link_id}: {typ} into {nodes[dst]['type']}.{dst_input['name']} ({spec[0]})"
     # the embedded tracklets parse, and fit the SVD conditioning they drive
-    from trackdiffusion.tracklets import load
+    from trackdiffusion.data.tracklets import load
 
     for node in workflow["nodes"]:
         if node["type"] == "LoadTracklets":
             source = node["widgets_values"][0]
             # a file name refers to ComfyUI's input folder; the examples ship under examples/ with the same path
-            t = load(source if source.lstrip().startswith("{") else REPO / "examples" / source)
+            t = load(source if source.lstrip().startswith("{") else REPO / "example_workflows" / "input" / source)
             assert t.num_frames >= 1 and t.width % 8 == 0 and t.height % 8 == 0

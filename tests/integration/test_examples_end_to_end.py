@@ -4,7 +4,7 @@ PromptExecutor, in process), with tiny random models placed under the file names
 - ``models/checkpoints/svd.safetensors``: a whole tiny SVD img2vid checkpoint (UNet, TAESD-architecture VAE, tiny CLIP
   vision), loaded by ComfyUI's stock Image Only Checkpoint Loader (:func:`support.tiny_svd.tiny_detection`);
 - ``models/trackdiffusion/trackdiffusion_svd_stage2_fp16.safetensors``: made the way a user makes it, by
-  ``trackdiffusion weights convert`` (:func:`trackdiffusion.weights.convert_svd`) from a tiny official-layout
+  ``trackdiffusion weights convert`` (:func:`trackdiffusion.models.checkpoints.convert_svd`) from a tiny official-layout
   ``svd_stage2/unet`` fine-tuned from that SVD;
 - ``models/trackdiffusion/trackadapter_svd.safetensors``: a TrackGo TrackAdapter for that SVD, saved as training
   saves it;
@@ -87,8 +87,8 @@ def _svd_files(checkpoints: Path, adapters: Path, scratch: Path) -> dict[str, Pa
     from safetensors.torch import save_file
 
     from support.tiny_svd import diffusers_unet, write_official_trackdiffusion, write_svd_checkpoint
-    from trackdiffusion.backends.diffusers_trackgo import adapter_file, attach_trackgo
-    from trackdiffusion.weights import convert_svd
+    from trackdiffusion.models.checkpoints import convert_svd
+    from trackdiffusion.models.trackgo.diffusers import adapter_file, attach_trackgo
 
     base = diffusers_unet(seed=0, scale=2.0)  # a busy UNet: the random weights move the latent visibly
     files = {"svd": write_svd_checkpoint(checkpoints / "svd.safetensors", base)}
@@ -140,7 +140,7 @@ def example_models(comfy, tmp_path_factory):
     inputs.mkdir(parents=True, exist_ok=True)
     shutil.copy(comfy.path / "input" / "example.png", inputs / "example.png")
     (inputs / "tracklets").mkdir()
-    shutil.copy(REPO / "examples" / "tracklets" / "street.json", inputs / "tracklets" / "street.json")
+    shutil.copy(REPO / "example_workflows" / "input" / "tracklets" / "street.json", inputs / "tracklets" / "street.json")
     try:
         with tiny_detection(write_clip_vision_json(scratch / "clip_vision_tiny.json")):
             yield files
@@ -157,7 +157,7 @@ def example_models(comfy, tmp_path_factory):
 
 def run(comfy, path: Path, out: Path, overrides: list[str]):
     """run_workflow, turning a file the fixtures do not provide into a clear failure."""
-    from trackdiffusion.runner.run import WorkflowInvalid, run_workflow
+    from trackdiffusion.nodes.runner.run import WorkflowInvalid, run_workflow
 
     try:
         return run_workflow(path, comfyui=comfy.path, overrides=overrides, out=out)
@@ -261,13 +261,13 @@ def test_example_runs_end_to_end(comfy, example_models, path, tmp_path, caplog):
 
 
 def test_dataset_example_makes_one_sequence_per_tracklet_file(comfy, example_models, tmp_path):
-    from trackdiffusion.runner.run import run_batch
+    from trackdiffusion.nodes.runner.run import run_batch
 
     path = EXAMPLES / "dataset_from_tracklets.json"
     batch = tmp_path / "tracklets"
     batch.mkdir()
     for name in ("a", "b"):
-        shutil.copy(REPO / "examples" / "tracklets" / "street.json", batch / f"{name}.json")
+        shutil.copy(REPO / "example_workflows" / "input" / "tracklets" / "street.json", batch / f"{name}.json")
     run_batch(path, batch, out=tmp_path / "out", comfyui=comfy.path,
               overrides=small_overrides(json.loads(path.read_text())))
     # the runner gathers everything a job wrote under ComfyUI's output folder into out/<tracklet file stem>/

@@ -3,7 +3,7 @@
 Every frontend of :func:`support.frontends.frontends` is tested: the one ComfyUI's requirements installed (served by
 the session's server, ``main.py --cpu`` on a free loopback port, the pack under an odd folder name; see
 tests/support/server.py) and the newest pinned release (``support.frontends.NEWEST``, installed outside
-site-packages by scripts/install_browser_test_deps.sh, served by a second server with ``--front-end-root``), each in
+site-packages by dev/install_browser_test_deps.sh, served by a second server with ``--front-end-root``), each in
 both renderers: the classic LiteGraph canvas and the Vue nodes ("Nodes 2.0"). The driver adds LoadImage -> Tracklet
 Editor, draws a box, keys a second frame, queues the prompt, and the test checks what the server executed (GET
 /history); the Point Trajectory Editor gets a brushed mask and an arrow. Test ids read
@@ -26,7 +26,7 @@ import pytest
 from support.comfyui import require_comfyui, unavailable
 from support.frontends import Frontend, frontends
 from support.server import comfy_server as start_comfy_server
-from trackdiffusion.tracklets import load
+from trackdiffusion.data.tracklets import load
 
 REPO = Path(__file__).resolve().parents[2]
 DRIVER = REPO / "tests" / "browser" / "drive_comfyui.mjs"
@@ -38,9 +38,9 @@ FRONTENDS = [pytest.param(f, id=f"frontend-{f.version}") for f in frontends()]
 
 def _browser_missing() -> str | None:
     if shutil.which("node") is None or not Path(CHROMIUM).is_file():
-        return f"node or Chromium ({CHROMIUM}) missing: run scripts/install_browser_test_deps.sh"
+        return f"node or Chromium ({CHROMIUM}) missing: run dev/install_browser_test_deps.sh"
     if not (REPO / "node_modules" / "playwright-core").is_dir():
-        return "node_modules/playwright-core missing: run scripts/install_browser_test_deps.sh"
+        return "node_modules/playwright-core missing: run dev/install_browser_test_deps.sh"
     return None
 
 
@@ -61,7 +61,7 @@ def _prepared(comfy_server) -> str:
     url = comfy_server.url
     info = _get(f"{url}/object_info/TrackletEditor")
     assert "TrackletEditor" in info, (
-        "the server does not list TrackletEditor: nodes/__init__.py must register nodes.editor_nodes.EDITOR_NODES")
+        "the server does not list TrackletEditor: nodes/extension.py must register nodes.editor_nodes.EDITOR_NODES")
     _get(f"{url}/settings/Comfy.TutorialCompleted", data=b"true")  # no template browser over the canvas
     return url
 
@@ -195,7 +195,7 @@ def _rle(mask: np.ndarray) -> dict:
 
 def _registered(comfy, node_id: str):
     assert node_id in comfy.nodes.NODE_CLASS_MAPPINGS, (
-        f"{node_id} is not registered: nodes/__init__.py must list nodes.editor_nodes.EDITOR_NODES")
+        f"{node_id} is not registered: nodes/extension.py must list nodes.editor_nodes.EDITOR_NODES")
 
 
 def test_editor_nodes_schemas(comfy):

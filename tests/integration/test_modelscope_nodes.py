@@ -18,7 +18,7 @@ from transformers import CLIPTextModel, CLIPTokenizer  # noqa: F401
 from support.tiny_models import build_tiny_t2v_folder
 
 REPO = Path(__file__).resolve().parents[2]
-STREET = (REPO / "examples" / "tracklets" / "street.json").read_text()
+STREET = (REPO / "example_workflows" / "input" / "tracklets" / "street.json").read_text()
 NODE_IDS = ("LoadModelScopeTrackDiffusion", "ModelScopeTrackDiffusionSampler")
 
 
@@ -57,7 +57,7 @@ def registered(comfy_with_probe, pack_nodes):
 
 def test_nodes_generate_an_image_batch(comfy, pack_nodes, tiny_folder):
     package = pack_nodes.__name__.rsplit(".nodes.", 1)[0]
-    tracklets_mod = importlib.import_module(f"{package}.tracklets")
+    tracklets_mod = importlib.import_module(f"{package}.data.tracklets")
     assert tiny_folder in pack_nodes.diffusers_folders()
     info = pack_nodes.LoadModelScopeTrackDiffusion.GET_NODE_INFO_V1()
     assert info["output"] == ["MODELSCOPE_TRACKDIFFUSION"]

@@ -36,7 +36,7 @@ def test_run_command_batch_over_a_folder_in_a_fresh_process(tmp_path):
     # As a user runs it: no COMFYUI_PATH; torchvision is whatever this Python has (the test-only stand-in on
     # PYTHONPATH where no real one imports: the runner itself never fakes it).
     env = subprocess_env(TMPDIR=str(tmp_path / "tmp"))
-    cmd = [sys.executable, "-m", "trackdiffusion.runner", "wf.json", "--comfyui", str(comfy), "--batch", "tracks",
+    cmd = [sys.executable, "-m", "trackdiffusion.nodes.runner", "wf.json", "--comfyui", str(comfy), "--batch", "tracks",
            "--out", "results", "--set", "Boxes.num_frames=2", "--set", "SaveImage.filename_prefix=\"frame\""]
     proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -13,10 +13,10 @@ import pytest
 from PIL import Image
 
 from support.workflows import LOAD, NODE_INFOS, SAVE, VIS, ui
-from trackdiffusion.runner.cli import main
-from trackdiffusion.runner.comfy_env import start_comfyui
-from trackdiffusion.runner.convert import combo_options, widget_slots
-from trackdiffusion.runner.run import Runner, WorkflowFailed, WorkflowInvalid, run_batch, run_workflow
+from trackdiffusion.nodes.runner.cli import main
+from trackdiffusion.nodes.runner.comfy_env import start_comfyui
+from trackdiffusion.nodes.runner.convert import combo_options, widget_slots
+from trackdiffusion.nodes.runner.run import Runner, WorkflowFailed, WorkflowInvalid, run_batch, run_workflow
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = sorted((REPO / "example_workflows").glob("*.json"))

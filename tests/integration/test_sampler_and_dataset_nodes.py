@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from trackdiffusion.tracklets import load
+from trackdiffusion.data.tracklets import load
 
 REPO = Path(__file__).resolve().parents[2]
 FRAMES = 4
@@ -56,7 +56,7 @@ def test_sampler_linear_cfg_is_svds_and_normalized_cfg_follows_the_official_rule
 def test_save_tracking_dataset_numbers_sequences_and_stays_in_output(comfy):
     import folder_paths
 
-    t = load(REPO / "examples" / "tracklets" / "street.json")
+    t = load(REPO / "example_workflows" / "input" / "tracklets" / "street.json")
     images = torch.rand(14, 72, 128, 3)
     node = comfy.node_class("SaveTrackingDataset")
     node.execute(images=images, tracklets=t, dataset="ds_test", sequence_prefix="synth", image_format="png")

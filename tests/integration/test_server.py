@@ -14,7 +14,7 @@ import pytest
 
 from support.server import PACK_FOLDER_NAME
 from support.workflows import LOAD, SAVE, VIS, ui
-from trackdiffusion.runner.convert import combo_options, to_api_prompt
+from trackdiffusion.nodes.runner.convert import combo_options, to_api_prompt
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from support import tiny_svd as tiny_svd_sizes
-from trackdiffusion.errors import InvalidInputError
-from trackdiffusion.tracklets import load
+from trackdiffusion.data.errors import InvalidInputError
+from trackdiffusion.data.tracklets import load
 
 FRAMES = 4
 CONTEXT_DIM = tiny_svd_sizes.CONTEXT
@@ -71,7 +71,7 @@ def sample(model, steps=STEPS, cfg=2.5, seed=0, frames=FRAMES, sampler="euler"):
 
 
 def test_guidance_off_is_bit_identical(tiny_svd):
-    from trackdiffusion.patching.comfy_sgi2v import apply_sgi2v
+    from trackdiffusion.nodes.patches.sgi2v import apply_sgi2v
 
     reference = sample(tiny_svd)
     assert torch.equal(sample(apply_sgi2v(tiny_svd, tracklets(), iterations=0)), reference)
@@ -80,7 +80,7 @@ def test_guidance_off_is_bit_identical(tiny_svd):
 
 
 def test_guided_loss_falls_output_changes_and_base_is_untouched(sharp_svd):
-    from trackdiffusion.patching.comfy_sgi2v import apply_sgi2v
+    from trackdiffusion.nodes.patches.sgi2v import apply_sgi2v
 
     reference = sample(sharp_svd)
     report = []
@@ -91,7 +91,7 @@ def test_guided_loss_falls_output_changes_and_base_is_untouched(sharp_svd):
 
 
 def test_activation_checkpointing_gives_the_same_result(sharp_svd):
-    from trackdiffusion.patching.comfy_sgi2v import apply_sgi2v
+    from trackdiffusion.nodes.patches.sgi2v import apply_sgi2v
 
     reports = {}
     outs = {}
@@ -104,7 +104,7 @@ def test_activation_checkpointing_gives_the_same_result(sharp_svd):
 
 
 def test_only_spatial_attn1_of_the_chosen_layers_is_patched(tiny_svd):
-    from trackdiffusion.patching.comfy_sgi2v import apply_sgi2v
+    from trackdiffusion.nodes.patches.sgi2v import apply_sgi2v
 
     m = apply_sgi2v(tiny_svd, tracklets(), checkpointing="off")
     assert sorted(m.object_patches) == [
@@ -119,7 +119,7 @@ def test_only_spatial_attn1_of_the_chosen_layers_is_patched(tiny_svd):
 
 def test_forward_stops_after_the_last_recorded_layer(tiny_svd):
     """The guided steps add forwards that never reach the layers after output_blocks.8.1's attn1."""
-    from trackdiffusion.patching.comfy_sgi2v import apply_sgi2v
+    from trackdiffusion.nodes.patches.sgi2v import apply_sgi2v
 
     dm = tiny_svd.get_model_object("diffusion_model")
     calls = {"out": 0, "attn2_8": 0, "attn1_7": 0}
@@ -144,7 +144,7 @@ def test_forward_stops_after_the_last_recorded_layer(tiny_svd):
 
 def test_frame0_kv_attention(tiny_svd):
     """In the patched layer, frame 0 attends to itself as usual; other frames read frame 0's keys and values."""
-    from trackdiffusion.patching.comfy_sgi2v import CAPTURE_KEY, _attn1_forward, _Capture
+    from trackdiffusion.nodes.patches.sgi2v import CAPTURE_KEY, _attn1_forward, _Capture
 
     attn1 = tiny_svd.get_model_object("diffusion_model").output_blocks[7][1].transformer_blocks[0].attn1
     torch.manual_seed(0)
@@ -162,7 +162,7 @@ def test_frame0_kv_attention(tiny_svd):
 
 
 def test_late_objects_and_changing_sizes(sharp_svd):
-    from trackdiffusion.patching.comfy_sgi2v import apply_sgi2v
+    from trackdiffusion.nodes.patches.sgi2v import apply_sgi2v
 
     objects = [
         {"id": 1, "keyframes": [{"frame": 0, "box": [8, 8, 40, 40]}, {"frame": 3, "box": [40, 24, 120, 104]}]},
@@ -180,7 +180,7 @@ def test_late_objects_and_changing_sizes(sharp_svd):
     ([{"id": 1, "keyframes": [{"frame": 0, "box": [8, 8, 40, 40], "visible": False}]}], "never visible"),
 ])
 def test_invalid_boxes_raise_our_error(tiny_svd, objects, match):
-    from trackdiffusion.patching.comfy_sgi2v import apply_sgi2v
+    from trackdiffusion.nodes.patches.sgi2v import apply_sgi2v
 
     with pytest.raises(InvalidInputError, match=match):
         sample(apply_sgi2v(tiny_svd, tracklets(objects), **GUIDED))
@@ -192,7 +192,7 @@ def test_invalid_boxes_raise_our_error(tiny_svd, objects, match):
 
 def test_inference_mode_weights(sharp_svd):
     """On a GPU ComfyUI loads the weights inside torch.inference_mode: autograd must still work."""
-    from trackdiffusion.patching.comfy_sgi2v import apply_sgi2v
+    from trackdiffusion.nodes.patches.sgi2v import apply_sgi2v
 
     originals = [(module, name, p) for module in sharp_svd.model.modules()
                  for name, p in module._parameters.items() if p is not None]
@@ -212,9 +212,9 @@ def test_inference_mode_weights(sharp_svd):
 
 
 def test_composes_with_trackdiffusion(sharp_svd):
-    from trackdiffusion.models.svd_adapter import TrackDiffusionSVDAdapter
-    from trackdiffusion.patching.comfy_sgi2v import apply_sgi2v
-    from trackdiffusion.patching.comfy_svd import (
+    from trackdiffusion.models.svd.adapter import TrackDiffusionSVDAdapter
+    from trackdiffusion.nodes.patches.sgi2v import apply_sgi2v
+    from trackdiffusion.nodes.patches.svd import (
         _spatial_video_transformers,
         apply_trackdiffusion_svd,
         load_svd_adapter,

@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from support import tiny_svd as tiny_svd_sizes
-from trackdiffusion.errors import InvalidInputError
-from trackdiffusion.models.svd_adapter import TrackDiffusionSVDAdapter
-from trackdiffusion.tracklets import load
+from trackdiffusion.data.errors import InvalidInputError
+from trackdiffusion.data.tracklets import load
+from trackdiffusion.models.svd.adapter import TrackDiffusionSVDAdapter
 
 FRAMES = 4
 CONTEXT_DIM = tiny_svd_sizes.CONTEXT  # the tiny SVD's cross-attention width
@@ -25,7 +25,7 @@ def tracklets(num_frames=FRAMES, objects=2):
 
 def adapter_delta(model, gate: float, seed: int = 1, base_patch: bool = False) -> dict:
     """A random adapter for the tiny SVD in the converted-delta naming (what `weights convert` writes)."""
-    from trackdiffusion.patching.comfy_svd import _spatial_video_transformers
+    from trackdiffusion.nodes.patches.svd import _spatial_video_transformers
 
     blocks = [(name, svt.in_channels) for name, svt in
               _spatial_video_transformers(model.get_model_object("diffusion_model"))]
@@ -45,7 +45,7 @@ def adapter_delta(model, gate: float, seed: int = 1, base_patch: bool = False) -
 
 
 def bundle_for(model, **kwargs):
-    from trackdiffusion.patching.comfy_svd import load_svd_adapter
+    from trackdiffusion.nodes.patches.svd import load_svd_adapter
 
     return load_svd_adapter(adapter_delta(model, **kwargs), {"head_dim": str(HEAD_DIM)})
 
@@ -66,7 +66,7 @@ def sample(model, frames=FRAMES, cfg=2.5, seed=0):
 
 
 def test_zero_gates_are_bit_identical_and_nonzero_gates_change(tiny_svd):
-    from trackdiffusion.patching.comfy_svd import apply_trackdiffusion_svd
+    from trackdiffusion.nodes.patches.svd import apply_trackdiffusion_svd
 
     reference = sample(tiny_svd)
     zero = apply_trackdiffusion_svd(tiny_svd, bundle_for(tiny_svd, gate=0.0), tracklets())
@@ -81,7 +81,7 @@ def test_zero_gates_are_bit_identical_and_nonzero_gates_change(tiny_svd):
 
 
 def test_clones_are_independent_and_base_weight_patches_unpatch(tiny_svd):
-    from trackdiffusion.patching.comfy_svd import apply_trackdiffusion_svd
+    from trackdiffusion.nodes.patches.svd import apply_trackdiffusion_svd
 
     reference = sample(tiny_svd)
     bias_before = tiny_svd.model.state_dict()["diffusion_model.out.2.bias"].clone()
@@ -96,8 +96,8 @@ def test_clones_are_independent_and_base_weight_patches_unpatch(tiny_svd):
 
 
 def test_fusers_run_in_spatial_blocks_only_with_cond_and_null_uncond_tokens(tiny_svd):
-    from trackdiffusion.models.svd_adapter import slots_to_svd_boxes
-    from trackdiffusion.patching.comfy_svd import apply_trackdiffusion_svd
+    from trackdiffusion.models.svd.adapter import slots_to_svd_boxes
+    from trackdiffusion.nodes.patches.svd import apply_trackdiffusion_svd
 
     bundle = bundle_for(tiny_svd, gate=0.5)
     seen = []
@@ -126,7 +126,7 @@ def test_fusers_run_in_spatial_blocks_only_with_cond_and_null_uncond_tokens(tiny
 
 
 def test_frame_count_mismatch_and_too_many_objects_are_clear_errors(tiny_svd):
-    from trackdiffusion.patching.comfy_svd import apply_trackdiffusion_svd
+    from trackdiffusion.nodes.patches.svd import apply_trackdiffusion_svd
 
     bundle = bundle_for(tiny_svd, gate=0.5)
     patched = apply_trackdiffusion_svd(tiny_svd, bundle, tracklets(num_frames=6))
@@ -141,7 +141,7 @@ def test_nodes_load_a_delta_file_and_patch_the_model(comfy, tiny_svd):
     import folder_paths
     from safetensors.torch import save_file
 
-    from trackdiffusion.weights import SVD_DELTA_FORMAT
+    from trackdiffusion.models.checkpoints import SVD_DELTA_FORMAT
 
     folder = folder_paths.get_folder_paths("trackdiffusion")[0]
     path = f"{folder}/tiny_delta.safetensors"
@@ -171,7 +171,7 @@ def test_nodes_load_a_delta_file_and_patch_the_model(comfy, tiny_svd):
 
 
 def apply_direct(model, gate):
-    from trackdiffusion.patching.comfy_svd import apply_trackdiffusion_svd
+    from trackdiffusion.nodes.patches.svd import apply_trackdiffusion_svd
 
     return apply_trackdiffusion_svd(model, bundle_for(model, gate=gate), tracklets())
 
@@ -179,7 +179,7 @@ def apply_direct(model, gate):
 def test_another_packs_object_patch_on_the_same_block_is_chained(tiny_svd):
     import types
 
-    from trackdiffusion.patching.comfy_svd import apply_trackdiffusion_svd
+    from trackdiffusion.nodes.patches.svd import apply_trackdiffusion_svd
 
     calls = []
     other = tiny_svd.clone()

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from trackdiffusion.errors import InvalidInputError
-from trackdiffusion.models.trackgo import TrackGoAdapter
-from trackdiffusion.trajectories import build_point_trajectories
+from trackdiffusion.data.errors import InvalidInputError
+from trackdiffusion.data.trajectories import build_point_trajectories
+from trackdiffusion.models.trackgo.adapter import TrackGoAdapter
 
 FRAMES = 4
 SIZE = 64  # pixels; the latent is 8x8
@@ -25,8 +25,8 @@ def trajectories(frames=FRAMES, size=SIZE):
 
 def adapter_file(model, seed=0, trained_steps=10):
     """A TrackAdapter for the tiny SVD as the training command saves it: state dict + metadata."""
-    from trackdiffusion.patching.comfy_svd import _spatial_video_transformers
-    from trackdiffusion.patching.comfy_trackgo import TRACKGO_FORMAT
+    from trackdiffusion.models.trackgo.adapter import TRACKGO_FORMAT
+    from trackdiffusion.nodes.patches.svd import _spatial_video_transformers
 
     svts = _spatial_video_transformers(model.get_model_object("diffusion_model"))
     layers = [(name, svt.time_stack[0].attn1.to_q.weight.shape[0]) for name, svt in svts]
@@ -43,7 +43,7 @@ def adapter_file(model, seed=0, trained_steps=10):
 
 
 def bundle_for(model, **kwargs):
-    from trackdiffusion.patching.comfy_trackgo import load_trackgo_adapter
+    from trackdiffusion.nodes.patches.trackgo import load_trackgo_adapter
 
     return load_trackgo_adapter(*adapter_file(model, **kwargs))
 
@@ -63,7 +63,7 @@ def sample(model, frames=FRAMES, cfg=2.5, seed=0):
 
 
 def test_strength_zero_is_bit_identical_and_unpatch_restores(tiny_svd):
-    from trackdiffusion.patching.comfy_trackgo import apply_trackgo
+    from trackdiffusion.nodes.patches.trackgo import apply_trackgo
 
     reference = sample(tiny_svd)
     bundle = bundle_for(tiny_svd)
@@ -74,7 +74,7 @@ def test_strength_zero_is_bit_identical_and_unpatch_restores(tiny_svd):
 
 
 def test_tau_acts_only_through_masked_logits(tiny_svd):
-    from trackdiffusion.patching.comfy_trackgo import apply_trackgo
+    from trackdiffusion.nodes.patches.trackgo import apply_trackgo
 
     bundle = bundle_for(tiny_svd)
     # alpha above 1: no A' reaches it, so the mask is tau everywhere, a constant shift each softmax ignores
@@ -93,7 +93,7 @@ def test_tau_acts_only_through_masked_logits(tiny_svd):
 
 
 def test_clear_errors(tiny_svd):
-    from trackdiffusion.patching.comfy_trackgo import apply_trackgo, load_trackgo_adapter
+    from trackdiffusion.nodes.patches.trackgo import apply_trackgo, load_trackgo_adapter
 
     bundle = bundle_for(tiny_svd)
     with pytest.raises(InvalidInputError, match="latent has 4 frames but the trajectories have 6"):
@@ -120,7 +120,7 @@ def test_nodes_load_a_trackadapter_file_and_patch(comfy, tiny_svd):
     import folder_paths
     from safetensors.torch import save_file
 
-    from trackdiffusion.patching.comfy_trackgo import apply_trackgo
+    from trackdiffusion.nodes.patches.trackgo import apply_trackgo
 
     folder = folder_paths.get_folder_paths("trackdiffusion")[0]
     os.makedirs(folder, exist_ok=True)

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
-from trackdiffusion.tracklets import load
-from trackdiffusion.tracklets.formats import write_mot, write_tracks
-from trackdiffusion.trajectories import arc_length_offsets, points_per_mask
+from trackdiffusion.data.tracklets import load
+from trackdiffusion.data.tracklets.formats import write_mot, write_tracks
+from trackdiffusion.data.trajectories import arc_length_offsets, points_per_mask
 
 HERE = Path(__file__).resolve().parent
 REFERENCE = HERE / "python_reference.json"

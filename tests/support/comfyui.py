@@ -1,4 +1,4 @@
-"""The one place that finds ComfyUI for the tests, the benchmarks and ``scripts/setup.sh``.
+"""The one place that finds ComfyUI for the tests, the benchmarks and ``dev/setup.sh``.
 
 Looked for, in order: ``$COMFYUI_PATH``, ``../ComfyUI`` beside the repository, ``../shared/ComfyUI`` (the read-only
 upstream tree CI provides). A folder counts when it has ``main.py``, ``nodes.py`` and ``comfy/``.
@@ -21,7 +21,7 @@ REPO = Path(__file__).resolve().parents[2]
 STUBS = REPO / "tests" / "stubs"
 #: modules a ComfyUI install needs that the pack alone does not (checked before ComfyUI is imported)
 REQUIREMENT_MODULES = ("aiohttp", "sqlalchemy", "av", "yaml", "transformers", "requests", "comfyui_frontend_package")
-HOW_TO_INSTALL = "scripts/setup.sh installs them (scripts/install_comfyui_deps.sh PYTHON COMFYUI_DIR)"
+HOW_TO_INSTALL = "dev/setup.sh installs them (dev/install_comfyui_deps.sh PYTHON COMFYUI_DIR)"
 
 
 def is_comfyui(path: Path) -> bool:

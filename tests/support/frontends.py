@@ -2,7 +2,7 @@
 
 ``bundled`` is the ``comfyui-frontend-package`` that ComfyUI's requirements put into the virtual environment (the one
 ``main.py`` serves by default). ``NEWEST`` is the newest release on the package index when this was last bumped; it
-is installed OUTSIDE site-packages (so it does not replace the bundled one) by scripts/install_browser_test_deps.sh,
+is installed OUTSIDE site-packages (so it does not replace the bundled one) by dev/install_browser_test_deps.sh,
 which reads the version from here (``python tests/support/frontends.py newest`` prints it, ``... dir`` the install
 folder). Bump it here, and only here.
 
@@ -37,7 +37,7 @@ class Frontend:
         """Why this frontend cannot be served, or None."""
         if self.bundled or (self.root is not None and (self.root / "index.html").is_file()):
             return None
-        return (f"{PACKAGE} {self.version} is not installed at {self.root}: run scripts/install_browser_test_deps.sh "
+        return (f"{PACKAGE} {self.version} is not installed at {self.root}: run dev/install_browser_test_deps.sh "
                 f"(pip install --no-deps --target {install_dir(self.version)} {PACKAGE}=={self.version})")
 
 

@@ -89,7 +89,7 @@ def tiny_vae(seed: int = 0):
 def tiny_trackdiffusion_unet3d(seed: int = 0, *, trackdiffusion: bool = True, gates: float = 0.5):
     """A tiny UNet3D in the official layout; with ``trackdiffusion`` the added modules are attached (random, gates
     ``gates``), so ``save_pretrained`` writes them like the released ``modelscope_ft/unet``. Returns the UNet."""
-    from trackdiffusion.backends import attach_trackdiffusion_unet3d, build_trackdiffusion_unet3d
+    from trackdiffusion.models.modelscope import attach_trackdiffusion_unet3d, build_trackdiffusion_unet3d
 
     torch.manual_seed(seed)
     unet = build_trackdiffusion_unet3d(TINY_UNET3D).eval()

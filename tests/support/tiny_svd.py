@@ -56,7 +56,7 @@ def diffusers_unet(frames: int = 14, seed: int = 0, scale: float = 1.0):
 
 def comfy_unet_state_dict(unet, prefix: str = "model.diffusion_model.") -> dict[str, torch.Tensor]:
     """The diffusers UNet's base weights in ComfyUI naming (any grafted TrackDiffusion modules are left out)."""
-    from trackdiffusion.weights.svd_keys import diffusers_to_comfyui, svd_diffusers_keys
+    from trackdiffusion.models.svd.naming import diffusers_to_comfyui, svd_diffusers_keys
 
     base = set(svd_diffusers_keys())
     state = unet.state_dict()
@@ -196,7 +196,7 @@ def write_official_trackdiffusion(folder: Path, base_unet, *, seed: int = 1, gat
 
     from safetensors.torch import save_file
 
-    from trackdiffusion.backends import attach_trackdiffusion_svd
+    from trackdiffusion.models.svd import attach_trackdiffusion_svd
 
     unet = copy.deepcopy(base_unet)
     g = torch.Generator().manual_seed(seed)

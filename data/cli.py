@@ -1,0 +1,142 @@
+"""``trackdiffusion tracklets`` and ``trackdiffusion dataset``: the data model's command line.
+
+    trackdiffusion tracklets convert IN OUT [--from FMT] [--to json|mot|ytvis] [--width W --height H --frames N
+                                            --video NAME --box-size PX --strict]
+    trackdiffusion tracklets show IN [same input options]
+    trackdiffusion tracklets render IN OUT.mp4|OUT.gif|FOLDER [--image PATH] [--fps F] [same input options]
+    trackdiffusion dataset FRAMES TRACKLETS OUT --name NAME
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+from .errors import InvalidInputError
+from .tracklets import EXPORT_FORMATS, FORMATS, load, save
+
+
+def _add_input_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--from", dest="fmt", choices=FORMATS, help="input format (default: guessed from the content)")
+    p.add_argument("--width", type=int, help="canvas width in pixels (MOT without seqinfo.ini, TRACKS, KJNodes)")
+    p.add_argument("--height", type=int, help="canvas height in pixels")
+    p.add_argument("--frames", type=int, help="frame count (resamples the motion to it)")
+    p.add_argument("--video", help="YouTube-VIS video id or name, when the file holds several")
+    p.add_argument("--box-size", type=float, default=64.0, help="box size in pixels for point formats (default 64)")
+    p.add_argument("--strict", action="store_true", help="boxes outside the canvas are an error, not clamped")
+
+
+def _load(args) -> object:
+    return load(Path(args.input), args.fmt, strict=args.strict, width=args.width, height=args.height,
+                num_frames=args.frames, video=args.video, box_size=args.box_size)
+
+
+def _spans(flags: np.ndarray) -> str:
+    """[F] bool -> '0-4, 9-13' (or 'never')."""
+    spans, start = [], None
+    for f, on in enumerate(list(flags) + [False]):
+        if on and start is None:
+            start = f
+        elif not on and start is not None:
+            spans.append(f"{start}" if f - 1 == start else f"{start}-{f - 1}")
+            start = None
+    return ", ".join(spans) or "never"
+
+
+def summarize(tracklets) -> str:
+    """Human-readable summary: canvas, frames, objects with their visible spans and out-of-frame frames."""
+    raw = tracklets.dense(clamp=False)
+    clamped = tracklets.dense()
+    lines = [(f"canvas {tracklets.width}x{tracklets.height}, {tracklets.num_frames} frames at {tracklets.fps:g} fps, "
+             f"{len(raw.ids)} objects")]
+    for j, obj in enumerate(tracklets.sorted_objects()):
+        b = raw.boxes[:, j]
+        outside = raw.visible[:, j] & ((b[:, 0] < 0) | (b[:, 1] < 0) | (b[:, 2] > tracklets.width)
+                                       | (b[:, 3] > tracklets.height))
+        gone = raw.visible[:, j] & ~clamped.visible[:, j]
+        line = (f"  id {obj.id:>3}  {obj.label or '(no label)':<16} {obj.interpolation:<12} "
+                f"{len(obj.keyframes):>3} keyframes  visible {_spans(clamped.visible[:, j])}")
+        if outside.any():
+            line += f"  | partly out of frame {_spans(outside & ~gone)}" if (outside & ~gone).any() else ""
+            line += f"  | wholly out of frame {_spans(gone)}" if gone.any() else ""
+        lines.append(line)
+    lines += [f"  warning: {w}" for w in tracklets.warnings]
+    return "\n".join(lines)
+
+
+def _cmd_convert(args) -> int:
+    tracklets = _load(args)
+    out = save(tracklets, args.output, args.to)
+    print(f"wrote {out} ({len(tracklets.objects)} objects, {tracklets.num_frames} frames)")
+    return 0
+
+
+def _cmd_show(args) -> int:
+    print(summarize(_load(args)))
+    return 0
+
+
+def _cmd_render(args) -> int:
+    from .visualize import draw_tracklets, write_frames
+
+    tracklets = _load(args)
+    images = None
+    if args.image:
+        import cv2
+
+        bgr = cv2.imread(str(args.image), cv2.IMREAD_COLOR)
+        if bgr is None:
+            raise InvalidInputError("cannot read this image.", fix="give a PNG or JPEG file.", source=args.image)
+        images = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    frames = draw_tracklets(tracklets, images)
+    out = write_frames(frames, args.output, args.fps or tracklets.fps)
+    print(f"wrote {out} ({frames.shape[0]} frames, {frames.shape[2]}x{frames.shape[1]})")
+    return 0
+
+
+def _cmd_dataset(args) -> int:
+    from .dataset import read_frames, write_tracking_sequence
+
+    args.input = args.tracklets
+    tracklets = _load(args)
+    target = write_tracking_sequence(read_frames(args.frames_path), tracklets, args.output, args.name,
+                                     fps=args.fps, image_format=args.image_format)
+    print(f"wrote {target} (MOT sequence: img1/, gt/gt.txt, seqinfo.ini; ytvis.json)")
+    return 0
+
+
+def add_tracklets_parsers(sub) -> None:
+    """Add ``tracklets`` and ``dataset`` to the ``trackdiffusion`` command's subparsers."""
+    tr = sub.add_parser("tracklets", help="convert, inspect and render tracklet files")
+    tsub = tr.add_subparsers(dest="command", required=True)
+
+    conv = tsub.add_parser("convert", help="convert between MOT, YouTube-VIS, TRACKS, KJNodes and our JSON")
+    conv.add_argument("input")
+    conv.add_argument("output")
+    conv.add_argument("--to", choices=EXPORT_FORMATS, help="output format (default: .txt -> mot, else json)")
+    _add_input_options(conv)
+    conv.set_defaults(func=_cmd_convert)
+
+    show = tsub.add_parser("show", help="summary: objects, frame spans, boxes out of frame")
+    show.add_argument("input")
+    _add_input_options(show)
+    show.set_defaults(func=_cmd_show)
+
+    render = tsub.add_parser("render", help="draw the tracklets as an annotated video (.mp4, .gif or PNG folder)")
+    render.add_argument("input")
+    render.add_argument("output")
+    render.add_argument("--image", help="background image (default: a grey grid)")
+    render.add_argument("--fps", type=float, help="frame rate (default: the tracklets' fps)")
+    _add_input_options(render)
+    render.set_defaults(func=_cmd_render)
+
+    ds = sub.add_parser("dataset", help="video frames + tracklets -> a MOT sequence and YouTube-VIS json")
+    ds.add_argument("frames_path", metavar="FRAMES", help="a folder of frames or a video file")
+    ds.add_argument("tracklets", metavar="TRACKLETS", help="the conditioning tracklets (any supported format)")
+    ds.add_argument("output", metavar="OUT", help="dataset root; the sequence goes to OUT/NAME (never overwritten)")
+    ds.add_argument("--name", required=True, help="sequence name")
+    ds.add_argument("--fps", type=float, help="frame rate written to seqinfo.ini (default: the tracklets')")
+    ds.add_argument("--image-format", choices=("jpg", "png"), default="jpg")
+    _add_input_options(ds)
+    ds.set_defaults(func=_cmd_dataset)

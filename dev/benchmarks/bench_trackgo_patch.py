@@ -1,0 +1,53 @@
+"""TrackGo TrackAdapter patch: sampling-step time, FLOPs and peak memory with the adapter over without, interleaved in
+one process on ComfyUI's SVD UNet with random weights.
+
+    OMP_NUM_THREADS=1 python dev/benchmarks/bench_trackgo_patch.py                              # tiny width, CPU
+    python dev/benchmarks/bench_trackgo_patch.py --real --frames 14 --height 576 --width 1024   # on a GPU
+
+The FLOP floor of the TrackAdapter is about +2%; the goal is at most +5% time on a GPU.
+Results (with provenance) go to ``dev/benchmarks/results_trackgo_patch.json`` (``results_trackgo_patch_real.json`` with
+``--real``) unless ``--json`` says otherwise; README's table is rendered from them (``dev/benchmarks/readme_tables.py``).
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import torch
+from comfy_svd_harness import build_svd, compare, parse_patch_args, patch_settings, setup_comfyui
+from provenance import write_results
+
+
+def main() -> None:
+    args = parse_patch_args("trackgo_patch")
+    setup_comfyui()
+    from trackdiffusion.data.trajectories import build_point_trajectories
+    from trackdiffusion.models.trackgo.adapter import SVD_LEVEL_CHANNELS, TRACKGO_FORMAT, TrackGoAdapter
+    from trackdiffusion.nodes.patches.svd import _spatial_video_transformers
+    from trackdiffusion.nodes.patches.trackgo import apply_trackgo, load_trackgo_adapter
+
+    model, context = build_svd(args.real)
+    svts = _spatial_video_transformers(model.get_model_object("diffusion_model"))
+    layers = [(name, svt.time_stack[0].attn1.to_q.weight.shape[0]) for name, svt in svts]
+    levels = SVD_LEVEL_CHANNELS if args.real else tuple(c // 10 for c in SVD_LEVEL_CHANNELS)
+    adapter = TrackGoAdapter(layers, level_channels=levels)
+    with torch.no_grad():
+        for p in adapter.parameters():
+            p.normal_(0, 0.05)
+    bundle = load_trackgo_adapter(adapter.state_dict(), {"format": TRACKGO_FORMAT,
+                                                         "config": json.dumps(adapter.config()), "trained_steps": "1"})
+    masks = np.zeros((2, args.height, args.width), bool)
+    masks[0, args.height // 4: args.height // 2, args.width // 4: args.width // 2] = True
+    masks[1] = True
+    arrows = [[[args.width // 3, args.height // 3], [2 * args.width // 3, args.height // 2]], [[0, 0], [8, 0]]]
+    trajectories = build_point_trajectories(masks, arrows, args.frames)
+    patched = apply_trackgo(model, bundle, trajectories, tau=-100.0)
+    results = compare("TrackGo TrackAdapter patch" + (" (real width)" if args.real else " (tiny width)"),
+                      {"unpatched": model, "patched": patched}, args.frames, args.height, args.width, context,
+                      args.repeats)
+    write_results(args.json, "trackgo_patch", patch_settings(args), results)
+
+
+if __name__ == "__main__":
+    main()

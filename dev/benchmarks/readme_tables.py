@@ -1,0 +1,304 @@
+"""README's measured figures, rendered from the committed results files, so README and JSON cannot drift.
+
+In README.md every table or sentence of measured figures sits in a results block:
+
+    <!-- results: dev/benchmarks/results_controllability_demo.json render=controllability -->
+    | condition | TrackAP | ... |
+    <!-- /results -->
+
+``render=NAME`` names a renderer below, the paths before it (one or more, relative to the repository) the results
+files it reads, in the order it expects them. A block whose opening comment ends its line holds whole lines (tables,
+paragraphs); one that continues on the same line is inline text. ``tests/test_readme_results.py`` checks that every
+block equals its rendering; after re-running a benchmark,
+
+    python dev/benchmarks/readme_tables.py --write      # rewrite README's blocks from the JSON files
+    python dev/benchmarks/readme_tables.py              # list the blocks and whether each is up to date (exit 1 if not)
+
+Renderers print only numbers stored in the results files (settings, results, and ``derived`` values the benchmark
+computed and stored), at the precision shown.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import textwrap
+from collections.abc import Callable
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+README = REPO / "README.md"
+
+BLOCK = re.compile(r"<!-- results: (?P<paths>[^>]*?) render=(?P<name>[\w-]+) -->(?P<body>.*?)<!-- /results -->",
+                   re.DOTALL)
+#: any results comment, with or without render= (a bare one names the source of the paragraph it sits in)
+TAG = re.compile(r"<!-- results: (?P<paths>[^>]*?)(?: render=(?P<name>[\w-]+))? -->")
+
+METRIC_COLUMNS = (("TrackAP", "TrackAP", 3), ("AP50", "AP50", 3), ("AP75", "AP75", 3), ("mIoU", "mIoU", 3),
+                  ("CTE_px", "centre error px", 2), ("IDSW", "ID switches", 0))
+
+
+def load(path: str | Path) -> dict:
+    return json.loads((REPO / path).read_text())
+
+
+def paths_of(text: str) -> list[str]:
+    return [p for p in re.split(r"[\s,]+", text.strip()) if p]
+
+
+# ------------------------------------------------------------------------------------------------ formatting helpers
+def _cell(result: dict, metric: str, digits: int, bold: bool = False) -> str:
+    value = result["metrics"][metric]
+    if digits == 0:
+        return f"{round(value)}"
+    text = f"{value:.{digits}f}"
+    text = f"**{text}**" if bold else text
+    ci = (result.get("ci") or {}).get(metric)
+    if ci:
+        lo, hi = f"{ci['lo']:.{digits}f}", f"{ci['hi']:.{digits}f}"
+        if lo != hi:
+            text += f" [{lo}, {hi}]"
+    return text
+
+
+def _metric_table(doc: dict, rows: list[tuple[str, str]], first_column: str, bold: tuple = ()) -> str:
+    head = f"| {first_column} | " + " | ".join(label for _, label, _ in METRIC_COLUMNS) + " |"
+    lines = [head, "|---" * (len(METRIC_COLUMNS) + 1) + "|"]
+    for key, label in rows:
+        result = doc["conditions"][key]
+        cells = [_cell(result, m, d, bold=(key, m) in bold) for m, _, d in METRIC_COLUMNS]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _diff(doc: dict, pair: str, metric: str, bold: bool = False) -> str:
+    d = doc["differences"][pair][metric]
+    est = f"{d['estimate']:+.3f}"
+    return f"{f'**{est}**' if bold else est} [{d['lo']:+.3f}, {d['hi']:+.3f}]"
+
+
+def _supported(doc: dict, pair: str, metric: str) -> bool:
+    d = doc["differences"][pair][metric]
+    return d["lo"] > 0 or d["hi"] < 0
+
+
+# ------------------------------------------------------------------------------------------------------- renderers
+def controllability(docs) -> str:
+    """The demo model with true, shuffled and no boxes (dev/benchmarks/results_controllability_demo.json)."""
+    (doc,) = docs
+    return _metric_table(doc, [("true boxes", "true boxes"), ("shuffled boxes", "boxes shuffled across clips"),
+                               ("no boxes", "no boxes")], "condition", bold=(("true boxes", "AP50"),))
+
+
+def controllability_differences(docs) -> str:
+    (doc,) = docs
+    goal = doc["derived"]["goal"]
+    return (f"Paired differences: true - shuffled AP50 {_diff(doc, 'true boxes - shuffled boxes', 'AP50', True)}, "
+            f"TrackAP {_diff(doc, 'true boxes - shuffled boxes', 'TrackAP')}; true - no boxes AP50 "
+            f"{_diff(doc, 'true boxes - no boxes', 'AP50')}. The goal (AP50 with true boxes at least "
+            f"{goal['AP50_true_at_least']:g} and at least {goal['AP50_over_shuffled_at_least']:g} above shuffled "
+            f"boxes) is {'met' if goal['met'] else 'NOT met'}.")
+
+
+def ablation(docs) -> str:
+    """The inference-time ablation of the conditioning (dev/benchmarks/results_controllability_demo.json)."""
+    (doc,) = docs
+    return _metric_table(doc, [("box masks only", "box masks only"), ("masks + category", "masks + category"),
+                               ("masks + appearance", "masks + first-frame appearance"),
+                               ("true boxes", "all three (= true boxes)")], "conditioning")
+
+
+def ablation_differences(docs) -> str:
+    (doc,) = docs
+    steps = [("masks + category - box masks only", "+ category over masks only AP50"),
+             ("masks + appearance - box masks only", "+ appearance over masks only"),
+             ("true boxes - masks + appearance", "all three over masks + appearance")]
+    every = all(_supported(doc, pair, "AP50") and doc["differences"][pair]["AP50"]["estimate"] > 0
+                for pair, _ in steps)
+    lead = "Every step up is supported by its paired interval" if every else \
+        "Not every step up is supported by its paired interval (an interval that includes 0 supports none)"
+    return lead + ": " + "; ".join(f"{label} {_diff(doc, pair, 'AP50')}" for pair, label in steps) + "."
+
+
+def controllability_minutes(docs) -> str:
+    """Inline: the generation time of the controllability run and of the guidance run."""
+    control, guidance = docs
+    return (f"{control['derived']['generate_minutes']:.0f} minutes of generation for the two tables below; the "
+            f"guidance run of the SG-I2V section took {guidance['derived']['generate_minutes']:.0f}")
+
+
+def guidance(docs) -> str:
+    """SG-I2V latent optimisation on the demo model (dev/benchmarks/results_guidance_demo.json)."""
+    (doc,) = docs
+    table = _metric_table(doc, [("no boxes", "no boxes"), ("no boxes + SG-I2V guidance", "no boxes + SG-I2V"),
+                                ("true boxes", "true boxes"), ("true boxes + SG-I2V guidance", "true boxes + SG-I2V")],
+                          "condition")
+    cost = doc["derived"]["guidance_cost_x"]
+    nb, tb = "no boxes + SG-I2V guidance - no boxes", "true boxes + SG-I2V guidance - true boxes"
+    return (table + "\n\nPaired differences, guided - unguided: without boxes mIoU " + _diff(doc, nb, "mIoU") +
+            ", AP50 " + _diff(doc, nb, "AP50") + "; on top of the true boxes AP50 " + _diff(doc, tb, "AP50") +
+            ", mIoU " + _diff(doc, tb, "mIoU") + f". Cost: {cost['no boxes']:.1f}x the generation time of plain "
+            f"sampling without boxes, {cost['true boxes']:.1f}x with them, on this CPU (the optimisation runs clip by "
+            "clip, plain sampling in batches).")
+
+
+def ceiling(docs) -> str:
+    """Inline: the SynTrack ceiling (tests/data/syntrack_ceiling.json)."""
+    (doc,) = docs
+    s, c = doc["settings"], doc["ceiling"]
+    tier = "x".join(str(v) for v in s["tier"])
+    return (f"({s['n_clips']} {s['split']} clips, {tier}): TrackAP {c['TrackAP']:.3f}, AP50 {c['AP50']:.3f}, "
+            f"AP75 {c['AP75']:.3f}, mIoU {c['mIoU']:.3f}, centre error {c['CTE_px']:.2f} px, {c['IDSW']} identity "
+            f"switches, ObjMC-LK {c['ObjMC_px']:.2f} px")
+
+
+def ceiling_short(docs) -> str:
+    (doc,) = docs
+    c = doc["ceiling"]
+    return f"TrackAP {c['TrackAP']:.3f} / AP50 {c['AP50']:.3f}"
+
+
+def demo_time(docs) -> str:
+    """Inline: one demo run on the CPU (dev/benchmarks/results_demo.json)."""
+    (doc,) = docs
+    s, r = doc["settings"], doc["results"]
+    threads = "one CPU thread" if s["threads"] == 1 else f"{s['threads']} CPU threads"
+    cores = doc["provenance"]["machine"]["cpu_count"]
+    return (f"One run ({s['frames']} frames, {s['steps']} steps) takes {r['run_s']:.1f} s on {threads} (median of "
+            f"{s['repeats']} runs, fastest {r['run_min_s']:.1f} s, on this project's shared {cores}-core machine)")
+
+
+def sgi2v_cost(docs) -> str:
+    """SG-I2V's cost: measured on the CPU with the tiny UNet, estimated from FLOPs at the real size."""
+    cpu, flops = docs
+    s, r = cpu["settings"], cpu["results"]
+    f, v = flops["settings"], flops["results"]["variants"]
+    budget = f"{f['memory_budget_gb']:g}"
+    recomputed = flops["results"]["checkpointed_count"]
+    return (f"Cost: on this CPU (tiny model, {s['frames']} frames at {s['width']}x{s['height']}, {s['steps']} steps "
+            f"of which {r['guided']['guided_steps']} guided, median of {s['repeats']}) "
+            f"{r['ratio']['time']:.2f}x the unguided time; estimated from FLOP counts at {f['height']}x{f['width']}, "
+            f"{f['frames']} frames, {f['steps']} steps ({f['guided_steps']} guided): "
+            f"{v['no recomputation, 5 iterations']['ratio']:.2f}x without recomputation, "
+            f"{v[f'within {budget} GB, 5 iterations']['ratio']:.2f}x within {budget} GB (recomputing "
+            f"{recomputed} of the transformers), {v['no recomputation, 4 iterations']['ratio']:.2f}x with 4 "
+            "iterations.")
+
+
+def patch_cost(docs) -> str:
+    """The patches' cost per sampling step (results_svd_patch.json, results_trackgo_patch.json)."""
+    svd, trackgo = docs
+    s = svd["settings"]
+    width = "real width" if s["real_width"] else f"tiny width ({s['model_channels']} channels)"
+    device = svd["provenance"]["machine"]["device"]
+    device = "the CPU" if device == "cpu" else device
+    caption = (f"Patched over unpatched, one sampling step (cond + uncond batched) of ComfyUI's SVD UNet at {width} "
+               f"with random weights, {s['frames']} frames at {s['width']}x{s['height']}, "
+               f"on {device}, median of {s['repeats']} interleaved repeats:")
+    lines = [caption, "", "| patch | time | FLOPs |", "|---|---|---|"]
+    for label, doc in (("TrackDiffusion (fusers + box position net)", svd), ("TrackGo TrackAdapter", trackgo)):
+        ratio = doc["results"]["ratio"]
+        lines.append(f"| {label} | x{ratio['time']:.2f} | x{ratio['flops']:.2f} |")
+    return "\n".join(lines)
+
+
+def slots(docs) -> str:
+    """Inline: expanding tracklets to model slots (dev/benchmarks/results_slots.json)."""
+    (doc,) = docs
+    s, r = doc["settings"], doc["results"]
+    return (f"loading {s['objects']} tracklets x {s['frames']} frames and expanding them to slots takes "
+            f"{r['load + to_slots']['median_ms']:.1f} ms (median of {s['repeats']}; budget {s['budget_ms']:g} ms)")
+
+
+def trajectories(docs) -> str:
+    """Inline: building and rendering TrackGo point trajectories (dev/benchmarks/results_trajectories.json)."""
+    (doc,) = docs
+    s, r = doc["settings"], doc["results"]
+    return (f"{s['masks']} masks at {s['width']}x{s['height']}, {s['frames']} frames: building takes "
+            f"{r['build']['median_ms']:.1f} ms, rendering P {r['render (point_size=4)']['median_ms']:.1f} ms (median "
+            f"of {s['repeats']}; target {s['build_target_ms']:g} ms)")
+
+
+def svd_delta_size(docs) -> str:
+    (doc,) = docs
+    return f"about {doc['results']['svd_delta']['megabytes_fp16']:.0f} MB in fp16"
+
+
+def trackgo_params(docs) -> str:
+    (doc,) = docs
+    return f"{doc['results']['trackgo_adapter']['millions']:.1f} M parameters for SVD"
+
+
+def demo_params(docs) -> str:
+    (doc,) = docs
+    return f"{doc['results']['demo_model']['millions']:.1f} M-parameter"
+
+
+RENDERERS: dict[str, Callable[[list[dict]], str]] = {f.__name__: f for f in (
+    controllability, controllability_differences, ablation, ablation_differences, controllability_minutes, guidance,
+    ceiling, ceiling_short, demo_time, sgi2v_cost, patch_cost, slots, trajectories, svd_delta_size, trackgo_params,
+    demo_params)}
+
+
+def render(name: str, paths: list[str]) -> str:
+    """The text of a results block: renderer ``name`` on the results files ``paths``."""
+    if name not in RENDERERS:
+        raise KeyError(f"no renderer {name!r}; known: {', '.join(RENDERERS)}")
+    return RENDERERS[name]([load(p) for p in paths])
+
+
+def wrap(text: str, width: int = 120) -> str:
+    """Paragraph lines wrapped at ``width`` (README's line length); table rows and blank lines as they are."""
+    return "\n".join(line if line.startswith("|") or not line.strip() else
+                     textwrap.fill(line, width, break_long_words=False, break_on_hyphens=False)
+                     for line in text.split("\n"))
+
+
+def expected_body(body: str, rendered: str) -> str:
+    """What a block's body must be: whole lines (paragraphs wrapped) when the opening comment ends its line, else
+    inline text."""
+    return f"\n{wrap(rendered)}\n" if body.startswith("\n") else rendered
+
+
+def blocks(text: str) -> list[dict]:
+    """Every results block of ``text``: ``{"paths", "name", "body", "expected", "start", "end"}``."""
+    out = []
+    for m in BLOCK.finditer(text):
+        paths = paths_of(m["paths"])
+        out.append({"paths": paths, "name": m["name"], "body": m["body"],
+                    "expected": expected_body(m["body"], render(m["name"], paths)), "start": m.start("body"),
+                    "end": m.end("body")})
+    return out
+
+
+def rewrite(text: str) -> str:
+    """``text`` with every results block re-rendered."""
+    for b in reversed(blocks(text)):
+        text = text[:b["start"]] + b["expected"] + text[b["end"]:]
+    return text
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--write", action="store_true", help="rewrite README.md's results blocks in place")
+    parser.add_argument("--readme", type=Path, default=README)
+    args = parser.parse_args(argv)
+    text = args.readme.read_text()
+    stale = 0
+    for b in blocks(text):
+        ok = b["body"] == b["expected"]
+        stale += not ok
+        print(f"{'ok   ' if ok else 'STALE'} {b['name']:<28} {', '.join(b['paths'])}")
+    if args.write:
+        new = rewrite(text)
+        if new != text:
+            args.readme.write_text(new)
+            print(f"rewrote {stale} block(s) of {args.readme}")
+        return 0
+    return 1 if stale else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,324 @@
+"""Writes example_workflows/*.json in ComfyUI's UI (canvas) format from compact node lists.
+
+    python dev/make_example_workflows.py
+
+Widget values are listed in each node's widget order (KSampler's seed is followed by its control_after_generate
+value, as the frontend saves it). tests/integration/test_example_workflows.py checks the result against real
+ComfyUI's node definitions.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+STREET = json.loads((REPO / "example_workflows" / "input" / "tracklets" / "street.json").read_text())
+
+
+# TrackDiffusionSampler's optional SG-I2V widgets, in order: trajectory_guidance, sgi2v_start, sgi2v_end,
+# sgi2v_iterations, sgi2v_lr, sgi2v_fft_ratio, sgi2v_heatmap_sigma, sgi2v_layers, sgi2v_memory_budget_gb.
+SGI2V_OFF = ["off", 0.1, 0.4, 5, 0.21, 0.5, 0.4, "output_blocks.7.1, output_blocks.8.1", 0.0]
+SGI2V_ON = ["SG-I2V boxes (training-free)", *SGI2V_OFF[1:]]
+
+
+def build(nodes: list[dict], links: list[tuple]) -> dict:
+    """nodes: {id, type, pos, widgets, inputs: [(name, type, widget?)], outputs: [(name, type)]};
+    links: (from_id, from_slot, to_id, to_input_name)."""
+    by_id = {n["id"]: n for n in nodes}
+    ui_links, out_nodes = [], []
+    for link_id, (src, slot, dst, name) in enumerate(links, start=1):
+        dst_inputs = by_id[dst]["inputs"]
+        to_slot = next(i for i, inp in enumerate(dst_inputs) if inp[0] == name)
+        ui_links.append([link_id, src, slot, dst, to_slot, by_id[src]["outputs"][slot][1]])
+    for order, n in enumerate(nodes):
+        inputs = []
+        for name, typ, *widget in n["inputs"]:
+            link = next((lk[0] for lk in ui_links if lk[3] == n["id"] and lk[4] == len(inputs)), None)
+            entry = {"name": name, "type": typ, "link": link}
+            if widget:
+                entry["widget"] = {"name": name}
+            inputs.append(entry)
+        outputs = [{"name": name, "type": typ, "slot_index": i,
+                    "links": [lk[0] for lk in ui_links if lk[1] == n["id"] and lk[2] == i]}
+                   for i, (name, typ) in enumerate(n["outputs"])]
+        out_nodes.append({"id": n["id"], "type": n["type"], "pos": n["pos"], "size": n.get("size", [320, 160]),
+                          "flags": {}, "order": order, "mode": 0, "inputs": inputs, "outputs": outputs,
+                          "properties": {"Node name for S&R": n["type"]}, "widgets_values": n["widgets"]})
+    return {"last_node_id": max(by_id), "last_link_id": len(ui_links), "nodes": out_nodes, "links": ui_links,
+            "groups": [], "config": {}, "extra": {"ds": {"scale": 0.8, "offset": [0, 0]}}, "version": 0.4}
+
+
+def node(id: int, type: str, pos: list, widgets: list, inputs: list = (), outputs: list = (),
+         size: list | None = None) -> dict:
+    """One node for build(); size is left out (build's default) unless given."""
+    n = {"id": id, "type": type, "pos": pos, "widgets": widgets, "inputs": list(inputs), "outputs": list(outputs)}
+    if size is not None:
+        n["size"] = size
+    return n
+
+
+def svd_checkpoint(id: int, pos: list) -> dict:
+    return node(id, "ImageOnlyCheckpointLoader", pos, ["svd.safetensors"],
+                outputs=[("MODEL", "MODEL"), ("CLIP_VISION", "CLIP_VISION"), ("VAE", "VAE")])
+
+
+def load_image(id: int, pos: list) -> dict:
+    return node(id, "LoadImage", pos, ["example.png", "image"], outputs=[("IMAGE", "IMAGE"), ("MASK", "MASK")])
+
+
+def tracklet_editor(id: int, pos: list) -> dict:
+    """The Tracklet Editor drawing over the input image; its state is the tracklet JSON (the street example)."""
+    return node(id, "TrackletEditor", pos, [json.dumps(STREET), 1024, 576, 14], [("background", "IMAGE")],
+                [("tracklets", "TRACKLETS"), ("tracks", "TRACKS"), ("masks", "MASK"), ("preview", "IMAGE")],
+                size=[620, 620])
+
+
+def load_adapter(id: int, pos: list, file: str) -> dict:
+    return node(id, "LoadTrackDiffusionAdapter", pos, [file], outputs=[("adapter", "TRACKDIFFUSION_ADAPTER")])
+
+
+def svd_conditioning(id: int, pos: list, fps: int) -> dict:
+    """1024x576, 14 frames (the editors'), motion bucket 127, augmentation 0.02; ComfyUI passes fps-1 to SVD."""
+    return node(id, "SVD_img2vid_Conditioning", pos, [1024, 576, 14, 127, fps, 0.02],
+                [("clip_vision", "CLIP_VISION"), ("init_image", "IMAGE"), ("vae", "VAE")],
+                [("positive", "CONDITIONING"), ("negative", "CONDITIONING"), ("latent", "LATENT")])
+
+
+SAMPLER_INPUTS = [("model", "MODEL"), ("positive", "CONDITIONING"), ("negative", "CONDITIONING"),
+                  ("latent_image", "LATENT")]
+
+
+def trackdiffusion_sampler(id: int, pos: list, seed: int, steps: int, sgi2v: list, tracklets_input: bool = False,
+                           size: list | None = None) -> dict:
+    inputs = SAMPLER_INPUTS + ([("tracklets", "TRACKLETS")] if tracklets_input else [])
+    return node(id, "TrackDiffusionSampler", pos,
+                [seed, "fixed", steps, 1.0, 3.0, "linear per frame (SVD)", "euler", "karras", 1.0, *sgi2v],
+                inputs, [("LATENT", "LATENT")], size=size)
+
+
+def vae_decode(id: int, pos: list) -> dict:
+    return node(id, "VAEDecode", pos, [], [("samples", "LATENT"), ("vae", "VAE")], [("IMAGE", "IMAGE")])
+
+
+def visualize_tracklets(id: int, pos: list, widgets: list = (True, 2, True)) -> dict:
+    return node(id, "VisualizeTracklets", pos, list(widgets), [("tracklets", "TRACKLETS"), ("images", "IMAGE")],
+                [("images", "IMAGE")])
+
+
+def save_webp(id: int, pos: list, prefix: str, fps: float = 8.0, lossless: bool = False) -> dict:
+    return node(id, "SaveAnimatedWEBP", pos, [prefix, fps, lossless, 90, "default"], [("images", "IMAGE")])
+
+
+def load_modelscope(id: int, pos: list) -> dict:
+    return node(id, "LoadModelScopeTrackDiffusion", pos,
+                ["TrackDiffusion_Pretrain", "modelscope_ft/unet/diffusion_pytorch_model.safetensors", "auto"],
+                outputs=[("model", "MODELSCOPE_TRACKDIFFUSION")])
+
+
+def load_tracklets(id: int, pos: list, size: list, source: str) -> dict:
+    return node(id, "LoadTracklets", pos, [source, "auto", 0, 0, 0, "", 64.0, False],
+                outputs=[("tracklets", "TRACKLETS"), ("width", "INT"), ("height", "INT"), ("num_frames", "INT")],
+                size=size)
+
+
+def modelscope_sampler(id: int, pos: list, prompt: str, seed: int, control: str) -> dict:
+    return node(id, "ModelScopeTrackDiffusionSampler", pos,
+                [prompt, "", 0, 384, 256, 50, 1.2, "normalized", "pndm", seed, control],
+                [("model", "MODELSCOPE_TRACKDIFFUSION"), ("tracklets", "TRACKLETS")], [("images", "IMAGE")],
+                size=[360, 420])
+
+
+def svd_trackdiffusion() -> dict:
+    nodes = [
+        svd_checkpoint(1, [0, 0]),
+        load_image(2, [0, 200]),
+        tracklet_editor(3, [0, 560]),
+        load_adapter(4, [420, 0], "trackdiffusion_svd_stage2_fp16.safetensors"),
+        node(5, "InstanceEnhancerPatch", [780, 0], [1.0, 0.0, 1.0],
+             [("model", "MODEL"), ("adapter", "TRACKDIFFUSION_ADAPTER"), ("tracklets", "TRACKLETS")],
+             [("MODEL", "MODEL")]),
+        # fps 8: ComfyUI passes fps-1 = 7, the value TrackDiffusion-SVD was trained with.
+        # width, height and frames match the editor's (the patch checks the frame count and says so if it differs)
+        svd_conditioning(7, [420, 300], fps=8),
+        trackdiffusion_sampler(8, [1120, 200], seed=42, steps=25, sgi2v=SGI2V_OFF),
+        vae_decode(9, [1460, 200]),
+        visualize_tracklets(10, [1460, 400]),
+        save_webp(11, [1800, 200], "trackdiffusion"),
+        save_webp(12, [1800, 500], "trackdiffusion_boxes"),
+    ]
+    links = [(1, 0, 5, "model"), (4, 0, 5, "adapter"), (3, 0, 5, "tracklets"), (2, 0, 3, "background"),
+             (1, 1, 7, "clip_vision"), (2, 0, 7, "init_image"), (1, 2, 7, "vae"), (5, 0, 8, "model"),
+             (7, 0, 8, "positive"),
+             (7, 1, 8, "negative"), (7, 2, 8, "latent_image"), (8, 0, 9, "samples"), (1, 2, 9, "vae"),
+             (9, 0, 11, "images"), (3, 0, 10, "tracklets"), (9, 0, 10, "images"), (10, 0, 12, "images")]
+    return build(nodes, links)
+
+
+def trajectory_state() -> str:
+    """The Point Trajectory Editor's state for the example: one painted part and its arrow."""
+    import numpy as np
+
+    from trackdiffusion.data.editor_state import TRAJECTORY_FORMAT, rle_encode
+
+    mask = np.zeros((576, 1024), bool)
+    mask[230:370, 300:460] = True
+    return json.dumps({"format": TRAJECTORY_FORMAT, "version": 1, "width": 1024, "height": 576, "components": [
+        {"label": "part 1", "mask": rle_encode(mask), "arrow": [[380, 300], [560, 300], [700, 260]]}]})
+
+
+def svd_trackgo() -> dict:
+    nodes = [
+        svd_checkpoint(1, [0, 0]),
+        load_image(2, [0, 200]),
+        # Paint each moving part on the first frame and draw its arrow in the Point Trajectory Editor.
+        node(3, "PointTrajectoryEditor", [380, 420], [trajectory_state(), 1024, 576, 14, 0, 4],
+             [("background", "IMAGE")],
+             [("trajectories", "POINT_TRAJECTORIES"), ("tracks", "TRACKS"), ("trajectory_video", "IMAGE"),
+              ("masks", "MASK")], size=[620, 620]),
+        load_adapter(4, [380, 0], "trackadapter_svd.safetensors"),
+        node(5, "TrackAdapterPatch", [760, 0], [-100.0, 0.2, 1.0, 4],
+             [("model", "MODEL"), ("trajectories", "POINT_TRAJECTORIES"), ("adapter", "TRACKDIFFUSION_ADAPTER")],
+             [("MODEL", "MODEL")]),
+        node(6, "VideoLinearCFGGuidance", [1100, 0], [1.0], [("model", "MODEL")], [("MODEL", "MODEL")]),
+        svd_conditioning(7, [380, 200], fps=8),
+        node(8, "KSampler", [1100, 200], [42, "fixed", 25, 2.5, "euler", "karras", 1.0], SAMPLER_INPUTS,
+             [("LATENT", "LATENT")]),
+        vae_decode(9, [1440, 200]),
+        save_webp(10, [1780, 200], "trackgo"),
+        save_webp(11, [760, 420], "trackgo_trajectories", lossless=True),
+    ]
+    links = [(2, 0, 3, "background"), (1, 0, 5, "model"), (3, 0, 5, "trajectories"), (4, 0, 5, "adapter"),
+             (5, 0, 6, "model"), (1, 1, 7, "clip_vision"), (2, 0, 7, "init_image"), (1, 2, 7, "vae"),
+             (6, 0, 8, "model"), (7, 0, 8, "positive"), (7, 1, 8, "negative"), (7, 2, 8, "latent_image"),
+             (8, 0, 9, "samples"), (1, 2, 9, "vae"), (9, 0, 10, "images"), (3, 2, 11, "images")]
+    return build(nodes, links)
+
+
+def modelscope_trackdiffusion() -> dict:
+    nodes = [
+        load_modelscope(1, [0, 0]),
+        load_tracklets(2, [0, 200], [400, 300], json.dumps(STREET, indent=1)),
+        modelscope_sampler(3, [440, 0], "a car and a person on a city street", 42, "fixed"),
+        visualize_tracklets(4, [840, 300]),
+        save_webp(5, [840, 0], "trackdiffusion_t2v"),
+        save_webp(6, [1180, 300], "trackdiffusion_t2v_boxes"),
+    ]
+    return build(nodes, [(1, 0, 3, "model"), (2, 0, 3, "tracklets"), (3, 0, 5, "images"), (2, 0, 4, "tracklets"),
+                         (3, 0, 4, "images"), (4, 0, 6, "images")])
+
+
+def dataset_from_tracklets() -> dict:
+    """Run with `trackdiffusion run dataset_from_tracklets.json --batch DIR`: one MOT sequence per tracklet file."""
+    nodes = [
+        load_modelscope(1, [0, 0]),
+        load_tracklets(2, [0, 200], [400, 200], "tracklets/street.json"),
+        modelscope_sampler(3, [440, 0], "a street scene, multi-object tracking video", 0, "increment"),
+        node(4, "SaveTrackingDataset", [840, 0], ["trackdiffusion_dataset", "synth", "jpg"],
+             [("images", "IMAGE"), ("tracklets", "TRACKLETS")], size=[320, 160]),
+    ]
+    return build(nodes, [(1, 0, 3, "model"), (2, 0, 3, "tracklets"), (3, 0, 4, "images"), (2, 0, 4, "tracklets")])
+
+
+def svd_boxes_training_free() -> dict:
+    """Stock SVD steered along Tracklet Editor boxes by SG-I2V (no adapter): SG-I2V's 50 euler steps, fps 7."""
+    nodes = [
+        svd_checkpoint(1, [0, 0]),
+        load_image(2, [0, 200]),
+        tracklet_editor(3, [0, 560]),
+        svd_conditioning(4, [420, 300], fps=7),
+        trackdiffusion_sampler(5, [780, 200], seed=817, steps=50, sgi2v=SGI2V_ON, tracklets_input=True,
+                               size=[360, 560]),
+        vae_decode(6, [1180, 200]),
+        visualize_tracklets(7, [1180, 400]),
+        save_webp(8, [1520, 200], "sgi2v", fps=7.0),
+        save_webp(9, [1520, 500], "sgi2v_boxes", fps=7.0),
+    ]
+    links = [(2, 0, 3, "background"), (1, 1, 4, "clip_vision"), (2, 0, 4, "init_image"), (1, 2, 4, "vae"),
+             (1, 0, 5, "model"), (4, 0, 5, "positive"), (4, 1, 5, "negative"), (4, 2, 5, "latent_image"),
+             (3, 0, 5, "tracklets"), (5, 0, 6, "samples"), (1, 2, 6, "vae"), (6, 0, 8, "images"),
+             (3, 0, 7, "tracklets"), (6, 0, 7, "images"), (7, 0, 9, "images")]
+    return build(nodes, links)
+
+
+def demo_cpu() -> dict:
+    """The embedded demo model on the CPU, nothing to download: a SynTrack test clip's first frame and boxes."""
+    nodes = [
+        # widgets: syntrack_clip, frames (0 = the tracklets'), steps, seed + its control value, upscale
+        node(1, "TrackDiffusionDemo", [0, 0], [20000, 0, 20, 0, "fixed", 4],
+             [("first_frame", "IMAGE"), ("tracklets", "TRACKLETS")],
+             [("frames", "IMAGE"), ("tracklets", "TRACKLETS")], size=[340, 260]),
+        save_webp(2, [400, 0], "trackdiffusion_demo"),
+        visualize_tracklets(3, [400, 300], [True, 1, False]),
+        save_webp(4, [740, 300], "trackdiffusion_demo_boxes"),
+    ]
+    return build(nodes, [(1, 0, 2, "images"), (1, 1, 3, "tracklets"), (1, 0, 3, "images"), (3, 0, 4, "images")])
+
+
+def preview_tracklets(path: Path) -> None:
+    """The template browser's thumbnail: the example tracklets drawn over a grey canvas, middle frame."""
+    import cv2
+
+    from trackdiffusion.data.tracklets import load
+    from trackdiffusion.data.visualize import draw_tracklets
+
+    frames = draw_tracklets(load(STREET), thickness=4)
+    frame = cv2.resize(frames[len(frames) // 2], (512, 288), interpolation=cv2.INTER_AREA)
+    cv2.imwrite(str(path), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 85])
+
+
+def preview_trajectories(path: Path) -> None:
+    import cv2
+    import numpy as np
+
+    from trackdiffusion.data.trajectories import build_point_trajectories
+    from trackdiffusion.data.visualize import draw_trajectories
+
+    mask = np.zeros((576, 1024), bool)
+    mask[230:370, 300:460] = True
+    traj = build_point_trajectories(mask[None], [[[380, 300], [560, 300], [700, 260]]], 14)
+    frame = draw_trajectories(traj, radius=5)[-1]
+    frame = cv2.resize(frame, (512, 288), interpolation=cv2.INTER_AREA)
+    cv2.imwrite(str(path), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 85])
+
+
+def preview_demo(path: Path) -> None:
+    """The demo workflow's own result: its middle generated frame, plain and with the boxes it followed."""
+    import cv2
+    import numpy as np
+
+    from trackdiffusion.data.visualize import draw_tracklets
+    from trackdiffusion.evaluation.synth import make_clip
+    from trackdiffusion.models.demo.cli import load_demo_model
+    from trackdiffusion.models.demo.sampling import generate
+
+    clip = make_clip(20000, "eval")
+    video = generate(load_demo_model(), clip.video[0], clip.tracklets, steps=20, seed=0)
+    video = np.repeat(np.repeat(video, 4, axis=1), 4, axis=2)
+    middle = len(video) // 2
+    boxes = draw_tracklets(clip.tracklets, video, thickness=1, show_labels=False)
+    canvas = np.full((288, 512, 3), 32, np.uint8)
+    canvas[16:272, :256], canvas[16:272, 256:] = video[middle], boxes[middle]
+    cv2.imwrite(str(path), cv2.cvtColor(canvas, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 85])
+
+
+WORKFLOWS = {"svd_trackdiffusion": (svd_trackdiffusion, preview_tracklets),
+             "svd_trackgo": (svd_trackgo, preview_trajectories),
+             "modelscope_trackdiffusion": (modelscope_trackdiffusion, preview_tracklets),
+             "dataset_from_tracklets": (dataset_from_tracklets, preview_tracklets),
+             "svd_boxes_training_free": (svd_boxes_training_free, preview_tracklets),
+             "demo_cpu": (demo_cpu, preview_demo)}
+
+
+def main() -> None:
+    folder = REPO / "example_workflows"
+    folder.mkdir(exist_ok=True)
+    for name, (make, preview) in WORKFLOWS.items():
+        out = folder / f"{name}.json"
+        out.write_text(json.dumps(make(), indent=1) + "\n")
+        preview(folder / f"{name}.jpg")
+        print(f"wrote {out} and its preview")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,78 @@
+"""`trackdiffusion demo`: generate a clip with the embedded demo model on the CPU, no download, no ComfyUI."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+WEIGHTS = Path(__file__).resolve().parent / "weights" / "demo_box_i2v.safetensors"
+
+
+def load_demo_model(path: Path | str = WEIGHTS):
+    from safetensors.torch import load_file
+
+    from ...data.errors import InvalidInputError
+    from .model import BoxVideoDenoiser, widen_input
+
+    path = Path(path)
+    if not path.is_file():
+        raise InvalidInputError("the demo weights are missing.", fix="reinstall the pack (they ship with it), or "
+                                "train them: python -m trackdiffusion.models.demo.train --out demo/weights", source=str(path))
+    model = BoxVideoDenoiser()
+    state = {k: v.float() for k, v in load_file(str(path)).items()}
+    expected = model.state_dict()
+    try:
+        # weights of the first demo model (box masks only) load as the same function of the boxes
+        model.load_state_dict(widen_input(state, model))
+    except (KeyError, RuntimeError):
+        missing = sorted(set(expected) - set(state))[:5]
+        wrong = sorted(k for k in set(expected) & set(state) if k != "conv_in.weight"
+                       and expected[k].shape != state[k].shape)[:5]
+        raise InvalidInputError(f"these are not demo-model weights (missing {missing}, other shapes {wrong}).",
+                                fix="use the file that ships in demo/weights, or one written by "
+                                "python -m trackdiffusion.models.demo.train.", source=str(path)) from None
+    return model.eval().requires_grad_(False)
+
+
+def _cmd_demo(args) -> int:
+    from ...data.tracklets import load
+    from ...data.visualize import draw_tracklets, write_frames
+    from ...evaluation.synth import make_clip
+    from .sampling import generate
+
+    started = time.time()
+    clip = make_clip(args.clip, "eval")
+    first = clip.video[0]
+    tracklets = clip.tracklets if args.tracklets is None else load(Path(args.tracklets))
+    if args.image:
+        import cv2
+
+        from ...data.errors import InvalidInputError
+
+        bgr = cv2.imread(str(args.image), cv2.IMREAD_COLOR)
+        if bgr is None:
+            raise InvalidInputError("cannot read this image.", fix="give a PNG or JPEG file.", source=args.image)
+        first = cv2.resize(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), (64, 64), interpolation=cv2.INTER_AREA)
+    video = generate(load_demo_model(), first, tracklets, num_frames=args.frames or tracklets.num_frames,
+                     steps=args.steps, seed=args.seed)
+    boxes = draw_tracklets(tracklets, video, thickness=1, show_labels=False)
+    side_by_side = np.concatenate([video, boxes], axis=2)
+    big = np.repeat(np.repeat(side_by_side, 4, axis=1), 4, axis=2)  # 64 px is small to look at
+    out = write_frames(big, args.output, fps=8)
+    print(f"wrote {out} ({video.shape[0]} frames; left: generated, right: with the conditioning boxes) in "
+          f"{time.time() - started:.1f} s")
+    return 0
+
+
+def add_demo_parser(sub) -> None:
+    p = sub.add_parser("demo", help="generate a clip whose objects follow their boxes, with the embedded demo model")
+    p.add_argument("output", nargs="?", default="out/demo.mp4", help="video file (.mp4/.gif) or PNG folder")
+    p.add_argument("--clip", type=int, default=20000, help="SynTrack test clip giving the first frame and boxes")
+    p.add_argument("--tracklets", help="tracklets file to follow instead of the clip's own (any supported format)")
+    p.add_argument("--image", help="first frame instead of the clip's (resized to 64x64)")
+    p.add_argument("--frames", type=int, help="frame count (default: the tracklets')")
+    p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_cmd_demo)

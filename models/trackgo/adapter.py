@@ -1,0 +1,203 @@
+"""TrackGo (AAAI 2025): the point-trajectory encoder and the TrackAdapter branch of SVD's temporal self-attention.
+
+TrackGo released no code; this follows the paper ("Injecting Motion Conditions via TrackAdapter", supplementary A):
+
+- encoder E (Animate-Anyone style): six conv layers and two pooling layers turn the point-trajectory video P into a
+  feature map at latent resolution (1/8), a final fully connected layer gives f; f is down-sampled to the resolution
+  of every temporal self-attention layer. Because Q' = f W'q with W'q initialised from the layer's own Wq, f must have
+  that layer's width: the final FC is one linear map per UNet resolution (320/640/1280/1280 channels for SVD);
+- TrackAdapter, in every temporal self-attention: A' = softmax(Q'K'^T / sqrt(d)) with Q' = f W'q, K' = f W'k;
+  A_M = -1e4 where A' >= alpha (0.2), else tau (0 in training; 0, -1e2 or -1e4 at inference, TrackGo fig. 5);
+  A = softmax(QK^T / sqrt(d) + A_M); O = (A + strength * A') V, then the layer's to_out.
+  Note what this formula does with tau: a softmax ignores a constant added to a whole row, so tau only acts through
+  its distance to the -1e4 of the masked entries. Any tau far above -1e4 (0, -1e2) keeps the masked entries out of
+  the original branch; tau = -1e4 makes them equal again, i.e. removes the mask and leaves the original temporal
+  attention free. Values in between (e.g. -9990) blend the two;
+- attention loss: the squared diagonal A(i, i) of the original branch inside the (down-sampled) mask of moving parts,
+  summed over the temporal layers, added to the noise loss with a weight lambda.
+
+Shapes: temporal attention runs on tokens [N, T, C] with N = batch * h * w and T = frames.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ...data.errors import InvalidInputError
+from ..ops import resolve_operations
+
+MASK_VALUE = -1e4
+SVD_LEVEL_CHANNELS = (320, 640, 1280, 1280)  # temporal attention width at 1/8, 1/16, 1/32, 1/64 of the image
+
+#: the "format" metadata of a TrackAdapter file (what training writes and Load TrackDiffusion Adapter reads)
+TRACKGO_FORMAT = "trackdiffusion.trackgo_adapter"
+
+
+class TrajectoryEncoder(nn.Module):
+    """E: conditioning video P -> f at each UNet resolution.
+
+    Args:
+        level_channels: output width at 1/8, 1/16, 1/32, 1/64 of the input (the UNet's temporal attention widths).
+        hidden: widths of the three conv pairs.
+    """
+
+    def __init__(self, level_channels: Sequence[int] = SVD_LEVEL_CHANNELS, hidden: Sequence[int] = (16, 32, 96),
+                 operations: Any | None = None, device=None, dtype=None) -> None:
+        super().__init__()
+        ops = resolve_operations(operations)
+        h1, h2, h3 = hidden
+        kw = {"device": device, "dtype": dtype}
+        self.convs = nn.ModuleList([
+            ops.Conv2d(3, h1, 3, padding=1, **kw), ops.Conv2d(h1, h1, 3, padding=1, **kw),        # then pool /2
+            ops.Conv2d(h1, h2, 3, padding=1, **kw), ops.Conv2d(h2, h2, 3, padding=1, **kw),        # then pool /4
+            ops.Conv2d(h2, h3, 3, padding=1, **kw), ops.Conv2d(h3, h3, 3, padding=1, stride=2, **kw),  # /8
+        ])
+        self.heads = nn.ModuleList([ops.Linear(h3, c, **kw) for c in level_channels])
+        self.level_channels = tuple(level_channels)
+        if operations is None and device != "meta":
+            self.reset_parameters()
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        """He initialisation of the convs: P is mostly black, and with PyTorch's default init the trunk comes out
+        near 1e-2, A' is uniform and the adapter starts on a plateau with gradients around 1e-8."""
+        for conv in self.convs:
+            nn.init.kaiming_normal_(conv.weight, nonlinearity="relu")
+            nn.init.zeros_(conv.bias)
+
+    def trunk(self, video: torch.Tensor) -> torch.Tensor:
+        """video [N, 3, H, W] in [0, 1] (N = batch * frames) -> [N, hidden[-1], H/8, W/8]."""
+        x = video
+        for i, conv in enumerate(self.convs):
+            x = F.silu(conv(x))
+            if i in (1, 3):
+                x = F.avg_pool2d(x, 2)
+        return x
+
+    def level_features(self, trunk: torch.Tensor, level: int, size: tuple[int, int]) -> torch.Tensor:
+        """f at one UNet resolution: [N, C_level, h, w] from the trunk [N, C, H/8, W/8]."""
+        if level >= len(self.heads):
+            raise InvalidInputError(f"the UNet has a temporal attention at resolution level {level} but the "
+                                    f"TrackAdapter was built for {len(self.heads)} levels.",
+                                    fix="use a TrackAdapter trained for this base model.")
+        pooled = trunk if tuple(trunk.shape[-2:]) == tuple(size) else F.adaptive_avg_pool2d(trunk, size)
+        return self.heads[level](pooled.movedim(1, -1)).movedim(-1, 1)
+
+
+class TrackAdapterLayer(nn.Module):
+    """W'q and W'k of one temporal self-attention (initialised from that layer's Wq and Wk)."""
+
+    def __init__(self, channels: int, operations: Any | None = None, device=None, dtype=None) -> None:
+        super().__init__()
+        ops = resolve_operations(operations)
+        self.to_q = ops.Linear(channels, channels, bias=False, device=device, dtype=dtype)
+        self.to_k = ops.Linear(channels, channels, bias=False, device=device, dtype=dtype)
+
+    @torch.no_grad()
+    def init_from(self, to_q_weight: torch.Tensor, to_k_weight: torch.Tensor) -> None:
+        self.to_q.weight.copy_(to_q_weight)
+        self.to_k.weight.copy_(to_k_weight)
+
+    def trajectory_attention(self, f_tokens: torch.Tensor, heads: int) -> torch.Tensor:
+        """A' = softmax(Q'K'^T / sqrt(d)): f_tokens [N, T, C] -> [N, heads, T, T] (float32)."""
+        q = _split_heads(self.to_q(f_tokens), heads).float()
+        k = _split_heads(self.to_k(f_tokens), heads).float()
+        return torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1]), dim=-1)
+
+
+def _split_heads(x: torch.Tensor, heads: int) -> torch.Tensor:
+    n, t, c = x.shape
+    return x.reshape(n, t, heads, c // heads).transpose(1, 2)
+
+
+def _merge_heads(x: torch.Tensor) -> torch.Tensor:
+    n, h, t, d = x.shape
+    return x.transpose(1, 2).reshape(n, t, h * d)
+
+
+def trackgo_attention(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, a_prime: torch.Tensor, heads: int, *,
+    alpha: float = 0.2, tau: float = 0.0, strength: float = 1.0,
+    masked_attention: Callable | None = None, return_attention: bool = False,
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    """O = (A + strength * A') V, before the layer's output projection.
+
+    Args:
+        q, k, v: the original branch's projections, [N, T, C].
+        a_prime: the trajectory attention A', [N, heads, T, T].
+        alpha: A' threshold above which the original branch is masked with -1e4.
+        tau: the additive mask everywhere else (0 = the background moves freely, -1e4 = it is held back).
+        masked_attention: ``fn(q, k, v, heads, mask) -> [N, T, C]`` for the original branch (ComfyUI passes its own
+            optimized attention); None computes it here.
+        return_attention: also return A [N, heads, T, T] (for the attention loss; computed explicitly).
+    """
+    mask = torch.where(a_prime >= alpha, torch.full_like(a_prime, MASK_VALUE), torch.full_like(a_prime, float(tau)))
+    v_heads = _split_heads(v, heads)
+    trajectory = _merge_heads((a_prime.to(v.dtype)) @ v_heads)
+    if masked_attention is not None and not return_attention:
+        base = masked_attention(q, k, v, heads, mask.to(q.dtype))
+        return base + strength * trajectory
+    qh, kh = _split_heads(q, heads).float(), _split_heads(k, heads).float()
+    attention = torch.softmax(qh @ kh.transpose(-1, -2) / math.sqrt(qh.shape[-1]) + mask, dim=-1)
+    out = _merge_heads(attention.to(v.dtype) @ v_heads) + strength * trajectory
+    return (out, attention) if return_attention else out
+
+
+def attention_diagonal_loss(attention: torch.Tensor, moving: torch.Tensor) -> torch.Tensor:
+    """The squared diagonal of the original branch's attention inside the moving parts.
+
+    Args:
+        attention: A [N, heads, T, T] with N = batch * h * w.
+        moving: [N] or [N, T] weights in [0, 1], the mask of moving parts down-sampled to this layer.
+    Returns:
+        0-dim: the mean over heads, diagonal positions and moving tokens (weighted by ``moving``) of A(i, i)^2; 0 when
+        no token moves. (The paper sums over the diagonal; the mean differs by the constant factor T, which the
+        loss weight lambda absorbs.)
+    """
+    diag_sq = torch.diagonal(attention, dim1=-2, dim2=-1).pow(2)  # [N, heads, T]
+    weight = moving.float()
+    if weight.dim() == 1:
+        weight = weight[:, None].expand(-1, diag_sq.shape[-1])
+    per_token = diag_sq.mean(1)  # [N, T]
+    total = weight.sum()
+    return (per_token * weight).sum() / total.clamp_min(1e-6)
+
+
+class TrackGoAdapter(nn.Module):
+    """The encoder E plus one TrackAdapterLayer per temporal self-attention.
+
+    Args:
+        layers: (ComfyUI SpatialVideoTransformer path, channels) per temporal attention, e.g. ("input_blocks.1.1", 320).
+        level_channels: encoder output widths per resolution level (1/8 .. 1/64).
+    """
+
+    def __init__(self, layers: Sequence[tuple[str, int]], level_channels: Sequence[int] = SVD_LEVEL_CHANNELS,
+                 operations: Any | None = None, device=None, dtype=None) -> None:
+        super().__init__()
+        self.encoder = TrajectoryEncoder(level_channels, operations=operations, device=device, dtype=dtype)
+        self.layer_names = [name for name, _ in layers]
+        self.layers = nn.ModuleDict({name.replace(".", "_"): TrackAdapterLayer(c, operations, device, dtype)
+                                     for name, c in layers})
+
+    def layer_for(self, name: str) -> TrackAdapterLayer | None:
+        return self.layers[name.replace(".", "_")] if name in self.layer_names else None
+
+    def config(self) -> dict:
+        return {"layers": [[n, int(self.layers[n.replace(".", "_")].to_q.weight.shape[0])] for n in self.layer_names],
+                "level_channels": list(self.encoder.level_channels)}
+
+    @classmethod
+    def from_config(cls, config: dict, **kwargs) -> TrackGoAdapter:
+        return cls([tuple(x) for x in config["layers"]], config["level_channels"], **kwargs)
+
+
+def video_to_tokens(features: torch.Tensor, frames: int) -> torch.Tensor:
+    """[(B T), C, h, w] -> [(B h w), T, C]: the token layout of ComfyUI's and diffusers' temporal attention."""
+    bt, c, h, w = features.shape
+    return features.reshape(bt // frames, frames, c, h, w).permute(0, 3, 4, 1, 2).reshape(-1, frames, c)

@@ -1,7 +1,0 @@
-"""``python -m trackdiffusion.runner WORKFLOW.json ...``: the same as ``trackdiffusion run``."""
-
-import sys
-
-from .cli import main
-
-sys.exit(main())
