@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+import textwrap
 import zipfile
 from pathlib import Path
 
@@ -109,3 +110,12 @@ def test_ruff_is_clean():
         unavailable("ruff is not installed (pip install -e '.[dev]')")
     out = subprocess.run([str(ruff), "check", "."], cwd=REPO, capture_output=True, text=True, check=False)
     assert out.returncode == 0, out.stdout
+
+
+def test_readme_public_import_paths_import_without_comfyui():
+    """README's list of the library's public import paths is true (and pulls in no ComfyUI)."""
+    text = (REPO / "README.md").read_text()
+    block = text.split("Public import paths of the library", 1)[1].split("```python", 1)[1].split("```", 1)[0]
+    code = textwrap.dedent(block) + ("\nimport sys\nbad = [m for m in sys.modules if m.split('.')[0] in ('comfy', 'comfy_api', "
+                    "'folder_paths')]\nassert not bad, bad\n")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd="/")
