@@ -1,9 +1,12 @@
 """Training for the pack's adapters (diffusers backends; no ComfyUI).
 
 * :mod:`.trackgo_losses`: TrackGo's SVD EDM noise loss plus the attention loss of the TrackAdapter.
-* :mod:`.train`: ``trackdiffusion train`` (``training.train.train(config)``, :class:`TrainConfig`): the
-  TrackDiffusion-SVD modules or the TrackGo TrackAdapter on a diffusers SVD UNet; :mod:`.data` (SynTrack / MOT /
-  YouTube-VIS clips), :mod:`.checkpoints` (atomic checkpoints, loss log, exported adapter files), :mod:`.cli`.
+* :mod:`.train`: ``trackdiffusion train`` (``training.train.train(config)``, the loop and the recipe): the
+  TrackDiffusion-SVD modules or the TrackGo TrackAdapter on a diffusers SVD UNet; :mod:`.config` (:class:`TrainConfig`),
+  :mod:`.loading` (base UNet / VAE / image encoder, tiny UNets), :mod:`.latents` (pixel stand-in and VAE latents),
+  :mod:`.trainer` (:class:`Trainer`: model, optimizer, one step), :mod:`.progress`, :mod:`.export` (the adapter file),
+  :mod:`.data` (SynTrack / MOT / YouTube-VIS clips), :mod:`.checkpoints` (atomic checkpoints, loss log, exported
+  adapter files), :mod:`.cli`.
 """
 
 from typing import Any

@@ -30,7 +30,7 @@ EPILOG = """examples:
 
 def add_train_parser(sub) -> None:
     """Register ``train`` on the main parser's subcommands."""
-    from .train import MODELS, TINY_KINDS
+    from .config import MODELS, TINY_KINDS
 
     p = sub.add_parser("train", help="train the TrackDiffusion-SVD modules or the TrackGo TrackAdapter",
                        description="Train on a diffusers Stable Video Diffusion UNet (or a tiny random one). See "

@@ -1,0 +1,66 @@
+"""The latent codecs of a run: :class:`PixelLatents` (the pixel-space stand-in latent, no VAE weights) and
+:class:`VAELatents` (SVD's VAE), both taking frames as float tensors in [-1, 1]."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..data.errors import InvalidInputError
+from .config import SOURCE
+
+
+class PixelLatents:
+    """The pixel-space stand-in latent: frames in [-1, 1] -> ``PixelUnshuffle(2)`` (12 channels RGB, 4 grey)."""
+
+    scale = 2
+
+    def __init__(self, channels: int) -> None:
+        if channels not in (4, 12):
+            raise InvalidInputError(f"the pixel stand-in latent has 4 or 12 channels, the UNet wants {channels}.",
+                                    fix="use a UNet with out_channels 12 (or 4 with --tiny), or give --vae.",
+                                    source=SOURCE)
+        self.channels = channels
+
+    def _unshuffle(self, x: torch.Tensor) -> torch.Tensor:
+        if self.channels == 4:
+            x = (0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3])
+        return F.pixel_unshuffle(x, 2)
+
+    def encode(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        return self._unshuffle(x)
+
+    def encode_condition(self, x: torch.Tensor) -> torch.Tensor:
+        return self._unshuffle(x)
+
+
+class VAELatents:
+    """SVD's VAE: targets are posterior samples times the scaling factor, the conditioning image the posterior mode."""
+
+    def __init__(self, vae: Any, chunk: int = 8) -> None:
+        self.vae = vae.eval().requires_grad_(False)
+        self.scale = 2 ** (len(vae.config.block_out_channels) - 1)  # 8 for SVD's VAE
+        self.channels = int(vae.config.latent_channels)
+        self.factor = float(getattr(vae.config, "scaling_factor", 0.18215))
+        self.chunk = chunk
+
+    @torch.no_grad()
+    def encode(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        ref = next(self.vae.parameters())
+        parts = [self.vae.encode(x[i:i + self.chunk].to(ref)).latent_dist.sample(generator)
+                 for i in range(0, x.shape[0], self.chunk)]
+        return torch.cat(parts).float() * self.factor
+
+    @torch.no_grad()
+    def encode_condition(self, x: torch.Tensor) -> torch.Tensor:
+        ref = next(self.vae.parameters())
+        return self.vae.encode(x.to(ref)).latent_dist.mode().float()
+
+
+def _to_float(video: np.ndarray) -> torch.Tensor:
+    """uint8 [..., H, W, 3] -> float [..., 3, H, W] in [-1, 1]."""
+    t = torch.from_numpy(np.ascontiguousarray(video)).float().div_(127.5).sub_(1.0)
+    return t.movedim(-1, -3)

@@ -1,0 +1,370 @@
+"""The :class:`Trainer` of one run: it builds the UNet with its attachment, latent codec and image encoder, turns a
+step's clips into tensors, computes the losses, takes optimizer steps, and saves and restores its state; the recipe
+is described in :mod:`.train`, whose :func:`~.train.train` drives it."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..data.errors import InvalidInputError
+from . import checkpoints as ckpt
+from .config import SOURCE, TrainConfig
+from .data import MAX_OBJS, Clip, draw_outlines, moving_mask, open_source, slot_colors, step_rng, trajectory_video
+from .export import adapter_path, export_adapter
+from .latents import PixelLatents, VAELatents, _to_float
+from .loading import (
+    _load_safetensors,
+    base_signature,
+    describe_base,
+    load_base_unet,
+    load_image_encoder,
+    load_vae,
+    tiny_unet_config,
+)
+from .trackgo_losses import sample_sigmas
+
+FPS_ID, MOTION_BUCKET = 7.0, 127.0
+COND_P_MEAN, COND_P_STD = -3.0, 0.5
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+
+def step_generator(seed: int, step: int) -> torch.Generator:
+    """The torch generator of one step (CPU): seeded from (seed, step) only."""
+    value = int(np.random.SeedSequence([int(seed), int(step), 7]).generate_state(1, np.uint64)[0])
+    return torch.Generator().manual_seed(value & (2 ** 63 - 1))
+
+
+class Trainer:
+    """Model, data, optimizer and schedule of one run; :func:`train` drives it (tests may drive it directly)."""
+
+    def __init__(self, config: TrainConfig, say: Callable[[str], None] | None = None) -> None:
+        cfg = config.resolved()
+        self.config = cfg
+        self.say = say or (lambda message: None)
+        self.device = torch.device(cfg.device)
+        self.width, self.height = cfg.size
+        self.frames = cfg.frames
+        self.is_svd = cfg.model == "trackdiffusion-svd"
+        self.source = open_source(cfg.data, self.width, self.height, self.frames)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(cfg.seed)
+            self._build_models(cfg)
+        self._check_sizes()
+        self.optimizer = torch.optim.AdamW(self.parameters, lr=cfg.lr, betas=(0.9, 0.999),
+                                           weight_decay=cfg.weight_decay, eps=1e-8)
+        warmup, total = cfg.warmup, cfg.steps
+
+        def lr_lambda(step: int) -> float:  # diffusers' "linear" schedule
+            if step < warmup:
+                return step / max(1, warmup)
+            return max(0.0, (total - step) / max(1, total - warmup))
+
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda)
+
+    # ---- construction -------------------------------------------------------------------------------------------
+
+    def _build_models(self, cfg: TrainConfig) -> None:
+        from diffusers import UNetSpatioTemporalConditionModel
+
+        if cfg.tiny is not None:
+            unet = UNetSpatioTemporalConditionModel(**tiny_unet_config(cfg.tiny, cfg.latent_channels, cfg.frames))
+            self.base_name = f"tiny-{cfg.tiny}"
+        else:
+            unet = load_base_unet(cfg.base)
+            frames = getattr(unet.config, "num_frames", None)
+            self.base_name = {14: "svd_img2vid", 25: "svd_img2vid_xt"}.get(frames, "custom")
+        unet.requires_grad_(False)
+        self.unet = unet.to(self.device).train()
+        if cfg.gradient_checkpointing:
+            self.unet.enable_gradient_checkpointing()
+        self.base_description = describe_base(unet, "tiny " + cfg.tiny if cfg.tiny else cfg.base)
+        self.base_signature = {"tiny": cfg.tiny, **base_signature(unet)}
+        out_ch, in_ch = int(unet.config.out_channels), int(unet.config.in_channels)
+        if cfg.vae is not None:
+            self.codec = VAELatents(load_vae(cfg.vae).to(self.device))
+            if self.codec.channels != out_ch or in_ch != 2 * out_ch:
+                raise InvalidInputError(
+                    f"the VAE has {self.codec.channels} latent channels but the UNet takes {in_ch} and returns "
+                    f"{out_ch} (it needs 2x / 1x the latent channels).", fix="give the VAE of this SVD model.",
+                    source=cfg.vae)
+        else:
+            if cfg.tiny is None and out_ch != 12:
+                raise InvalidInputError(
+                    f"this UNet works on {out_ch}-channel latents (a real SVD): training it needs its VAE.",
+                    fix="pass --vae (the vae/ folder of the SVD model); the pixel stand-in latent is for --tiny "
+                        "and 12-channel pixel-space UNets.", source=cfg.base)
+            if in_ch != 2 * out_ch:
+                raise InvalidInputError(f"the UNet takes {in_ch} channels; SVD concatenates the image latent, so it "
+                                        f"needs 2 x {out_ch}.", source=cfg.base or "tiny")
+            self.codec = PixelLatents(out_ch)
+        self.image_encoder = None
+        cross = unet.config.cross_attention_dim
+        self.cross_dim = int(cross[0] if isinstance(cross, (list, tuple)) else cross)
+        if cfg.image_encoder is not None:
+            encoder = load_image_encoder(cfg.image_encoder)
+            dim = int(encoder.config.projection_dim)
+            if dim != self.cross_dim:
+                raise InvalidInputError(f"the image encoder makes {dim}-dim embeddings, the UNet's cross-attention "
+                                        f"takes {self.cross_dim}.", fix="give the image encoder of this SVD model.",
+                                        source=cfg.image_encoder)
+            self.image_encoder = encoder.to(self.device).eval().requires_grad_(False)
+        elif cfg.tiny is None:
+            self.say("note: no --image-encoder: the image embeddings are zeros (the official recipe's dropped-"
+                     "embedding case); pass the SVD image_encoder/ folder for the official recipe.")
+        if self.is_svd:
+            from ..models.svd.diffusers import attach_trackdiffusion_svd
+
+            self.attachment = attach_trackdiffusion_svd(self.unet, max_objs=MAX_OBJS)
+            if cfg.init is not None:
+                self._init_svd(cfg.init)
+            named = self.attachment.named_trainable_parameters(cfg.stage, freeze=True)
+        else:
+            from ..models.trackgo.diffusers import attach_trackgo
+
+            adapter = self._init_trackgo(cfg.init) if cfg.init is not None else None
+            self.attachment = attach_trackgo(self.unet, adapter=adapter)
+            self.attachment.adapter.to(self.device)
+            self.attachment.adapter.requires_grad_(True)
+            named = list(self.attachment.adapter.named_parameters())
+        self.named_parameters = named
+        self.parameters = [p for _, p in named]
+
+    def _init_svd(self, path: str) -> None:
+        tensors, metadata = _load_safetensors(path)
+        from ..models.checkpoints.convert import SVD_DELTA_FORMAT
+
+        if metadata.get("format") == SVD_DELTA_FORMAT:
+            tensors = ckpt.delta_to_diffusers(tensors, self.unet)
+        try:
+            self.attachment.load_official_state_dict(tensors, include_unet=True)
+        except InvalidInputError as exc:
+            made_for = metadata.get("base", "an unknown base")
+            raise InvalidInputError(
+                f"--init was made for another base ({made_for}) than this run's {self.base_description}: "
+                f"{exc.problem}", fix="start from a delta trained on this base UNet.", source=path) from None
+
+    def _init_trackgo(self, path: str) -> Any:
+        from ..models.trackgo.adapter import TRACKGO_FORMAT, TrackGoAdapter
+
+        tensors, metadata = _load_safetensors(path)
+        if metadata.get("format") != TRACKGO_FORMAT:
+            raise InvalidInputError(f"not a TrackAdapter file (format {metadata.get('format')!r}).", source=path)
+        adapter = TrackGoAdapter.from_config(json.loads(metadata["config"]))
+        missing, unexpected = adapter.load_state_dict(tensors, strict=False)
+        if missing or unexpected:
+            raise InvalidInputError(f"the TrackAdapter weights do not match its config (missing {missing[:3]}, "
+                                    f"unexpected {unexpected[:3]}).", source=path)
+        return adapter
+
+    def _check_sizes(self) -> None:
+        levels = len(self.unet.config.block_out_channels)
+        step = self.codec.scale * 2 ** (levels - 1)
+        if self.width % step or self.height % step:
+            raise InvalidInputError(
+                f"size {self.width}x{self.height}: this UNet ({levels} levels) on a latent at 1/{self.codec.scale} "
+                f"needs width and height divisible by {step}.", fix=f"e.g. --size {step * max(1, self.width // step)}"
+                f"x{step * max(1, self.height // step)}.", source=SOURCE)
+        self.latent_size = (self.width // self.codec.scale, self.height // self.codec.scale)
+
+    # ---- data ---------------------------------------------------------------------------------------------------
+
+    @property
+    def log_fields(self) -> list[str]:
+        extra = [] if self.is_svd else ["noise", "attention"]
+        return ["step", "loss", *extra, "lr", "seconds"]
+
+    def clips(self, step: int) -> list[Clip]:
+        return self.source.clips(step, self.config.batch, self.config.seed)
+
+    def prepare(self, clips: list[Clip], step: int, *, dropout: bool = True) -> dict[str, Any]:
+        """Tensors of one step from its clips; every random draw comes from ``(seed, step)``."""
+        cfg = self.config
+        gen = step_generator(cfg.seed, step)
+        b, f = len(clips), clips[0].num_frames
+        boxes = np.zeros((b, f, MAX_OBJS, 4), np.float32)
+        masks = np.zeros((b, f, MAX_OBJS), np.float32)
+        colors = np.stack([slot_colors(step_rng(cfg.seed, step, 3, i)) for i in range(b)])
+        targets = []
+        for i, clip in enumerate(clips):
+            n = clip.boxes.shape[1]
+            boxes[i, :, :n] = clip.boxes
+            masks[i, :, :n] = clip.present
+            if self.is_svd and cfg.stage == 1:
+                targets.append(draw_outlines(clip.video, clip.boxes, clip.present, colors[i, :n]))
+            else:
+                targets.append(clip.video)
+        video = np.stack([c.video for c in clips])
+        pixels = _to_float(np.stack(targets)).flatten(0, 1)
+        frame0 = _to_float(video[:, 0])
+        sigma_c = (torch.randn(b, generator=gen) * COND_P_STD + COND_P_MEAN).exp()
+        cond = frame0 + sigma_c.view(b, 1, 1, 1) * torch.randn(frame0.shape, generator=gen)
+        latents = self.codec.encode(pixels.to(self.device), gen).reshape(b, f, *self._latent_shape())
+        image_latents = self.codec.encode_condition(cond.to(self.device))
+        embeddings = self._embed(frame0)
+        time_ids = torch.stack([torch.full((b,), FPS_ID), torch.full((b,), MOTION_BUCKET), sigma_c], dim=1)
+        r = torch.rand(b, generator=gen) if dropout else torch.ones(b)
+        keep_embedding = (r >= 0.2).float().to(self.device)
+        keep_image = (~((r >= 0.1) & (r < 0.3))).float().to(self.device)
+        batch = {
+            "latents": latents,
+            "image_latents": image_latents * keep_image.view(b, 1, 1, 1),
+            "image_embeddings": embeddings * keep_embedding.view(b, 1, 1),
+            "added_time_ids": time_ids.to(self.device),
+            "sigma": sample_sigmas(b, gen).to(self.device),
+            "noise": torch.randn(latents.shape, generator=gen).to(self.device),
+            "boxes": torch.from_numpy(boxes), "masks": torch.from_numpy(masks),
+            "colors": torch.from_numpy(colors.astype(np.float32)),
+        }
+        if not self.is_svd:
+            tw, th = 8 * self.latent_size[0], 8 * self.latent_size[1]
+            traj = np.stack([trajectory_video(c, tw, th) for c in clips])
+            batch["video"] = torch.from_numpy(traj).permute(0, 1, 4, 2, 3).float().div_(255.0)
+            batch["moving_mask"] = torch.from_numpy(np.stack([moving_mask(c) for c in clips]))
+        return batch
+
+    def _latent_shape(self) -> tuple[int, int, int]:
+        return self.codec.channels, self.latent_size[1], self.latent_size[0]
+
+    @torch.no_grad()
+    def _embed(self, frame0: torch.Tensor) -> torch.Tensor:
+        b = frame0.shape[0]
+        if self.image_encoder is None:
+            return torch.zeros(b, 1, self.cross_dim, device=self.device)
+        x = (frame0.to(self.device) + 1) / 2
+        x = F.interpolate(x, size=(224, 224), mode="bicubic", align_corners=False, antialias=True).clamp(0, 1)
+        mean = torch.tensor(CLIP_MEAN, device=x.device).view(1, 3, 1, 1)
+        std = torch.tensor(CLIP_STD, device=x.device).view(1, 3, 1, 1)
+        ref = next(self.image_encoder.parameters())
+        embeds = self.image_encoder(pixel_values=((x - mean) / std).to(ref)).image_embeds
+        return embeds.float().unsqueeze(1)
+
+    # ---- losses and steps ---------------------------------------------------------------------------------------
+
+    def _autocast(self):
+        enabled = self.config.mixed_precision == "bf16"
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=enabled)
+
+    def _conditioned(self, batch: dict[str, Any]) -> Any:
+        """TrackDiffusion: the boxes' condition, kept open through the backward pass too (gradient checkpointing
+        re-runs the spatial blocks, fusers included, during backward). TrackGo's losses condition themselves."""
+        if self.is_svd:
+            return self.attachment.conditioned(batch["boxes"], batch["masks"], batch["colors"])
+        return contextlib.nullcontext()
+
+    def losses(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        """The step's loss(es) (with the graph), as 0-dim float32 tensors; ``"loss"`` is what is minimised."""
+        with self._conditioned(batch):
+            return self._losses(batch)
+
+    def _losses(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        if not self.is_svd:
+            from .trackgo_losses import trackgo_losses
+
+            with self._autocast():
+                out = trackgo_losses(self.unet, self.attachment, batch, lambda_attn=self.config.lambda_attn)
+            return {"loss": out["total"], "noise": out["noise"], "attention": out["attention"]}
+        x = batch["latents"].float()
+        b, f = x.shape[:2]
+        s = batch["sigma"].float().view(b, 1, 1, 1, 1)
+        noisy = x + batch["noise"].float() * s
+        image = batch["image_latents"].float().unsqueeze(1).expand(-1, f, -1, -1, -1)
+        sample = torch.cat([noisy / (s * s + 1).sqrt(), image], dim=2)
+        timesteps = 0.25 * batch["sigma"].float().log()
+        with self._autocast():
+            out = self.unet(sample, timesteps, encoder_hidden_states=batch["image_embeddings"],
+                            added_time_ids=batch["added_time_ids"]).sample
+        denoised = out.float() * (-s / (s * s + 1).sqrt()) + noisy / (s * s + 1)
+        weight = (1 + s * s) / (s * s)
+        return {"loss": (weight * (denoised - x) ** 2).reshape(b, -1).mean(1).mean()}
+
+    def optimize(self, batch: dict[str, Any]) -> dict[str, float]:
+        """One optimizer step on ``batch``; returns the losses and the learning rate it used."""
+        lr = float(self.optimizer.param_groups[0]["lr"])
+        self.optimizer.zero_grad(set_to_none=True)
+        with self._conditioned(batch):
+            losses = self._losses(batch)
+            loss = losses["loss"]
+            if not bool(torch.isfinite(loss)):
+                raise InvalidInputError(f"the loss is {float(loss)} (the run diverged).",
+                                        fix="resume from the last checkpoint with a lower --lr.", source=SOURCE)
+            loss.backward()
+        if self.config.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.parameters, self.config.grad_clip)
+        self.optimizer.step()
+        self.scheduler.step()
+        return {**{k: float(v.detach()) for k, v in losses.items()}, "lr": lr}
+
+    @torch.no_grad()
+    def evaluate(self, batch: dict[str, Any]) -> dict[str, float]:
+        """The losses on ``batch`` without training (same sigma and noise as stored in the batch)."""
+        return {k: float(v) for k, v in self.losses(batch).items()}
+
+    # ---- state --------------------------------------------------------------------------------------------------
+
+    def trainable_state(self) -> dict[str, torch.Tensor]:
+        return {name: p.detach().cpu().clone() for name, p in self.named_parameters}
+
+    def state(self, step: int) -> dict[str, Any]:
+        rng = {"torch": torch.get_rng_state()}
+        if self.device.type == "cuda":
+            rng["cuda"] = torch.cuda.get_rng_state(self.device)
+        return {"step": int(step), "config": self.config.settings(), "base": self.base_description,
+                "base_signature": self.base_signature, "trainable": self.trainable_state(),
+                "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(), "rng": rng,
+                "torch_version": str(torch.__version__)}
+
+    def load_state(self, state: dict[str, Any], source: str = "checkpoint") -> int:
+        """Restore a checkpoint (refusing another base or other settings); returns its step."""
+        saved = state.get("trainable", {})
+        own = dict(self.named_parameters)
+        wrong = [f"{k} checkpoint {list(saved[k].shape)} vs model {list(p.shape)}" for k, p in own.items()
+                 if k in saved and tuple(saved[k].shape) != tuple(p.shape)]
+        missing = sorted(set(own) - set(saved))
+        if wrong or missing or state.get("base_signature") != self.base_signature:
+            detail = "; ".join(wrong[:3]) or (f"{len(missing)} trained tensors missing, e.g. {missing[:2]}"
+                                             if missing else "the architectures differ")
+            raise InvalidInputError(
+                f"this checkpoint was trained on another base: {state.get('base')} (checkpoint) vs "
+                f"{self.base_description} (this run): {detail}.",
+                fix="resume with the base the run started with, or start a new run in another --out.", source=source)
+        differences = ckpt.config_differences(state.get("config", {}), self.config.settings())
+        if differences:
+            raise InvalidInputError(
+                "the settings differ from the checkpoint's, so the run would not continue as it started: "
+                + "; ".join(differences) + ".",
+                fix="resume with the original settings (see run.json), or start a new run in another --out.",
+                source=source)
+        with torch.no_grad():
+            for name, p in self.named_parameters:
+                p.copy_(saved[name].to(p))
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        rng = state.get("rng", {})
+        if "torch" in rng:
+            torch.set_rng_state(rng["torch"])
+        if "cuda" in rng and self.device.type == "cuda":
+            torch.cuda.set_rng_state(rng["cuda"], self.device)
+        return int(state["step"])
+
+    # ---- outputs ------------------------------------------------------------------------------------------------
+
+    def adapter_path(self, out: str | Path) -> Path:
+        return adapter_path(self.config, out)
+
+    def export(self, out: str | Path, step: int) -> Path:
+        """Write the adapter file the ComfyUI nodes load (atomically); returns its path."""
+        return export_adapter(self.attachment, self.config, out, step, base=self.base_name)
+
+    def save(self, out: str | Path, step: int) -> Path:
+        path = ckpt.save_checkpoint(out, self.state(step), keep=self.config.keep)
+        self.export(out, step)
+        return path
