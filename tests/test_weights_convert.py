@@ -17,6 +17,7 @@ import torch
 from safetensors.torch import save_file
 
 import trackdiffusion.models.checkpoints.convert as conv
+import trackdiffusion.models.checkpoints.inspect as checkpoint_inspect
 from trackdiffusion.data.errors import InvalidInputError
 from trackdiffusion.models.checkpoints import (
     KIND_COMFYUI_SVD,
@@ -161,7 +162,8 @@ def no_full_loads(monkeypatch):
     for mod, name in ((safetensors.torch, "load_file"), (safetensors.torch, "load"), (torch, "load")):
         monkeypatch.setattr(mod, name, refuse)
     counter = CountingOpen()
-    monkeypatch.setattr(conv, "safe_open", counter)
+    monkeypatch.setattr(conv, "safe_open", counter)  # streaming tensors
+    monkeypatch.setattr(checkpoint_inspect, "safe_open", counter)  # reading headers
     return counter
 
 

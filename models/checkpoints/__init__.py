@@ -1,9 +1,11 @@
 """Official TrackDiffusion checkpoints: inspection, conversion to a ComfyUI-named delta, loading.
 
-See :mod:`.convert` (API) and :mod:`.svd_keys` (the diffusers <-> ComfyUI SVD key map).
+See :mod:`.inspect` (what a file is), :mod:`.plans` (what each kind must contain), :mod:`.convert` (streaming
+conversion and :func:`load_delta`) and :mod:`trackdiffusion.models.svd.naming` (the diffusers <-> ComfyUI SVD key map).
 """
 
-from .convert import (
+from .convert import ConvertResult, convert_checkpoint, convert_modelscope, convert_svd, load_delta
+from .inspect import (
     FORMAT_VERSION,
     KIND_COMFYUI_SVD,
     KIND_MODELSCOPE_ADAPTER,
@@ -16,12 +18,7 @@ from .convert import (
     MODELSCOPE_ADAPTER_FORMAT,
     SVD_DELTA_FORMAT,
     CheckpointInfo,
-    ConvertResult,
-    convert_checkpoint,
-    convert_modelscope,
-    convert_svd,
     inspect_checkpoint,
-    load_delta,
 )
 
 __all__ = [

@@ -2,6 +2,8 @@
 
 * :mod:`.naming`: the added modules' keys and shapes;
 * :mod:`.diffusers`: the layout built on / attached to a diffusers ``UNet3DConditionModel``;
+* :mod:`.loading`: the diffusers text-to-video folder, the official UNet or our adapter, the other components;
+* :mod:`.conditioning`: the per-call text embeddings and tracklet boxes / masks;
 * :mod:`.pipeline`: the sampler from a diffusers text-to-video folder (:class:`ModelScopeTrackDiffusion`).
 
 Importing this package does not import diffusers; the public names are loaded from the submodules on first use.
