@@ -123,9 +123,27 @@ def test_template_is_resized_to_the_box():
     torch.testing.assert_close(tx, 2 + (sx - 4) / 2)
     sy, ty = (src[:, 1] + 1) * 8 / 2, (tmpl[:, 1] + 1) * 8 / 2
     torch.testing.assert_close(ty, 2 + (sy - 2) / 2)
-    # Gaussian: sigma = 0.4 of the half-size (2 cells here) around the centre (6, 4)
+    # Gaussian: sigma = 0.4 of the half-size (2 cells here) around the centre (6, 4), peaking at 1 on the box's cells
     expected = torch.exp(-0.5 * (((sx - 6) / 0.8) ** 2 + ((sy - 4) / 0.8) ** 2))
-    torch.testing.assert_close(t.weight, expected)
+    torch.testing.assert_close(t.weight, expected / expected.max())
+
+
+def test_box_edges_are_floored_and_each_box_weight_peaks_at_one():
+    """As SG-I2V's official code: a box from x 2.6 to 5.6 covers cells 2, 3, 4 (floored edges; rounding would give
+    3, 4, 5), and every box's Gaussian is scaled so that its largest weight on the cells is exactly 1."""
+    boxes = latent_boxes_from_tensors(torch.tensor([[[1.0, 1.0, 4.0, 4.0], [8.0, 1.0, 12.0, 5.0]],
+                                                    [[2.6, 2.3, 5.6, 5.3], [9.0, 2.0, 13.0, 6.0]]]),
+                                      torch.ones(2, 2, dtype=torch.bool), 8, 16)
+    t = build_alignment_targets(boxes)
+    cells = ((t.src_grid.reshape(-1, 2)[t.src_index] + 1) * torch.tensor([16, 8]) / 2 - 0.5).round().long()
+    first = cells[t.obj == 0]
+    assert sorted(set(first[:, 0].tolist())) == [2, 3, 4] and sorted(set(first[:, 1].tolist())) == [2, 3, 4]
+    for n in (0, 1):
+        assert t.weight[t.obj == n].max().item() == pytest.approx(1.0)
+    # the centre (4.1, 3.8) is no cell centre: without the normalisation the largest weight would be below 1
+    raw = torch.exp(-0.5 * (((first[:, 0] + 0.5 - 4.1) / 0.6) ** 2 + ((first[:, 1] + 0.5 - 3.8) / 0.6) ** 2))
+    assert raw.max() < 0.9
+    torch.testing.assert_close(t.weight[t.obj == 0], (raw / raw.max()).float())
 
 
 def test_partly_offscreen_template_positions_get_no_weight():
@@ -228,6 +246,30 @@ def test_optimisation_loss_falls_with_a_toy_model():
     assert not torch.equal(result.latent, latent)
     off = optimise_latent(latent, features, targets, iterations=0)
     assert torch.equal(off.latent, latent) and off.losses == []
+
+
+def test_an_overflowing_fp16_step_is_skipped_not_retried():
+    """As a gradient scaler: an iteration whose (scaled) gradient is not finite makes no update and lowers the scale;
+    the run still makes exactly ``iterations`` forward passes."""
+    from trackdiffusion.models.guidance.sgi2v import LossScaler
+
+    boxes = latent_boxes_from_tracklets(tracklets([MOVING]), 4, 8, 16)
+    targets = build_alignment_targets(boxes)
+    latent = torch.randn(4, 4, 8, 16)
+    calls = []
+
+    def features(z):
+        calls.append(1)
+        f = torch.tanh(z)
+        if len(calls) == 2:  # the second forward overflows
+            f = f * torch.tensor(float("inf"))
+        return [f]
+
+    scaler = LossScaler(torch.float16)
+    start = scaler.scale
+    result = optimise_latent(latent, features, targets, iterations=4, scaler=scaler, fft_ratio=0.0)
+    assert len(calls) == 4 and len(result.losses) == 3
+    assert scaler.scale == start / 2 and scaler.overflows == 1
 
 
 # ------------------------------------------------------------------------------------------- checkpointing plan

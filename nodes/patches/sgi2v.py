@@ -14,13 +14,14 @@ Where it hooks in, and why:
 - **the features** come from object patches on ``attn1.forward`` of the *spatial* ``transformer_blocks[0]`` of the
   chosen output-block transformers (``output_blocks.7.1`` and ``output_blocks.8.1`` = diffusers up_blocks[2]
   attentions 1 and 2). Those modules are only ever called for spatial tokens, so the temporal ``time_stack`` blocks
-  are untouched. The patch is inert unless the call's ``transformer_options`` carries this run's capture object,
-  which only the optimisation forward adds: normal denoising, and the model with guidance off, compute exactly what
-  the unpatched model computes.
+  are untouched. As in SG-I2V's official code, the feature is a side branch: every frame's queries attend to frame
+  0's keys and values (detached), and that attention's output is recorded before ``to_out``; attn1 itself then runs
+  with its own keys and values, so recording changes nothing downstream. The patch is inert unless the call's
+  ``transformer_options`` carries this run's capture object, which only the optimisation forward adds: normal
+  denoising, and the model with guidance off, compute exactly what the unpatched model computes.
 - **the optimisation forward** is ``comfy.samplers.calc_cond_batch`` on the positive conds only, so conds,
-  ``num_video_frames``, hooks, other packs' wrappers and patches (e.g. TrackDiffusion's) apply as in a normal call. In
-  the patched layers each frame's queries attend to frame 0's keys and values; the output is recorded and flows on,
-  and after the last recorded layer a private exception ends the forward (the rest of the UNet never runs).
+  ``num_video_frames``, hooks, other packs' wrappers and patches (e.g. TrackDiffusion's) apply as in a normal call.
+  After the last recorded layer a private exception ends the forward (the rest of the UNet never runs).
 - **autograd inside ComfyUI**: sampling runs under ``torch.inference_mode``; the optimisation leaves it locally and
   enables grad. Weights loaded to the GPU during sampling are inference tensors that autograd cannot save, so those
   (only those) are swapped, one at a time, for normal tensors with the same values (no second copy of the UNet stays);
@@ -75,6 +76,7 @@ class _Capture:
     last: str
     frames: int
     features: dict = field(default_factory=dict)
+    stop: bool = True  # end the forward after the last recorded layer (False: run the whole UNet, tests)
     checkpoint: frozenset = frozenset()  # spatio-temporal transformers recomputed in the backward
 
 
@@ -99,46 +101,52 @@ class _Run:
 
 
 def _attn1_forward(layer: str, previous):
-    """Spatial attn1.forward: frame-0 keys/values and recording while a capture is active, else the previous forward
-    (another pack's patch, or the class's own)."""
+    """Spatial attn1.forward. While a capture is active, a side branch attends every frame's queries to frame 0's
+    keys and values (detached, as SG-I2V's official code) and records that attention's output before ``to_out``;
+    then attn1 runs as usual (the previous forward: another pack's patch, or the class's own), so recording never
+    changes what the UNet computes."""
+
+    def run_attn1(self, x, context, value, mask, transformer_options):
+        if previous is not None:
+            return previous(x, context=context, value=value, mask=mask, transformer_options=transformer_options)
+        return type(self).forward(self, x, context=context, value=value, mask=mask,
+                                  transformer_options=transformer_options)
 
     def forward(self, x, context=None, value=None, mask=None, transformer_options={}):  # noqa: B006 (ComfyUI's)
         capture = transformer_options.get(CAPTURE_KEY)
         if capture is None or layer not in capture.layers:
-            if previous is not None:
-                return previous(x, context=context, value=value, mask=mask, transformer_options=transformer_options)
-            return type(self).forward(self, x, context=context, value=value, mask=mask,
-                                      transformer_options=transformer_options)
-        from comfy.ldm.modules import attention
-
-        frames = capture.frames
-        bt, hw, _ = x.shape
-        chunks = bt // frames
-        ctx = x if context is None else context
-        val = ctx if value is None else value
-        # frame 0 of every chunk: [chunks, hw, c]; the queries of all frames attend to it
-        ctx0 = ctx.reshape(chunks, frames, *ctx.shape[1:])[:, 0]
-        val0 = val.reshape(chunks, frames, *val.shape[1:])[:, 0]
-        q = self.to_q(x)
-        k, v = self.to_k(ctx0), self.to_v(val0)
-        if mask is None:
-            out = attention.optimized_attention(q.reshape(chunks, frames * hw, q.shape[-1]), k, v, self.heads,
-                                                attn_precision=self.attn_precision,
-                                                transformer_options=transformer_options)
-        else:  # keep the caller's mask shape: repeat frame 0's keys and values per frame
-            k = k.repeat_interleave(frames, 0)
-            v = v.repeat_interleave(frames, 0)
-            out = attention.optimized_attention_masked(q, k, v, self.heads, mask, attn_precision=self.attn_precision,
-                                                       transformer_options=transformer_options)
-        out = self.to_out(out.reshape(bt, hw, -1))
-        h, w = transformer_options["activations_shape"][-2:]
-        feature = out.reshape(chunks, frames, h, w, out.shape[-1]).mean(0).permute(0, 3, 1, 2)  # [F, C, h, w]
-        capture.features[layer] = feature
-        if layer == capture.last:
-            raise _StopForward
-        return out
+            return run_attn1(self, x, context, value, mask, transformer_options)
+        capture.features[layer] = _frame0_branch(self, x, context, value, mask, capture.frames, transformer_options)
+        if capture.stop and layer == capture.last:
+            raise _StopForward  # the loss has every feature; the rest of the UNet does not affect it
+        return run_attn1(self, x, context, value, mask, transformer_options)
 
     return forward
+
+
+def _frame0_branch(attn, x, context, value, mask, frames: int, transformer_options: dict) -> torch.Tensor:
+    """SG-I2V's feature: softmax(q_f k_0^T) v_0 with frame 0's keys and values detached (no gradient reaches frame 0
+    through them), before the output projection; averaged over the CFG chunks present. Returns [F, C, h, w]."""
+    from comfy.ldm.modules import attention
+
+    bt, hw, _ = x.shape
+    chunks = bt // frames
+    ctx = x if context is None else context
+    val = ctx if value is None else value
+    q = attn.to_q(x)
+    with torch.no_grad():  # frame 0 of every chunk: [chunks, hw, c]
+        k = attn.to_k(ctx.reshape(chunks, frames, *ctx.shape[1:])[:, 0])
+        v = attn.to_v(val.reshape(chunks, frames, *val.shape[1:])[:, 0])
+    if mask is None:
+        out = attention.optimized_attention(q.reshape(chunks, frames * hw, q.shape[-1]), k, v, attn.heads,
+                                            attn_precision=attn.attn_precision,
+                                            transformer_options=transformer_options)
+    else:  # keep the caller's mask shape: repeat frame 0's keys and values per frame
+        out = attention.optimized_attention_masked(q, k.repeat_interleave(frames, 0), v.repeat_interleave(frames, 0),
+                                                   attn.heads, mask, attn_precision=attn.attn_precision,
+                                                   transformer_options=transformer_options)
+    h, w = transformer_options["activations_shape"][-2:]
+    return out.reshape(chunks, frames, h, w, out.shape[-1]).mean(0).permute(0, 3, 1, 2)
 
 
 def _svt_forward(name: str, previous):

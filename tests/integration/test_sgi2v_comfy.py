@@ -142,23 +142,81 @@ def test_forward_stops_after_the_last_recorded_layer(tiny_svd):
     assert calls["attn1_7"] == STEPS + optimisation_forwards
 
 
-def test_frame0_kv_attention(tiny_svd):
-    """In the patched layer, frame 0 attends to itself as usual; other frames read frame 0's keys and values."""
-    from trackdiffusion.nodes.patches.sgi2v import CAPTURE_KEY, _attn1_forward, _Capture
+def _frame0_reference(attn1, x, frames):
+    """softmax(q_f k_0^T / sqrt(d)) v_0 per head, by hand: SG-I2V's pre-projection feature, [F, hw, C]."""
+    heads = attn1.heads
+    q, k, v = attn1.to_q(x), attn1.to_k(x[0:1]), attn1.to_v(x[0:1])
+
+    def split(t):  # [n, hw, C] -> [n, heads, hw, d]
+        return t.reshape(t.shape[0], t.shape[1], heads, -1).transpose(1, 2)
+
+    qh, kh, vh = split(q), split(k), split(v)
+    weights = torch.softmax(qh @ kh.transpose(-1, -2) / qh.shape[-1] ** 0.5, dim=-1)
+    return (weights @ vh).transpose(1, 2).reshape(frames, x.shape[1], -1)
+
+
+def _capture_call(attn1, x, capture):
+    from trackdiffusion.nodes.patches.sgi2v import CAPTURE_KEY, _attn1_forward
+
+    return _attn1_forward("output_blocks.7.1", None)(attn1, x, transformer_options={
+        CAPTURE_KEY: capture, "activations_shape": [FRAMES, x.shape[-1], 8, 8]})
+
+
+def test_recording_is_a_side_branch_before_the_output_projection(tiny_svd):
+    """As SG-I2V's official code: attn1's own output is unchanged while recording (bit for bit), and the recorded
+    feature is frame 0's key/value attention *before* to_out, checked against a hand computation."""
+    from trackdiffusion.nodes.patches.sgi2v import _attn1_forward, _Capture
 
     attn1 = tiny_svd.get_model_object("diffusion_model").output_blocks[7][1].transformer_blocks[0].attn1
     torch.manual_seed(0)
     x = torch.randn(FRAMES, 64, attn1.to_q.in_features)
     plain = attn1(x)
     capture = _Capture(("output_blocks.7.1",), "output_blocks.8.1", FRAMES)
-    out = _attn1_forward("output_blocks.7.1", None)(attn1, x, transformer_options={
-        CAPTURE_KEY: capture, "activations_shape": [FRAMES, x.shape[-1], 8, 8]})
-    torch.testing.assert_close(out[0], plain[0], rtol=1e-5, atol=1e-5)
-    same_kv = attn1(x[1:2], context=x[0:1])  # frame 1's queries on frame 0's keys/values
-    torch.testing.assert_close(out[1], same_kv[0], rtol=1e-5, atol=1e-5)
-    assert capture.features["output_blocks.7.1"].shape == (FRAMES, x.shape[-1], 8, 8)
+    assert torch.equal(_capture_call(attn1, x, capture), plain)
+    feature = capture.features["output_blocks.7.1"]  # [F, C, h, w]
+    assert feature.shape == (FRAMES, attn1.to_q.out_features, 8, 8)
+    reference = _frame0_reference(attn1, x, FRAMES)
+    torch.testing.assert_close(feature.permute(0, 2, 3, 1).reshape(FRAMES, 64, -1), reference, rtol=1e-5, atol=1e-5)
+    projected = attn1.to_out(reference)  # what the old code recorded: clearly not the same tensor
+    assert not torch.allclose(feature.permute(0, 2, 3, 1).reshape(FRAMES, 64, -1), projected, atol=1e-3)
     # without a capture (normal denoising) the patched forward is the original
     assert torch.equal(_attn1_forward("output_blocks.7.1", None)(attn1, x, transformer_options={}), plain)
+
+
+def test_no_gradient_reaches_frame_0_through_keys_and_values(tiny_svd):
+    from trackdiffusion.nodes.patches.sgi2v import _Capture
+
+    attn1 = tiny_svd.get_model_object("diffusion_model").output_blocks[7][1].transformer_blocks[0].attn1
+    x = torch.randn(FRAMES, 64, attn1.to_q.in_features, generator=torch.Generator().manual_seed(1), requires_grad=True)
+    capture = _Capture(("output_blocks.7.1",), "output_blocks.8.1", FRAMES)
+    with torch.enable_grad():
+        _capture_call(attn1, x, capture)
+        capture.features["output_blocks.7.1"][1:].pow(2).sum().backward()  # the loss never reads frame 0's feature
+    assert torch.count_nonzero(x.grad[0]) == 0  # frame 0 enters only through its detached keys and values
+    assert all(torch.count_nonzero(x.grad[f]) > 0 for f in range(1, FRAMES))
+
+
+def test_recording_on_leaves_the_unet_output_bit_identical(tiny_svd):
+    """Every UNet call of a whole sampling run records features in both layers (the forward not stopped): the
+    sampled latent equals the unpatched model's bit for bit."""
+    from trackdiffusion.nodes.patches.sgi2v import CAPTURE_KEY, _Capture, apply_sgi2v
+
+    reference = sample(tiny_svd)
+    layers = ("output_blocks.7.1", "output_blocks.8.1")
+    recorded = []
+
+    def wrapper(apply_model, args):
+        c = dict(args["c"])
+        capture = _Capture(layers, layers[-1], FRAMES, stop=False)
+        c["transformer_options"] = {**c["transformer_options"], CAPTURE_KEY: capture}
+        out = apply_model(args["input"], args["timestep"], **c)
+        recorded.append(sorted(capture.features))
+        return out
+
+    m = apply_sgi2v(tiny_svd, tracklets(), iterations=0, checkpointing="off")
+    m.set_model_unet_function_wrapper(wrapper)
+    assert torch.equal(sample(m), reference)
+    assert recorded and all(r == list(layers) for r in recorded)
 
 
 def test_late_objects_and_changing_sizes(sharp_svd):

@@ -7,8 +7,11 @@ inside a (frame, object) box, excluding each object's template frame and its inv
 - where to read the frame's feature: the cell centre, in ``grid_sample`` coordinates;
 - where to read the template: the same relative position inside the template-frame box (so the template is resized
   to the frame's box, bilinearly; a box that changes size is handled by construction);
-- a weight: ``exp(-((dx / (sigma * half_w))**2 + (dy / (sigma * half_h))**2) / 2)`` around the box centre, 0 where
-  the template position falls outside the picture (template box partly off-screen).
+- a weight: ``exp(-((dx / (sigma * half_w))**2 + (dy / (sigma * half_h))**2) / 2)`` around the box centre,
+  normalised so that each box's largest weight is 1, and 0 where the template position falls outside the picture
+  (template box partly off-screen).
+
+Box edges are floored to latent cells (cells ``floor(x1) .. floor(x2) - 1``), as in SG-I2V's official code.
 
 Feature maps of any resolution (SVD's up-path layers run at 1/2 or 1/4 of the latent) are sampled bilinearly at
 those latent positions, which is exactly reading a bilinear upsampling of them to the latent size (SG-I2V's
@@ -62,8 +65,9 @@ class AlignmentTargets:
 
 
 def _cell_range(lo: float, hi: float, size: int) -> tuple[int, int]:
-    """Cells [a, b) of a box edge pair: rounded edges, at least the cell of the centre, clipped to [0, size)."""
-    a, b = math.floor(lo + 0.5), math.floor(hi + 0.5)
+    """Cells [a, b) of a box edge pair: edges floored (as SG-I2V's official code), at least the cell of the centre,
+    clipped to [0, size)."""
+    a, b = math.floor(lo), math.floor(hi)
     if b <= a:
         a = math.floor((lo + hi) / 2)
         b = a + 1
@@ -99,6 +103,7 @@ def build_alignment_targets(boxes: LatentBoxes, heatmap_sigma: float = 0.4) -> A
             half_w, half_h = (x2 - x1) / 2, (y2 - y1) / 2
             weight = torch.exp(-0.5 * (((cx - (x1 + half_w)) / (heatmap_sigma * half_w)) ** 2
                                        + ((cy - (y1 + half_h)) / (heatmap_sigma * half_h)) ** 2))
+            weight = weight / weight.max()  # each box's heatmap peaks at 1 on its cells, as SG-I2V's official code
             weight = weight * ((px >= 0) & (px <= w) & (py >= 0) & (py <= h))
             src = torch.stack([2 * cx / w - 1, 2 * cy / h - 1], -1)
             tmpl = torch.stack([2 * px / w - 1, 2 * py / h - 1], -1)

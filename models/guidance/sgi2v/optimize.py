@@ -19,21 +19,19 @@ log = logging.getLogger(__name__)
 
 
 class LossScaler:
-    """Dynamic loss scaling for a float16 forward (float32 / bfloat16 ones use scale 1): gradients come back
-    unscaled; a step whose gradient is not finite is redone at half the scale. Lives for a whole sampling run."""
+    """Dynamic loss scaling for a float16 forward (float32 / bfloat16 ones use scale 1), as a gradient scaler does:
+    gradients come back unscaled; an iteration whose gradient is not finite makes no update (it is skipped, not
+    retried) and halves the scale for the next ones. Lives for a whole sampling run."""
 
     def __init__(self, dtype: torch.dtype, initial: float = 2.0**12, min_scale: float = 1.0):
         self.scale = initial if dtype == torch.float16 else 1.0
         self.min_scale = min_scale
         self.overflows = 0
 
-    def backoff(self) -> bool:
-        """Halve the scale after an overflow; False when it cannot go lower (the step is then skipped)."""
+    def backoff(self) -> None:
+        """After an overflow: halve the scale (not below ``min_scale``)."""
         self.overflows += 1
-        if self.scale <= self.min_scale:
-            return False
         self.scale = max(self.scale / 2, self.min_scale)
-        return True
 
 
 @dataclass
@@ -69,9 +67,7 @@ def optimise_latent(latent: torch.Tensor, features: Callable[[torch.Tensor], lis
     with torch.enable_grad():
         z = original.clone().requires_grad_(True)
         optimizer = torch.optim.AdamW([z], lr=lr, weight_decay=weight_decay)
-        done, attempts = 0, 0
-        while done < iterations and attempts < iterations + 16:
-            attempts += 1
+        for _ in range(iterations):
             if check_interrupt is not None:
                 check_interrupt()
             feats = features(z)
@@ -81,10 +77,8 @@ def optimise_latent(latent: torch.Tensor, features: Callable[[torch.Tensor], lis
             (grad,) = torch.autograd.grad(loss * scaler.scale, z)
             del feats
             if not bool(torch.isfinite(grad).all()):
-                if scaler.backoff():
-                    log.info("SG-I2V: gradient overflow, loss scale lowered to %g", scaler.scale)
-                    continue
-                done += 1  # no lower scale left: skip this update
+                scaler.backoff()  # skip this update, as a gradient scaler does
+                log.info("SG-I2V: gradient overflow, update skipped, loss scale lowered to %g", scaler.scale)
                 continue
             value = float(loss.detach())
             if not math.isfinite(value):
@@ -93,7 +87,6 @@ def optimise_latent(latent: torch.Tensor, features: Callable[[torch.Tensor], lis
             z.grad = grad / scaler.scale
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
-            done += 1
     optimised = z.detach()
     result = high_frequency_reset(original, optimised, fft_ratio) if fft_ratio > 0 else original
     return OptimisationResult(result.to(latent.dtype), losses)
