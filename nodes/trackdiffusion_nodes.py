@@ -114,10 +114,9 @@ class TrackAdapterPatch(io.ComfyNode):
                 PointTrajectories.Input("trajectories"),
                 TrackDiffusionAdapter.Input("adapter", optional=True),
                 io.Float.Input("tau", default=0.0, min=-10000.0, max=0.0, step=1.0,
-                               tooltip="Mask value where the trajectory attention is below alpha (TrackGo fig. 5: "
-                               "0, -100, -10000). It acts through its distance to the -10000 of the masked "
-                               "entries: 0 or -100 keep the mask (as trained), -10000 removes it and leaves the "
-                               "original temporal attention free; values near -10000 blend."),
+                               tooltip="How much the unspecified area (outside the trajectories) may move, "
+                               "TrackGo fig. 5: 0 = freely, -100 = partly suppressed, -10000 = static. It flattens "
+                               "that area's temporal attention (logits divided by 1 + |tau| / 1024)."),
                 io.Float.Input("alpha", default=0.2, min=0.0, max=1.0, step=0.01,
                                tooltip="Trajectory attention above which the original temporal attention is "
                                "masked out."),

@@ -9,10 +9,18 @@ TrackGo released no code; this follows the paper ("Injecting Motion Conditions v
 - TrackAdapter, in every temporal self-attention: A' = softmax(Q'K'^T / sqrt(d)) with Q' = f W'q, K' = f W'k;
   A_M = -1e4 where A' >= alpha (0.2), else tau (0 in training; 0, -1e2 or -1e4 at inference, TrackGo fig. 5);
   A = softmax(QK^T / sqrt(d) + A_M); O = (A + strength * A') V, then the layer's to_out.
-  Note what this formula does with tau: a softmax ignores a constant added to a whole row, so tau only acts through
-  its distance to the -1e4 of the masked entries. Any tau far above -1e4 (0, -1e2) keeps the masked entries out of
-  the original branch; tau = -1e4 makes them equal again, i.e. removes the mask and leaves the original temporal
-  attention free. Values in between (e.g. -9990) blend the two;
+- tau, as the paper documents it (Inference paragraph, fig. 5): tau sets how much the *unspecified* area (the tokens
+  whose trajectory attention stays below alpha) may move: 0 lets it move freely, -1e2 partly suppresses it, -1e4
+  keeps it static. Taken literally in float32 the formula cannot do that: a softmax ignores a constant added to a
+  whole row, so tau = 0 and -1e2 give identical outputs and -1e4 only erases the mask. The paper's behaviour comes
+  from float16 (the supplement's precision): adding tau to logits of order 1 rounds them to float16's grid at
+  |tau|, whose spacing is about |tau| / 2**10 (0.06 at -1e2, 8 at -1e4). Logit differences smaller than that
+  spacing vanish, so the temporal attention flattens towards a uniform average over the frames, and a uniform
+  temporal average makes every frame's features the same: a static area. We give tau that effect exactly and in
+  every dtype: the logits of the unmasked entries are divided by the temperature ``1 + |tau| / 1024``
+  (:func:`tau_temperature`: 1 at tau = 0, 1.1 at -1e2, 10.8 at -1e4, i.e. the flattening that float16's spacing
+  causes), and the masked entries stay at -1e4: A = softmax(QK^T / (sqrt(d) * T(tau)) + M), M = -1e4 where
+  A' >= alpha, else 0. Training uses tau = 0 (T = 1), so trained adapters see the formula unchanged;
 - attention loss: the squared diagonal A(i, i) of the original branch inside the (down-sampled) mask of moving parts,
   summed over the temporal layers, added to the noise loss with a weight lambda.
 
@@ -33,6 +41,8 @@ from ...data.errors import InvalidInputError
 from ..ops import resolve_operations
 
 MASK_VALUE = -1e4
+#: float16 has 10 significand bits: |tau| / 1024 is about the grid spacing that adding tau imposes on the logits
+TAU_SCALE = 1024.0
 SVD_LEVEL_CHANNELS = (320, 640, 1280, 1280)  # temporal attention width at 1/8, 1/16, 1/32, 1/64 of the image
 
 #: the "format" metadata of a TrackAdapter file (what training writes and Load TrackDiffusion Adapter reads)
@@ -121,6 +131,11 @@ def _merge_heads(x: torch.Tensor) -> torch.Tensor:
     return x.transpose(1, 2).reshape(n, t, h * d)
 
 
+def tau_temperature(tau: float) -> float:
+    """The temperature that divides the unmasked temporal-attention logits: ``1 + |tau| / 1024`` (module docstring)."""
+    return 1.0 + abs(float(tau)) / TAU_SCALE
+
+
 def trackgo_attention(
     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, a_prime: torch.Tensor, heads: int, *,
     alpha: float = 0.2, tau: float = 0.0, strength: float = 1.0,
@@ -132,19 +147,22 @@ def trackgo_attention(
         q, k, v: the original branch's projections, [N, T, C].
         a_prime: the trajectory attention A', [N, heads, T, T].
         alpha: A' threshold above which the original branch is masked with -1e4.
-        tau: the additive mask everywhere else (0 = the background moves freely, -1e4 = it is held back).
+        tau: how much the unspecified area may move: 0 = freely, -1e2 = partly suppressed, -1e4 = static (its
+            logits are divided by :func:`tau_temperature`; see the module docstring).
         masked_attention: ``fn(q, k, v, heads, mask) -> [N, T, C]`` for the original branch (ComfyUI passes its own
             optimized attention); None computes it here.
         return_attention: also return A [N, heads, T, T] (for the attention loss; computed explicitly).
     """
-    mask = torch.where(a_prime >= alpha, torch.full_like(a_prime, MASK_VALUE), torch.full_like(a_prime, float(tau)))
+    mask = torch.where(a_prime >= alpha, torch.full_like(a_prime, MASK_VALUE), torch.zeros_like(a_prime))
+    temperature = tau_temperature(tau)
     v_heads = _split_heads(v, heads)
     trajectory = _merge_heads((a_prime.to(v.dtype)) @ v_heads)
-    if masked_attention is not None and not return_attention:
-        base = masked_attention(q, k, v, heads, mask.to(q.dtype))
+    if masked_attention is not None and not return_attention:  # q / T divides every logit by T; -1e4 stays out
+        base = masked_attention(q / temperature if temperature != 1.0 else q, k, v, heads, mask.to(q.dtype))
         return base + strength * trajectory
     qh, kh = _split_heads(q, heads).float(), _split_heads(k, heads).float()
-    attention = torch.softmax(qh @ kh.transpose(-1, -2) / math.sqrt(qh.shape[-1]) + mask, dim=-1)
+    logits = qh @ kh.transpose(-1, -2) / (math.sqrt(qh.shape[-1]) * temperature)
+    attention = torch.softmax(logits + mask, dim=-1)
     out = _merge_heads(attention.to(v.dtype) @ v_heads) + strength * trajectory
     return (out, attention) if return_attention else out
 

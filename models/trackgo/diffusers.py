@@ -403,7 +403,8 @@ class TrackGoAttachment(nn.Module):
                 UNet batch or 1 (shared).
             moving_mask: ``[B, H, W]`` (1 on the moving parts) for the attention loss, or None.
             alpha: A' threshold above which the original branch is masked with -1e4 (0.2 in the paper).
-            tau: the additive mask elsewhere (0 in training; 0, -1e2 or -1e4 at inference).
+            tau: how much the unspecified area may move (0 in training; at inference 0 = freely, -1e2 = partly
+                suppressed, -1e4 = static: :func:`~trackdiffusion.models.trackgo.adapter.tau_temperature`).
             strength: scales A' V; 0 skips the branch entirely (the stock UNet, bit for bit; nothing is encoded).
             record_attention: keep each layer's original-branch attention A (computed explicitly, float32) for
                 :func:`trackdiffusion.training.attention_loss`.

@@ -2,8 +2,8 @@
 
 Only temporal self-attention is patched, and nothing in ``transformer_options`` tells temporal from spatial calls, so
 the patch is an object patch on each ``time_stack[i].attn1.forward`` (restored on unpatch, survives clone). The
-original branch keeps ComfyUI's own attention function, given the additive mask A_M; the trajectory branch A' V is
-added before the layer's output projection. The encoded trajectories are computed once per sampling run (per
+original branch keeps ComfyUI's own attention function, given the mask A_M (and tau's temperature); the trajectory
+branch A' V is added before the layer's output projection. The encoded trajectories are computed once per sampling run (per
 device/dtype) and reused at every layer and step; the unconditional chunk sees an empty (black) trajectory video.
 """
 
@@ -103,8 +103,8 @@ def apply_trackgo(model, bundle: TrackGoAdapterBundle | None, trajectories, tau:
     """A clone of ``model`` (ComfyUI SVD) whose masked parts follow the TrackGo point trajectories.
 
     Args:
-        tau: additive mask where the trajectory attention is below ``alpha``: 0 lets the rest of the scene move,
-            -100 or -10000 holds it back (TrackGo fig. 5).
+        tau: how much the unspecified area (trajectory attention below ``alpha``) may move, TrackGo fig. 5: 0 freely,
+            -100 partly suppressed, -10000 static (see :func:`trackdiffusion.models.trackgo.adapter.tau_temperature`).
         alpha: threshold on A' above which the original temporal attention is masked out.
         strength: scales A' (0 = the unpatched model, bit for bit).
     """
