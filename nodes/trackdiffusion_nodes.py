@@ -84,9 +84,14 @@ class InstanceEnhancerPatch(io.ComfyNode):
                 TrackDiffusionAdapter.Input("adapter"),
                 Tracklets.Input("tracklets"),
                 io.Float.Input("strength", default=1.0, min=0.0, max=2.0, step=0.05,
-                               tooltip="Scales the fuser gates; 0 = the unpatched model."),
-                io.Float.Input("start_percent", default=0.0, min=0.0, max=1.0, step=0.01),
-                io.Float.Input("end_percent", default=1.0, min=0.0, max=1.0, step=0.01),
+                               tooltip="How strongly the boxes steer: 1 = as trained; 0 = the official no-box state "
+                               "(the TrackDiffusion model with every box slot null); between, the box tokens are "
+                               "blended towards the null ones."),
+                io.Float.Input("start_percent", default=0.0, min=0.0, max=1.0, step=0.01,
+                               tooltip="Where in the schedule the boxes start to act (0 = first step); before it, "
+                               "the no-box state."),
+                io.Float.Input("end_percent", default=1.0, min=0.0, max=1.0, step=0.01,
+                               tooltip="Where the boxes stop acting; after it, the no-box state."),
             ],
             outputs=[io.Model.Output()],
         )

@@ -170,6 +170,21 @@ class TrackDiffusionSVDAdapter(nn.Module):
         return [(name, channels) for name, channels, _ in blocks], contexts.pop()
 
 
+def blend_box_tokens(box_tokens: torch.Tensor, null_tokens: torch.Tensor, strength: float) -> torch.Tensor:
+    """What TrackDiffusion-SVD's ``strength`` means: the box tokens moved towards the null tokens.
+
+    ``null + strength * (box - null)``: 0 is the official no-box state (every slot null: what the official model
+    computes for its unconditional half and for a video without boxes), 1 the boxes as trained, between a weaker pull,
+    above 1 a stronger one. The fusers keep their trained gates either way, so the fine-tuned UNet never runs without
+    them (it was trained with them).
+    """
+    if strength == 1.0:
+        return box_tokens
+    if strength == 0.0:
+        return null_tokens
+    return null_tokens + strength * (box_tokens - null_tokens)
+
+
 def tokens_for_chunks(cond_tokens: torch.Tensor, uncond_tokens: torch.Tensor, cond_or_uncond: Sequence[int]
                       ) -> torch.Tensor:
     """Box tokens for a batch that ComfyUI assembled from cond (0) and uncond (1) chunks, in that order.

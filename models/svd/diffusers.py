@@ -53,6 +53,7 @@ from ..attachment import (
     normalise_strength,
     pad_slots,
 )
+from .adapter import blend_box_tokens
 from .naming import ATTENTIONS, RESNETS, TOP_LEVEL_MAP, longest_module_prefix
 
 SOURCE = "diffusers SVD backend"
@@ -100,7 +101,8 @@ class TrackDiffusionSVDAttachment(UNetAttachment):
             self.detach()
             raise
 
-    def conditioned(self, boxes: Any, masks: Any = None, colors: Any = None, strength: Any = 1.0) -> Any:
+    def conditioned(self, boxes: Any, masks: Any = None, colors: Any = None, strength: Any = 1.0,
+                    box_strength: float = 1.0) -> Any:
         """Context manager: every UNet forward inside it is conditioned on these tracklets.
 
         The position net runs once, here; all fusers of all following forwards reuse its tokens.
@@ -111,14 +113,17 @@ class TrackDiffusionSVDAttachment(UNetAttachment):
                 default to its own). ``N`` <= ``max_objs`` (20); fewer slots are padded with null slots.
             masks: ``[B, F, N]`` (or ``[F, N]``), 1 where the object is present; 0 gives the null token.
             colors: ``[B, N, 3]`` or ``[N, 3]`` RGB in [0, 1] per slot (default (1, 0, 0), the official demo's).
-            strength: multiplies every fuser gate: a number, or per video ``[B]`` / per video and frame ``[B, F]``.
+            strength: multiplies every fuser gate (a low-level knob: 0 skips the fusers): a number, or per video
+                ``[B]`` / per video and frame ``[B, F]``.
+            box_strength: what the ComfyUI node's ``strength`` means: the tokens blended towards the null tokens
+                (:func:`~trackdiffusion.models.svd.adapter.blend_box_tokens`; 0 = the official no-box state).
 
         Batch: ``B`` must equal the UNet batch, or be 1 (shared by every video of the batch).
         """
-        return self._conditioned(boxes, masks, colors, strength)
+        return self._conditioned(boxes, masks, colors, strength, box_strength)
 
-    def _make_condition(self, boxes: Any, masks: Any = None, colors: Any = None, strength: Any = 1.0
-                        ) -> Condition:
+    def _make_condition(self, boxes: Any, masks: Any = None, colors: Any = None, strength: Any = 1.0,
+                        box_strength: float = 1.0) -> Condition:
         if isinstance(boxes, Slots):
             masks = boxes.masks if masks is None else masks
             colors = boxes.colors if colors is None else colors
@@ -158,6 +163,9 @@ class TrackDiffusionSVDAttachment(UNetAttachment):
         boxes = boxes.to(device=ref.device, dtype=ref.dtype)
         masks = masks.to(device=ref.device, dtype=ref.dtype)
         objs = net(boxes.reshape(batch, frames * slots, 7), masks.reshape(batch, frames * slots))
+        if box_strength != 1.0:
+            null = net(boxes.reshape(batch, frames * slots, 7), torch.zeros_like(masks).reshape(batch, frames * slots))
+            objs = blend_box_tokens(objs, null, float(box_strength))
         objs = objs.reshape(batch * frames, slots, objs.shape[-1])
         return Condition(objs, frames, normalise_strength(strength, frames, SOURCE), source=SOURCE)
 

@@ -8,9 +8,9 @@ How the pieces reach the UNet (see ../shared/reference/comfyui_integration.md, v
   would be ambiguous when frames == h*w);
 - the adapter weights are a separate ModelPatcher built from ``comfy.ops.manual_cast`` layers and registered as an
   additional model, so ComfyUI loads, offloads and lowvram-casts them with the UNet;
-- per-call data (the box tokens of each cond/uncond chunk, the gate strength of this step) is put into the call's
-  ``transformer_options`` by a keyed ``DIFFUSION_MODEL`` wrapper; the tokens are computed once per sampling run and
-  reused by every layer and step;
+- per-call data (the box tokens of each cond/uncond chunk at this step: blended towards the null tokens by
+  ``strength``, all null outside the start/end window) is put into the call's ``transformer_options`` by a keyed
+  ``DIFFUSION_MODEL`` wrapper; the tokens are computed once per sampling run and reused by every layer and step;
 - the official checkpoint also fine-tuned conv_in, conv_out and the mix factors: those are weight "set" patches.
 """
 
@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import torch
 
 from ...data.errors import InvalidInputError
-from ...models.svd.adapter import TrackDiffusionSVDAdapter, slots_to_svd_boxes, tokens_for_chunks
+from ...models.svd.adapter import TrackDiffusionSVDAdapter, blend_box_tokens, slots_to_svd_boxes, tokens_for_chunks
 
 PATCH_KEY = "trackdiffusion_svd"
 TEMPORAL_FLAG = "trackdiffusion_temporal"
@@ -110,8 +110,10 @@ def apply_trackdiffusion_svd(model, bundle: SVDAdapterBundle, tracklets, strengt
     """A clone of ``model`` (a ComfyUI SVD ModelPatcher) whose video follows ``tracklets``.
 
     Args:
-        strength: scales both fuser gates (0 = the fusers do nothing).
-        start_percent, end_percent: the part of the sampling schedule (0 = first step) where the fusers act.
+        strength: how strongly the boxes steer (:func:`~trackdiffusion.models.svd.adapter.blend_box_tokens`): 0 = the
+            official no-box state (the fine-tuned UNet, fusers fed null tokens), 1 = as trained.
+        start_percent, end_percent: the part of the sampling schedule (0 = first step) where the boxes act; outside
+            it the model is in the same no-box state.
     Raises:
         InvalidInputError: a model that is not SVD, too many objects, or (during sampling) a latent whose frame count
             differs from the tracklets'.
@@ -147,21 +149,22 @@ def apply_trackdiffusion_svd(model, bundle: SVDAdapterBundle, tracklets, strengt
     sigma_end = float(model_sampling.percent_to_sigma(end_percent))
     cache: dict = {}
 
-    def chunk_tokens(device, dtype, cond_or_uncond):
+    def chunk_tokens(device, dtype, cond_or_uncond, box_strength):
         key = (device, dtype)
-        layout = tuple(cond_or_uncond)
+        layout = (tuple(cond_or_uncond), box_strength)
         if key in cache and layout in cache[key][2]:
             return cache[key][2][layout]
         if key not in cache:
             with torch.no_grad():
                 b = boxes[None].to(device=device, dtype=torch.float32)
                 mk = masks[None].to(device=device, dtype=torch.float32)
-                cond = adapter.box_tokens(b, mk).to(dtype)
-                uncond = adapter.box_tokens(b, torch.zeros_like(mk)).to(dtype)
+                cond = adapter.box_tokens(b, mk)
+                null = adapter.box_tokens(b, torch.zeros_like(mk))
             cache.clear()  # one device/dtype at a time: the adapter moved, the old tokens are stale
-            cache[key] = (cond, uncond, {})
-        cond, uncond, assembled = cache[key]
-        assembled[layout] = tokens_for_chunks(cond, uncond, cond_or_uncond)
+            cache[key] = (cond, null, {})
+        cond, null, assembled = cache[key]
+        assembled[layout] = tokens_for_chunks(blend_box_tokens(cond, null, box_strength).to(dtype), null.to(dtype),
+                                              cond_or_uncond)
         return assembled[layout]
 
     def diffusion_model_wrapper(executor, x, timesteps, context, y, control, transformer_options, **kwargs):
@@ -178,20 +181,17 @@ def apply_trackdiffusion_svd(model, bundle: SVDAdapterBundle, tracklets, strengt
             s = float(sigma.max())
             active = sigma_end <= s <= sigma_start
         options = dict(transformer_options)
-        options[PATCH_KEY] = {
-            "tokens": chunk_tokens(x.device, x.dtype, cond_or_uncond),
-            "strength": strength if active else 0.0,
-        }
+        options[PATCH_KEY] = chunk_tokens(x.device, x.dtype, cond_or_uncond, strength if active else 0.0)
         return executor(x, timesteps, context, y, control, options, **kwargs)
 
     def middle_patch(x, extra_options):
-        state = extra_options.get(PATCH_KEY)
-        if state is None or extra_options.get(TEMPORAL_FLAG) or state["strength"] == 0.0:
+        tokens = extra_options.get(PATCH_KEY)
+        if tokens is None or extra_options.get(TEMPORAL_FLAG):
             return x
         fuser = adapter.fuser_for(extra_options.get("block", ()))
         if fuser is None:
             return x
-        return fuser(x, state["tokens"].to(x), strength=state["strength"])
+        return fuser(x, tokens.to(x))
 
     m.set_model_patch(middle_patch, "middle_patch")
     m.add_wrapper_with_key(WrappersMP.DIFFUSION_MODEL, PATCH_KEY, diffusion_model_wrapper)

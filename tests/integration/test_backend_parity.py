@@ -124,7 +124,8 @@ def base(comfy):
     return {"unet": unet, "model": model, "call": call, "stock": stock, "model_sampling": model_sampling}
 
 
-def test_trackdiffusion_patch_equals_the_diffusers_backend(base, tmp_path):
+@pytest.mark.parametrize("strength", [1.0, 0.5, 0.0])
+def test_trackdiffusion_patch_equals_the_diffusers_backend(base, tmp_path, strength):
     from trackdiffusion.models.checkpoints import convert_svd, load_delta
     from trackdiffusion.nodes.patches.svd import apply_trackdiffusion_svd, load_svd_adapter
 
@@ -133,7 +134,8 @@ def test_trackdiffusion_patch_equals_the_diffusers_backend(base, tmp_path):
     result = convert_svd(official, tmp_path / "delta.safetensors", dtype=DTYPE)
     tensors, metadata = load_delta(result.path)
     assert metadata["head_dim"] == str(tiny_svd.HEAD_DIM) and metadata["stage"] == "2"
-    patched = apply_trackdiffusion_svd(base["model"], load_svd_adapter(tensors, metadata), tracklets())
+    patched = apply_trackdiffusion_svd(base["model"], load_svd_adapter(tensors, metadata), tracklets(),
+                                       strength=strength)
     (call,) = sample_once(patched)
     torch.testing.assert_close(call["x"], base["call"]["x"])  # one step from the same noise: same UNet input
 
@@ -141,9 +143,11 @@ def test_trackdiffusion_patch_equals_the_diffusers_backend(base, tmp_path):
     order = call["cond_or_uncond"]  # 0 = cond (the boxes), 1 = uncond (the official null tokens)
     boxes = slots.boxes[None].expand(len(order), -1, -1, -1)
     masks = torch.stack([slots.masks if kind == 0 else torch.zeros_like(slots.masks) for kind in order])
-    with attachment.conditioned(boxes, masks, slots.colors):
+    with attachment.conditioned(boxes, masks, slots.colors, box_strength=strength):  # the node's strength
         reference = diffusers_denoised(finetuned, call, base["model_sampling"])
     assert_same_effect(call["out"] - base["call"]["out"], reference - base["stock"], reference)
+    if strength == 0.0:
+        return  # the no-box state: both chunks see null tokens
     # the late object and the null tokens both matter: cond and uncond chunks moved differently
     cond = order.index(0) * FRAMES
     uncond = order.index(1) * FRAMES

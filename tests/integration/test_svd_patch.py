@@ -71,13 +71,32 @@ def test_zero_gates_are_bit_identical_and_nonzero_gates_change(tiny_svd):
     reference = sample(tiny_svd)
     zero = apply_trackdiffusion_svd(tiny_svd, bundle_for(tiny_svd, gate=0.0), tracklets())
     assert torch.equal(sample(zero), reference)
-    strength0 = apply_trackdiffusion_svd(tiny_svd, bundle_for(tiny_svd, gate=0.5), tracklets(), strength=0.0)
-    assert torch.equal(sample(strength0), reference)
     active = apply_trackdiffusion_svd(tiny_svd, bundle_for(tiny_svd, gate=0.5), tracklets())
     out = sample(active)
     assert not torch.equal(out, reference) and torch.isfinite(out).all()
     # the base model is untouched once the patched clone has run
     assert torch.equal(sample(tiny_svd), reference)
+
+
+def test_strength_0_and_steps_outside_the_window_are_the_official_no_box_state(tiny_svd):
+    """strength 0, and every step outside [start, end], run the TrackDiffusion model with every slot null (what the
+    official model computes without boxes): exactly the output of the same patch given tracklets without objects.
+    Strength between 0 and 1 lies between the no-box and the boxed result."""
+    from trackdiffusion.nodes.patches.svd import apply_trackdiffusion_svd
+
+    bundle = bundle_for(tiny_svd, gate=0.5)
+    empty = load({"version": 1, "width": 64, "height": 64, "num_frames": FRAMES, "objects": []})
+    no_boxes = sample(apply_trackdiffusion_svd(tiny_svd, bundle, empty))
+    assert not torch.equal(no_boxes, sample(tiny_svd))  # the fusers still run (null tokens, trained gates)
+    assert torch.equal(sample(apply_trackdiffusion_svd(tiny_svd, bundle, tracklets(), strength=0.0)), no_boxes)
+    outside = apply_trackdiffusion_svd(tiny_svd, bundle, tracklets(), start_percent=1.0, end_percent=1.0)
+    assert torch.equal(sample(outside), no_boxes)
+    boxed = sample(apply_trackdiffusion_svd(tiny_svd, bundle, tracklets()))
+    half = sample(apply_trackdiffusion_svd(tiny_svd, bundle, tracklets(), strength=0.5))
+    assert 0 < (half - no_boxes).abs().mean() < (boxed - no_boxes).abs().mean()
+    # the window counts: boxes in the first half of the schedule only differ from both extremes
+    first_half = sample(apply_trackdiffusion_svd(tiny_svd, bundle, tracklets(), start_percent=0.0, end_percent=0.5))
+    assert not torch.equal(first_half, boxed) and not torch.equal(first_half, no_boxes)
 
 
 def test_clones_are_independent_and_base_weight_patches_unpatch(tiny_svd):
