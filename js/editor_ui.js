@@ -1,4 +1,11 @@
-// Small DOM helpers shared by the two canvas editors (no framework: the frontend changes often, plain DOM does not).
+// What the two canvas editors share on the DOM side (no framework: the frontend changes often, plain DOM does not):
+// small element helpers, and CanvasEditor, the base of both editors, with the plumbing they have in common (state in
+// the hidden STRING widget, parameters from the node's widgets, backgrounds, input, undo, rendering). The pure part of
+// that plumbing is in editor_logic.js (tested under node).
+
+import { clampFrame, firstImageFile, intParam, isImageFile, shortcut } from "./editor_logic.js";
+import { fitTransform, toImage, toView } from "./geometry.js";
+import { UndoStack } from "./undo.js";
 
 /** h("div", {className: "x", onclick}, [children]) -> element. */
 export function h(tag, props = {}, children = []) {
@@ -10,6 +17,11 @@ export function h(tag, props = {}, children = []) {
   }
   for (const c of [].concat(children)) if (c !== null && c !== undefined) el.append(c);
   return el;
+}
+
+/** A toolbar button. */
+export function button(text, title, onclick) {
+  return h("button", { textContent: text, title, onclick });
 }
 
 /** Our styles, injected once per document; everything is scoped under .td-editor. */
@@ -126,12 +138,95 @@ export function addCanvasWidget(node, name, type, element, minHeight) {
 }
 
 /**
- * What the two canvas editors share: the state text written back to the hidden STRING widget (the source of truth),
- * undo/redo by state snapshots, batched rendering, the canvas and root event plumbing, and teardown. A subclass sets
- * node, stateWidget, undo, canvas, root, keySink, syncTimer and provides snapshot() (the state text), restore(text),
- * refreshControls(), render(), onPointerDown/Move/Up(e) and onKey(e).
+ * The base of the two canvas editors. The state text lives in the node's hidden STRING input (the source of truth,
+ * saved in the workflow and the API prompt; the class names it in `static stateInput`); the editor reads it into a
+ * working copy (reload), writes it back after each edit (write), and follows changes that reach the widgets without a
+ * callback (sync, every half second). Undo/redo keep state snapshots. Rendering is batched through
+ * requestAnimationFrame.
+ *
+ * A subclass sets `static stateInput` and `static canvasWidget` ({name, type, minHeight}: see mountEditor), calls
+ * super(node, options) then, after its own fields, this.start(); and provides:
+ *   params() the node's parameters; frameCount(); imageSize() [width, height] of the image being edited;
+ *   decode(text, params) the working state (throws on bad text), blank(params), adopt(state, params);
+ *   followParams(params) (width/height/frame edits on the node); snapshot() the state text; restore(text);
+ *   build() the DOM (buildRoot, buildStage, buildUndoButtons, buildFrameSlider, then listen()); refreshControls();
+ *   render() (starting with beginRender()); onPointerDown(e), onPointerMove(e), onPointerUp(e, drag);
+ *   keyActions(e) and modKeyActions(e) (key -> action; Ctrl/Cmd+Z and +Y are undo/redo already);
+ * and optionally onPasteNoImage(e), dropFile(file) for pasted / dropped things that are not images.
  */
 export class CanvasEditor {
+  /**
+   * @param {object} node a LiteGraph node (or a stand-in) with `widgets` (by name) and `addDOMWidget`
+   * @param {{margin?: number, undoLimit?: number, backgroundLimit?: number}} options margin: CSS px around the
+   *   image in the view; undoLimit: snapshots kept; backgroundLimit: background frames kept (extra URLs are dropped)
+   */
+  constructor(node, { margin = 16, undoLimit = 200, backgroundLimit = Infinity } = {}) {
+    this.node = node;
+    this.stateName = this.constructor.stateInput;
+    this.stateWidget = this.widget(this.stateName);
+    this.undo = new UndoStack(undoLimit);
+    this.margin = margin;
+    this.backgroundLimit = backgroundLimit;
+    this.background = []; // per editor frame: HTMLImageElement (may repeat); empty = none
+    this.frame = 0;
+    this.drag = null;
+    this.error = "";
+    this.lastWritten = null;
+    this.renderQueued = false;
+  }
+
+  /** Build the DOM and read the state; called by the subclass at the end of its constructor. */
+  start() {
+    injectStyles();
+    this.build();
+    this.reload();
+    // Cheap safety net for changes that reach the widgets without a callback (workflow load, Vue widgets, links).
+    this.syncTimer = setInterval(() => this.sync(), 500);
+  }
+
+  // --------------------------------------------------------------------------------------------- node widgets
+  widget(name) { return this.node.widgets?.find((w) => w.name === name) ?? null; }
+
+  /** An integer parameter from the node's widget `name` (see intParam). */
+  intWidget(name, fallback, min = 1) { return intParam(this.widget(name)?.value, fallback, min); }
+
+  /** Set a widget on the node as the user would (its callback runs). */
+  setParam(name, value) {
+    const w = this.widget(name);
+    if (w && w.value !== value) {
+      w.value = value;
+      w.callback?.(value);
+    }
+  }
+
+  // --------------------------------------------------------------------------------------------- state in/out
+  /** Re-read the state from the state widget (workflow load, undo, text pasted into the hidden input). */
+  reload() {
+    const text = this.stateWidget?.value ?? "";
+    const p = this.params();
+    let state;
+    try {
+      state = this.decode(text, p);
+      this.error = "";
+    } catch (e) {
+      // Keep the text untouched (the user may fix it by hand); edit an empty state meanwhile.
+      state = this.blank(p);
+      this.error = `${this.stateName} is not valid (${e.message}); the next edit replaces it.`;
+    }
+    this.adopt(state, p);
+    this.lastWritten = text;
+    this.sync();
+    this.refreshControls();
+    this.requestRender();
+  }
+
+  /** Reload when the state widget changed behind our back, else follow the node's parameters. */
+  sync() {
+    if (this.stateWidget && this.stateWidget.value !== this.lastWritten) return this.reload();
+    this.followParams(this.params());
+  }
+
+  /** Write the state back to the state widget (after every edit) and refresh. */
   write() {
     const text = this.snapshot();
     this.lastWritten = text;
@@ -151,6 +246,174 @@ export class CanvasEditor {
   doUndo() { const s = this.undo.undo(this.snapshot()); if (s !== null) this.restore(s); }
   doRedo() { const s = this.undo.redo(this.snapshot()); if (s !== null) this.restore(s); }
 
+  setFrame(f) {
+    this.frame = clampFrame(f, this.frameCount());
+    this.refreshControls();
+    this.requestRender();
+  }
+
+  // --------------------------------------------------------------------------------------------- background
+  /** Background URLs per frame (a single URL is used for every frame); at most backgroundLimit are kept. */
+  setBackground(urls) {
+    this.background = urls.slice(0, this.backgroundLimit).map((url) => {
+      const img = new Image();
+      img.onload = () => { this.refreshControls(); this.requestRender(); };
+      img.src = url;
+      return img;
+    });
+    this.requestRender();
+  }
+
+  /** The loaded background of a frame; while it loads any loaded frame will do; null when there is none. */
+  backgroundFor(frame) {
+    if (!this.background.length) return null;
+    const img = this.background[Math.min(frame, this.background.length - 1)];
+    if (img.complete && img.naturalWidth) return img;
+    return this.background.find((i) => i.complete && i.naturalWidth) ?? null;
+  }
+
+  /** An image file pasted or dropped on the editor becomes the background (not saved in the workflow). */
+  async backgroundFromFile(file) {
+    this.setBackground([await readFile(file, "dataURL")]);
+  }
+
+  // --------------------------------------------------------------------------------------------- DOM
+  /** The editor's root element (focusable; data-td-editor names the editor for tests and styles). */
+  buildRoot(kind, rows) {
+    this.root = h("div", { className: "td-editor", tabIndex: 0, "data-td-editor": kind }, rows);
+    return this.root;
+  }
+
+  /** The stage: the canvas, the warning overlay and the key sink. */
+  buildStage() {
+    this.canvas = h("canvas");
+    this.warning = h("div", { className: "td-warning" });
+    this.keySink = makeKeySink();
+    return h("div", { className: "td-stage" }, [this.canvas, this.warning, this.keySink]);
+  }
+
+  buildUndoButtons() {
+    this.undoButton = button("↶", "Undo (Ctrl+Z)", () => this.doUndo());
+    this.redoButton = button("↷", "Redo (Ctrl+Shift+Z)", () => this.doRedo());
+    return [this.undoButton, this.redoButton];
+  }
+
+  /** The frame slider and its "frame / last" label. */
+  buildFrameSlider(title) {
+    this.slider = h("input", { type: "range", min: "0", step: "1", title,
+      oninput: () => this.setFrame(Number(this.slider.value)) });
+    this.frameLabel = h("span", { style: { minWidth: "52px", textAlign: "right" } });
+    return [this.slider, this.frameLabel];
+  }
+
+  /** The controls every editor has: undo/redo enabled, slider and frame label at the current frame. */
+  refreshSharedControls() {
+    const n = this.frameCount();
+    this.undoButton.disabled = !this.undo.canUndo;
+    this.redoButton.disabled = !this.undo.canRedo;
+    this.slider.max = String(n - 1);
+    this.slider.value = String(this.frame);
+    this.frameLabel.textContent = `${this.frame} / ${n - 1}`;
+  }
+
+  // --------------------------------------------------------------------------------------------- input
+  /** Pointer input on the canvas, keys, paste, drop and focus on the root, redraw when `resizeTarget` resizes. */
+  listen(resizeTarget) {
+    this.canvas.addEventListener("pointerdown", (e) => this.pointerDown(e));
+    this.canvas.addEventListener("mousedown", (e) => e.preventDefault()); // keep the focus on the key sink
+    this.canvas.addEventListener("pointermove", (e) => this.onPointerMove(e));
+    this.canvas.addEventListener("pointerup", (e) => this.pointerUp(e));
+    this.canvas.addEventListener("pointercancel", (e) => this.pointerUp(e));
+    // The graph canvas must not see our pointer/wheel/key events (it would drag or zoom the node, or delete it).
+    for (const type of ["pointerdown", "wheel", "contextmenu", "dblclick"]) {
+      this.root.addEventListener(type, (e) => e.stopPropagation());
+    }
+    this.root.addEventListener("keydown", (e) => this.onKey(e));
+    this.root.addEventListener("focus", () => this.keySink.focus({ preventScroll: true })); // Tab into the editor
+    this.root.addEventListener("dragover", (e) => { e.preventDefault(); e.stopPropagation(); });
+    this.root.addEventListener("paste", (e) => this.onPaste(e));
+    this.root.addEventListener("drop", (e) => this.onDrop(e));
+    this.resizeObserver = new ResizeObserver(() => this.requestRender());
+    this.resizeObserver.observe(resizeTarget);
+  }
+
+  /** Left button only: keys go to the key sink, the canvas keeps the pointer until it is released. */
+  pointerDown(e) {
+    if (e.button !== 0) return;
+    this.keySink.focus({ preventScroll: true });
+    this.canvas.setPointerCapture?.(e.pointerId);
+    this.onPointerDown(e);
+  }
+
+  /** Ends the drag (this.drag) and hands it to onPointerUp(e, drag); nothing when none was under way. */
+  pointerUp(e) {
+    const d = this.drag;
+    this.drag = null;
+    this.canvas.releasePointerCapture?.(e.pointerId);
+    if (d) this.onPointerUp(e, d);
+  }
+
+  onKey(e) {
+    if (isTextTarget(e)) {
+      if (!e.ctrlKey && !e.metaKey) e.stopPropagation(); // typing a label must not delete graph nodes
+      return;
+    }
+    const action = shortcut(e, this.keyActions(e), {
+      z: () => (e.shiftKey ? this.doRedo() : this.doUndo()),
+      y: () => this.doRedo(),
+      ...this.modKeyActions(e),
+    });
+    if (!action) return;
+    e.preventDefault();
+    e.stopPropagation();
+    action();
+  }
+
+  modKeyActions() { return {}; }
+
+  /** A pasted image becomes the background; anything else goes to onPasteNoImage (nothing by default). */
+  onPaste(e) {
+    if (isTextTarget(e)) return;
+    const file = firstImageFile(e.clipboardData?.files);
+    if (!file) return this.onPasteNoImage(e);
+    e.preventDefault();
+    e.stopPropagation();
+    this.backgroundFromFile(file);
+  }
+
+  onPasteNoImage() {}
+
+  /** A dropped image becomes the background; another file goes to dropFile (nothing by default). */
+  onDrop(e) {
+    e.preventDefault();
+    e.stopPropagation();
+    const file = e.dataTransfer?.files?.[0];
+    if (!file) return;
+    if (isImageFile(file)) this.backgroundFromFile(file);
+    else this.dropFile(file);
+  }
+
+  dropFile() {}
+
+  // --------------------------------------------------------------------------------------------- view
+  /** Image -> view transform: the image fitted into the canvas with `margin` CSS px around it. */
+  transform() {
+    const [w, hgt] = this.imageSize();
+    return fitTransform(w, hgt, this.canvas.clientWidth || 1, this.canvas.clientHeight || 1, this.margin);
+  }
+
+  /** Client (page) coordinates of an image point: lets tests drive the canvas with real mouse events. */
+  imageToClient(x, y) {
+    const [vx, vy] = toView(this.transform(), x, y);
+    return clientPoint(this.canvas, vx, vy);
+  }
+
+  /** The image point under a pointer event. */
+  eventImagePoint(e) {
+    const [vx, vy] = localPoint(this.canvas, e);
+    return toImage(this.transform(), vx, vy);
+  }
+
   requestRender() {
     if (this.renderQueued) return;
     this.renderQueued = true;
@@ -160,22 +423,40 @@ export class CanvasEditor {
     });
   }
 
-  /** Pointer input on the canvas, keys and focus on the root, redraw when `resizeTarget` changes size. */
-  listen(resizeTarget) {
-    this.canvas.addEventListener("pointerdown", (e) => this.onPointerDown(e));
-    this.canvas.addEventListener("mousedown", (e) => e.preventDefault()); // keep the focus on the key sink
-    this.canvas.addEventListener("pointermove", (e) => this.onPointerMove(e));
-    this.canvas.addEventListener("pointerup", (e) => this.onPointerUp(e));
-    this.canvas.addEventListener("pointercancel", (e) => this.onPointerUp(e));
-    // The graph canvas must not see our pointer/wheel/key events (it would drag or zoom the node, or delete it).
-    for (const type of ["pointerdown", "wheel", "contextmenu", "dblclick"]) {
-      this.root.addEventListener(type, (e) => e.stopPropagation());
+  /**
+   * Start a frame: size the canvas to its box (device pixels), clear it, draw this frame's background (or a grey
+   * area with `placeholder` text) and the image border. null while the canvas has no size; else {ctx, t, ix, iy, iw,
+   * ih}: the context, the view transform and the image's rectangle in CSS px.
+   */
+  beginRender(placeholder = "") {
+    const c = this.canvas, dpr = window.devicePixelRatio || 1;
+    const w = c.clientWidth, hgt = c.clientHeight;
+    if (!w || !hgt) return null;
+    if (c.width !== Math.round(w * dpr) || c.height !== Math.round(hgt * dpr)) {
+      c.width = Math.round(w * dpr);
+      c.height = Math.round(hgt * dpr);
     }
-    this.root.addEventListener("keydown", (e) => this.onKey(e));
-    this.root.addEventListener("focus", () => this.keySink.focus({ preventScroll: true })); // Tab into the editor
-    this.root.addEventListener("dragover", (e) => { e.preventDefault(); e.stopPropagation(); });
-    this.resizeObserver = new ResizeObserver(() => this.requestRender());
-    this.resizeObserver.observe(resizeTarget);
+    const ctx = c.getContext("2d");
+    ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+    ctx.clearRect(0, 0, w, hgt);
+    const t = this.transform(), [width, height] = this.imageSize();
+    const [ix, iy] = toView(t, 0, 0), iw = width * t.scale, ih = height * t.scale;
+    const bg = this.backgroundFor(this.frame);
+    if (bg) ctx.drawImage(bg, ix, iy, iw, ih);
+    else {
+      ctx.fillStyle = "#303030";
+      ctx.fillRect(ix, iy, iw, ih);
+      if (placeholder) {
+        ctx.fillStyle = "#8a8a8a";
+        ctx.textAlign = "center";
+        ctx.fillText(placeholder, ix + iw / 2, iy + ih / 2);
+        ctx.textAlign = "left";
+      }
+    }
+    ctx.strokeStyle = "#888";
+    ctx.lineWidth = 1;
+    ctx.strokeRect(ix - 0.5, iy - 0.5, iw + 1, ih + 1);
+    return { ctx, t, ix, iy, iw, ih };
   }
 
   destroy() {
@@ -185,12 +466,13 @@ export class CanvasEditor {
 }
 
 /**
- * Mount an editor on a node: hide its state input, add the canvas as a never-serialised DOM widget (added last, so
- * widgets_values keeps its positions), and return the editor.
+ * Mount an editor on a node: hide its state input (Editor.stateInput), add its root as a never-serialised DOM widget
+ * (Editor.canvasWidget: name, type, minHeight; added last, so widgets_values keeps its positions), and return it.
  */
-export function mountEditor(node, Editor, stateName, canvasName, widgetType, minHeight) {
-  hideWidget(node.widgets?.find((w) => w.name === stateName));
+export function mountEditor(node, Editor) {
+  hideWidget(node.widgets?.find((w) => w.name === Editor.stateInput));
   const editor = new Editor(node);
-  editor.domWidget = addCanvasWidget(node, canvasName, widgetType, editor.root, minHeight);
+  const { name, type, minHeight } = Editor.canvasWidget;
+  editor.domWidget = addCanvasWidget(node, name, type, editor.root, minHeight);
   return editor;
 }

@@ -4,6 +4,7 @@
 
 import { app } from "../../scripts/app.js";
 import { api } from "../../scripts/api.js";
+import { loadImageRef, viewQuery } from "./editor_logic.js";
 import { mountTrackletEditor } from "./tracklet_widget.js";
 import { mountTrajectoryEditor } from "./trajectory_widget.js";
 
@@ -13,21 +14,22 @@ const EDITORS = {
 };
 
 function viewUrl(ref) {
-  const q = new URLSearchParams({ filename: ref.filename, subfolder: ref.subfolder ?? "", type: ref.type ?? "temp" });
-  return api.apiURL(`/view?${q}`);
+  return api.apiURL(`/view?${viewQuery(ref)}`);
+}
+
+/** The node wired into the editor's `background` input, if any. */
+function backgroundSource(node) {
+  const slot = node.inputs?.findIndex((i) => i.name === "background") ?? -1;
+  return slot >= 0 ? node.getInputNode?.(slot) ?? null : null;
 }
 
 /** Before the first run: the image of a LoadImage (or any node showing a preview) wired into `background`. */
 function upstreamImageUrl(node) {
-  const slot = node.inputs?.findIndex((i) => i.name === "background") ?? -1;
-  const src = slot >= 0 ? node.getInputNode?.(slot) : null;
+  const src = backgroundSource(node);
   if (!src) return null;
   const imageWidget = src.widgets?.find((w) => w.name === "image");
   if (imageWidget && typeof imageWidget.value === "string" && imageWidget.value) {
-    // LoadImage values look like "name.png", "sub/name.png" or "name.png [input]".
-    const m = imageWidget.value.match(/^(.*?)(?: \[(input|output|temp)\])?$/);
-    const path = m[1], parts = path.split("/");
-    return viewUrl({ filename: parts.pop(), subfolder: parts.join("/"), type: m[2] ?? "input" });
+    return viewUrl(loadImageRef(imageWidget.value));
   }
   return src.imgs?.[0]?.src ?? null;
 }
@@ -51,8 +53,7 @@ function applyUpstream(node) {
 function watchUpstream(node) {
   const apply = () => {
     applyUpstream(node);
-    const slot = node.inputs?.findIndex((i) => i.name === "background") ?? -1;
-    const w = slot >= 0 ? node.getInputNode?.(slot)?.widgets?.find((x) => x.name === "image") : null;
+    const w = backgroundSource(node)?.widgets?.find((x) => x.name === "image");
     if (w && !w.tdWatched) {
       w.tdWatched = true;
       const previous = w.callback;

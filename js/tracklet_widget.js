@@ -3,86 +3,56 @@
 //
 // State: the node's declared STRING input `tracklets_json` holds our tracklet JSON v1 (the source of truth, saved in
 // the workflow and the API prompt); this widget parses it, edits a working copy, and writes it back after each edit.
-// The canvas DOM widget itself is serialize:false. Rendering is batched through requestAnimationFrame.
+// The canvas DOM widget itself is serialize:false. The plumbing shared with the other editor is CanvasEditor's.
 
-import { CanvasEditor, clientPoint, makeKeySink, downloadText, h, injectStyles, isTextTarget, localPoint, mountEditor,
-  readFile } from "./editor_ui.js";
-import { boxFromPoints, cursorFor, dragBox, fitTransform, handlePoints, hitTest, isOutside, isWhollyOutside, roundBox,
-  toImage, toView } from "./geometry.js";
+import { button, CanvasEditor, downloadText, h, isTextTarget, localPoint, mountEditor, readFile } from "./editor_ui.js";
+import { boxFromPoints, cursorFor, dragBox, handlePoints, hitTest, isOutside, isWhollyOutside, roundBox,
+  toView } from "./geometry.js";
 import { addObject, deleteKeyframe, deleteObject, evaluate, findObject, importText, INTERPOLATIONS, keyframeAt,
   neighbourKeyframe, outsideWarnings, parseDoc, resampleDoc, serializeDoc, setKeyframe, toMOT,
   toTracks } from "./tracklet_model.js";
-import { UndoStack } from "./undo.js";
 
 const MARGIN = 28; // CSS px around the image: boxes outside it stay visible and grabbable
 const HANDLE_PX = 6; // grab tolerance of a handle, in CSS px
 const MIN_DRAW_PX = 4; // a shorter drag on empty canvas is a click (deselect), not a box
 
 export class TrackletEditor extends CanvasEditor {
+  static stateInput = "tracklets_json";
+  static canvasWidget = { name: "tracklet_canvas", type: "td_tracklet_editor", minHeight: 420 };
+
   /**
    * @param {object} node a LiteGraph node (or a stand-in) with widgets tracklets_json, width, height, num_frames
    */
   constructor(node) {
-    super();
-    this.node = node;
-    this.stateWidget = this.widget("tracklets_json");
-    this.undo = new UndoStack();
-    this.frame = 0;
+    super(node, { margin: MARGIN });
     this.selected = null; // object id
-    this.drag = null;
     this.playing = false;
     this.clipboard = null; // copied keyframe {box, visible}
-    this.background = []; // per editor frame: HTMLImageElement (may repeat); empty = none
-    this.error = "";
-    this.lastWritten = null;
-    this.renderQueued = false;
-    injectStyles();
-    this.build();
-    this.reload();
-    // Cheap safety net for changes that reach the widgets without a callback (workflow load, Vue widgets, links).
-    this.syncTimer = setInterval(() => this.sync(), 500);
+    this.start();
   }
-
-  widget(name) { return this.node.widgets?.find((w) => w.name === name) ?? null; }
 
   params() {
-    const v = (n, d) => { const x = Number(this.widget(n)?.value); return Number.isInteger(x) && x > 0 ? x : d; };
-    return { width: v("width", 1024), height: v("height", 576), numFrames: v("num_frames", 14) };
+    return { width: this.intWidget("width", 1024), height: this.intWidget("height", 576),
+      numFrames: this.intWidget("num_frames", 14) };
   }
 
-  setParam(name, value) {
-    const w = this.widget(name);
-    if (w && w.value !== value) {
-      w.value = value;
-      w.callback?.(value);
-    }
-  }
+  frameCount() { return this.doc.num_frames; }
+
+  imageSize() { return [this.doc.width, this.doc.height]; }
 
   // --------------------------------------------------------------------------------------------- state in/out
-  /** Re-read the document from the state widget (workflow load, undo, text pasted into the hidden input). */
-  reload() {
-    const text = this.stateWidget?.value ?? "";
-    const p = this.params();
-    try {
-      this.doc = parseDoc(text, p);
-      this.error = "";
-    } catch (e) {
-      // Keep the text untouched (the user may fix it by hand); edit an empty document meanwhile.
-      this.doc = parseDoc("", p);
-      this.error = `tracklets_json is not valid (${e.message}); the next edit replaces it.`;
-    }
-    this.lastWritten = text;
+  decode(text, p) { return parseDoc(text, p); }
+
+  blank(p) { return parseDoc("", p); }
+
+  adopt(doc) {
+    this.doc = doc;
     if (!findObject(this.doc, this.selected)) this.selected = this.doc.objects[0]?.id ?? null;
     this.frame = Math.min(this.frame, this.doc.num_frames - 1);
-    this.sync();
-    this.refreshControls();
-    this.requestRender();
   }
 
   /** Follow width/height/num_frames edits on the node: the motion is resampled exactly as Python would. */
-  sync() {
-    if (this.stateWidget && this.stateWidget.value !== this.lastWritten) return this.reload();
-    const p = this.params();
+  followParams(p) {
     if (p.width !== this.doc.width || p.height !== this.doc.height || p.numFrames !== this.doc.num_frames) {
       // An empty document just takes the new size (resample() would also rescale fps to keep the duration).
       this.doc = this.doc.objects.length ? resampleDoc(this.doc, p.numFrames, p.width, p.height)
@@ -178,12 +148,6 @@ export class TrackletEditor extends CanvasEditor {
     setKeyframe(o, this.frame, roundBox(box), visible);
   }
 
-  setFrame(f) {
-    this.frame = Math.max(0, Math.min(this.doc.num_frames - 1, Math.round(f)));
-    this.refreshControls();
-    this.requestRender();
-  }
-
   togglePlay() {
     this.playing = !this.playing;
     this.playButton.textContent = this.playing ? "pause" : "play";
@@ -218,33 +182,13 @@ export class TrackletEditor extends CanvasEditor {
     else if (kind === "tracks") downloadText(JSON.stringify(toTracks(this.doc)), "tracks.json");
   }
 
-  // --------------------------------------------------------------------------------------------- background
-  /** Per-frame background URLs (a single URL is used for every frame). */
-  setBackground(urls) {
-    this.background = urls.map((url) => {
-      const img = new Image();
-      img.onload = () => { this.refreshControls(); this.requestRender(); };
-      img.src = url;
-      return img;
-    });
-    this.requestRender();
-  }
-
-  backgroundFor(frame) {
-    if (!this.background.length) return null;
-    const img = this.background[Math.min(frame, this.background.length - 1)];
-    if (img.complete && img.naturalWidth) return img;
-    return this.background.find((i) => i.complete && i.naturalWidth) ?? null; // still loading: any frame will do
-  }
-
   async backgroundFromFile(file) {
-    this.setBackground([await readFile(file, "dataURL")]);
+    await super.backgroundFromFile(file);
     this.status(`background: ${file.name} (not saved in the workflow; connect an image to keep it)`);
   }
 
   // --------------------------------------------------------------------------------------------- DOM
   build() {
-    const btn = (text, title, onclick) => h("button", { textContent: text, title, onclick });
     this.objectSelect = h("select", { title: "Selected object", onchange: () => {
       this.selected = Number(this.objectSelect.value);
       this.refreshControls();
@@ -258,10 +202,8 @@ export class TrackletEditor extends CanvasEditor {
     this.interpSelect = h("select", { title: "Interpolation between this object's keyframes", onchange: () => {
       if (this.obj) { this.checkpoint(); this.obj.interpolation = this.interpSelect.value; this.write(); }
     } }, INTERPOLATIONS.map((m) => h("option", { value: m, textContent: m })));
-    this.visibleButton = btn("visible", "Visible at this frame (H): toggling keys an appear/disappear", () =>
+    this.visibleButton = button("visible", "Visible at this frame (H): toggling keys an appear/disappear", () =>
       this.toggleVisible());
-    this.undoButton = btn("↶", "Undo (Ctrl+Z)", () => this.doUndo());
-    this.redoButton = btn("↷", "Redo (Ctrl+Shift+Z)", () => this.doRedo());
     this.fileInput = h("input", { type: "file", accept: ".json,.txt,.csv", style: { display: "none" },
       onchange: () => { if (this.fileInput.files[0]) this.importFile(this.fileInput.files[0]); this.fileInput.value = ""; } });
     this.exportSelect = h("select", { title: "Export", onchange: () => {
@@ -270,35 +212,31 @@ export class TrackletEditor extends CanvasEditor {
     } }, [["", "Export…"], ["json", "tracklets JSON"], ["mot", "MOT gt.txt"], ["tracks", "core TRACKS JSON"]]
       .map(([value, textContent]) => h("option", { value, textContent })));
 
-    this.canvas = h("canvas");
-    this.warning = h("div", { className: "td-warning" });
-    this.keySink = makeKeySink();
-    this.stage = h("div", { className: "td-stage" }, [this.canvas, this.warning, this.keySink]);
+    this.stage = this.buildStage();
 
     this.numInputs = ["x1", "y1", "x2", "y2"].map((name) => h("input", { type: "number", step: "1", title: name,
       placeholder: name, onchange: () => this.numericEdit() }));
     this.statusText = h("span", { className: "td-status" });
-    this.sizeButton = btn("use image size", "Set width/height to the background's size (boxes are rescaled)",
+    this.sizeButton = button("use image size", "Set width/height to the background's size (boxes are rescaled)",
       () => this.useImageSize());
 
-    this.slider = h("input", { type: "range", min: "0", step: "1", title: "Frame",
-      oninput: () => this.setFrame(Number(this.slider.value)) });
-    this.frameLabel = h("span", { style: { minWidth: "52px", textAlign: "right" } });
-    this.playButton = btn("play", "Play / pause (Space)", () => this.togglePlay());
+    const [slider, frameLabel] = this.buildFrameSlider("Frame");
+    this.playButton = button("play", "Play / pause (Space)", () => this.togglePlay());
     this.strip = h("canvas", { className: "td-strip", title: "Keyframes of the selected object (click to seek)" });
 
-    this.root = h("div", { className: "td-editor", tabIndex: 0, "data-td-editor": "tracklets" }, [
-      h("div", { className: "td-row" }, [this.objectSelect, btn("+ object", "New object (N), then draw its box",
-        () => this.newObject()), btn("delete", "Delete the object (Shift+Delete)", () => this.deleteSelected()),
-      this.labelInput, this.colorInput, this.interpSelect, this.visibleButton]),
+    this.buildRoot("tracklets", [
+      h("div", { className: "td-row" }, [this.objectSelect,
+        button("+ object", "New object (N), then draw its box", () => this.newObject()),
+        button("delete", "Delete the object (Shift+Delete)", () => this.deleteSelected()),
+        this.labelInput, this.colorInput, this.interpSelect, this.visibleButton]),
       this.stage,
-      h("div", { className: "td-row" }, [...this.numInputs, btn("key", "Keyframe here (K)", () => this.keyHere()),
-        btn("unkey", "Delete this keyframe (Delete)", () => this.deleteKeyframeHere()), this.undoButton,
-        this.redoButton, btn("import", "Import tracklets JSON, MOT gt.txt or core TRACKS JSON", () =>
-          this.fileInput.click()), this.exportSelect, this.fileInput]),
-      h("div", { className: "td-row" }, [btn("◀", "Previous frame (←); Shift: previous keyframe", () => this.step(-1)),
-        this.playButton, btn("▶", "Next frame (→); Shift: next keyframe", () => this.step(1)), this.slider,
-        this.frameLabel]),
+      h("div", { className: "td-row" }, [...this.numInputs, button("key", "Keyframe here (K)", () => this.keyHere()),
+        button("unkey", "Delete this keyframe (Delete)", () => this.deleteKeyframeHere()), ...this.buildUndoButtons(),
+        button("import", "Import tracklets JSON, MOT gt.txt or core TRACKS JSON", () => this.fileInput.click()),
+        this.exportSelect, this.fileInput]),
+      h("div", { className: "td-row" }, [
+        button("◀", "Previous frame (←); Shift: previous keyframe", () => this.step(-1)), this.playButton,
+        button("▶", "Next frame (→); Shift: next keyframe", () => this.step(1)), slider, frameLabel]),
       this.strip,
       h("div", { className: "td-row" }, [this.statusText, this.sizeButton]),
     ]);
@@ -306,8 +244,6 @@ export class TrackletEditor extends CanvasEditor {
     this.listen(this.stage);
     this.strip.addEventListener("pointerdown", (e) => this.onStrip(e, true));
     this.strip.addEventListener("pointermove", (e) => { if (e.buttons & 1) this.onStrip(e, false); });
-    this.root.addEventListener("paste", (e) => this.onPaste(e));
-    this.root.addEventListener("drop", (e) => this.onDrop(e));
   }
 
   status(text, isError = false) {
@@ -336,11 +272,7 @@ export class TrackletEditor extends CanvasEditor {
       input.disabled = !o;
       if (document.activeElement !== input) input.value = e ? String(Math.round(e.box[i] * 100) / 100) : "";
     });
-    this.undoButton.disabled = !this.undo.canUndo;
-    this.redoButton.disabled = !this.undo.canRedo;
-    this.slider.max = String(this.doc.num_frames - 1);
-    this.slider.value = String(this.frame);
-    this.frameLabel.textContent = `${this.frame} / ${this.doc.num_frames - 1}`;
+    this.refreshSharedControls();
     const bg = this.backgroundFor(this.frame);
     const differs = bg && Math.abs(bg.naturalWidth / bg.naturalHeight - this.doc.width / this.doc.height) > 0.01;
     this.sizeButton.style.display = differs ? "" : "none";
@@ -376,22 +308,6 @@ export class TrackletEditor extends CanvasEditor {
   }
 
   // --------------------------------------------------------------------------------------------- input
-  transform() {
-    return fitTransform(this.doc.width, this.doc.height, this.canvas.clientWidth || 1, this.canvas.clientHeight || 1,
-      MARGIN);
-  }
-
-  /** Client (page) coordinates of an image point: lets tests drive the canvas with real mouse events. */
-  imageToClient(x, y) {
-    const [vx, vy] = toView(this.transform(), x, y);
-    return clientPoint(this.canvas, vx, vy);
-  }
-
-  eventImagePoint(e) {
-    const [vx, vy] = localPoint(this.canvas, e);
-    return toImage(this.transform(), vx, vy);
-  }
-
   /** What is under the pointer: the selected object first (its handles), then any visible box, topmost first. */
   pick(x, y) {
     const tol = HANDLE_PX / this.transform().scale;
@@ -406,9 +322,6 @@ export class TrackletEditor extends CanvasEditor {
   }
 
   onPointerDown(e) {
-    if (e.button !== 0) return;
-    this.keySink.focus({ preventScroll: true });
-    this.canvas.setPointerCapture?.(e.pointerId);
     const [x, y] = this.eventImagePoint(e);
     const hit = this.pick(x, y);
     const before = this.snapshot();
@@ -447,11 +360,7 @@ export class TrackletEditor extends CanvasEditor {
     this.requestRender();
   }
 
-  onPointerUp(e) {
-    const d = this.drag;
-    this.drag = null;
-    this.canvas.releasePointerCapture?.(e.pointerId);
-    if (!d) return;
+  onPointerUp(e, d) {
     if (d.kind === "draw" && !d.obj) {
       if (!d.pending) this.selected = null; // a click on empty space deselects
       this.refreshControls();
@@ -471,13 +380,18 @@ export class TrackletEditor extends CanvasEditor {
   }
 
   onKey(e) {
-    if (isTextTarget(e)) {
-      if (!e.ctrlKey && !e.metaKey) e.stopPropagation(); // typing a label must not delete graph nodes
+    if (!isTextTarget(e) && (e.ctrlKey || e.metaKey) && e.key.toLowerCase() === "v") {
+      // The paste event that follows does the work (it may carry an image instead), so no preventDefault here:
+      // that would cancel the paste event itself.
+      e.stopPropagation();
       return;
     }
-    const mod = e.ctrlKey || e.metaKey;
-    const k = e.key.toLowerCase();
-    const actions = {
+    super.onKey(e);
+  }
+
+  keyActions(e) {
+    if (e.altKey) return {};
+    return {
       delete: () => (e.shiftKey ? this.deleteSelected() : this.deleteKeyframeHere()),
       backspace: () => (e.shiftKey ? this.deleteSelected() : this.deleteKeyframeHere()),
       arrowleft: () => this.step(-1, e.shiftKey),
@@ -492,68 +406,25 @@ export class TrackletEditor extends CanvasEditor {
       n: () => this.newObject(),
       escape: () => { this.selected = null; this.refreshControls(); this.requestRender(); },
     };
-    const modActions = {
-      z: () => (e.shiftKey ? this.doRedo() : this.doUndo()),
-      y: () => this.doRedo(),
-      c: () => this.copyKeyframe(),
-    };
-    if (mod && k === "v") { // the paste event that follows does the work (it may carry an image instead), so
-      e.stopPropagation(); // no preventDefault here: that would cancel the paste event itself
-      return;
-    }
-    const action = mod ? modActions[k] : e.altKey ? null : actions[k];
-    if (!action) return;
-    e.preventDefault();
-    e.stopPropagation();
-    action();
   }
 
-  onPaste(e) {
-    if (isTextTarget(e)) return;
-    e.stopPropagation();
-    const file = [...(e.clipboardData?.files ?? [])].find((f) => f.type.startsWith("image/"));
+  modKeyActions() { return { c: () => this.copyKeyframe() }; }
+
+  /** Ctrl+V without an image: paste the copied keyframe. */
+  onPasteNoImage(e) {
     e.preventDefault();
-    if (file) this.backgroundFromFile(file);
-    else this.pasteKeyframe();
+    e.stopPropagation();
+    this.pasteKeyframe();
   }
 
-  onDrop(e) {
-    e.preventDefault();
-    e.stopPropagation();
-    const file = e.dataTransfer?.files?.[0];
-    if (!file) return;
-    if (file.type.startsWith("image/")) this.backgroundFromFile(file);
-    else this.importFile(file);
-  }
+  /** A dropped tracklet file is imported. */
+  dropFile(file) { this.importFile(file); }
 
   // --------------------------------------------------------------------------------------------- drawing
   render() {
-    const c = this.canvas, dpr = window.devicePixelRatio || 1;
-    const w = c.clientWidth, hgt = c.clientHeight;
-    if (!w || !hgt) return;
-    if (c.width !== Math.round(w * dpr) || c.height !== Math.round(hgt * dpr)) {
-      c.width = Math.round(w * dpr);
-      c.height = Math.round(hgt * dpr);
-    }
-    const ctx = c.getContext("2d");
-    ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
-    ctx.clearRect(0, 0, w, hgt);
-    const t = this.transform(), doc = this.doc;
-    const [ix, iy] = toView(t, 0, 0), iw = doc.width * t.scale, ih = doc.height * t.scale;
-
-    const bg = this.backgroundFor(this.frame);
-    if (bg) ctx.drawImage(bg, ix, iy, iw, ih);
-    else {
-      ctx.fillStyle = "#303030";
-      ctx.fillRect(ix, iy, iw, ih);
-      ctx.fillStyle = "#8a8a8a";
-      ctx.textAlign = "center";
-      ctx.fillText("connect an image, run once, or paste / drop one here", ix + iw / 2, iy + ih / 2);
-      ctx.textAlign = "left";
-    }
-    ctx.strokeStyle = "#888";
-    ctx.lineWidth = 1;
-    ctx.strokeRect(ix - 0.5, iy - 0.5, iw + 1, ih + 1);
+    const frame = this.beginRender("connect an image, run once, or paste / drop one here");
+    if (!frame) return;
+    const { ctx, t } = frame, doc = this.doc;
 
     const outsideNow = [];
     for (const o of doc.objects) {
@@ -651,5 +522,5 @@ export class TrackletEditor extends CanvasEditor {
 
 /** Mount the editor on a node (see mountEditor). */
 export function mountTrackletEditor(node) {
-  return mountEditor(node, TrackletEditor, "tracklets_json", "tracklet_canvas", "td_tracklet_editor", 420);
+  return mountEditor(node, TrackletEditor);
 }

@@ -1,45 +1,39 @@
 // The Point Trajectory Editor canvas (TrackGo): per component, a brushed mask on the first frame and an arrow
 // (polyline); a preview of the sampled points moving along the arrows. Independent of ComfyUI's app object, like
-// tracklet_widget.js. State: the node's hidden STRING input `trajectory_json` (format in trajectory_model.js).
+// tracklet_widget.js. State: the node's hidden STRING input `trajectory_json` (format in trajectory_model.js). The
+// plumbing shared with the other editor is CanvasEditor's.
 
-import { CanvasEditor, makeKeySink, h, injectStyles, isTextTarget, localPoint, mountEditor, readFile } from "./editor_ui.js";
-import { fitTransform, toImage, toView } from "./geometry.js";
+import { button, CanvasEditor, h, mountEditor } from "./editor_ui.js";
+import { toView } from "./geometry.js";
 import { arcLengthOffsets, componentColor, emptyState, parseState, previewPoints, rleDecode,
   rleEncode, TRAJECTORY_FORMAT } from "./trajectory_model.js";
-import { UndoStack } from "./undo.js";
 
 const MARGIN = 16;
 
 export class TrajectoryEditor extends CanvasEditor {
+  static stateInput = "trajectory_json";
+  static canvasWidget = { name: "trajectory_canvas", type: "td_trajectory_editor", minHeight: 380 };
+
   constructor(node) {
-    super();
-    this.node = node;
-    this.stateWidget = node.widgets?.find((w) => w.name === "trajectory_json") ?? null;
-    this.undo = new UndoStack(60); // snapshots hold run-length masks: keep fewer
+    // Snapshots hold run-length masks: keep fewer. One background: the masks are painted on the first frame.
+    super(node, { margin: MARGIN, undoLimit: 60, backgroundLimit: 1 });
     this.components = []; // {label, mask: canvas W x H, arrow: [[x, y], ...], rle: string (cache key)}
     this.selected = -1;
     this.tool = "brush";
     this.brush = 24;
-    this.frame = 0;
-    this.drag = null;
     this.exact = null; // {state, points, component} from the last run, valid while the state is unchanged
     this.previewCache = new Map();
-    this.background = [];
-    this.renderQueued = false;
-    injectStyles();
-    this.build();
-    this.reload();
-    this.syncTimer = setInterval(() => this.sync(), 500);
+    this.start();
   }
 
   params() {
-    const v = (n, d) => {
-      const x = Number(this.node.widgets?.find((w) => w.name === n)?.value);
-      return Number.isInteger(x) && x >= 0 ? x : d;
-    };
-    return { width: v("width", 1024), height: v("height", 576), numFrames: Math.max(1, v("num_frames", 14)),
-      seed: v("seed", 0) };
+    return { width: this.intWidget("width", 1024, 0), height: this.intWidget("height", 576, 0),
+      numFrames: Math.max(1, this.intWidget("num_frames", 14, 0)), seed: this.intWidget("seed", 0, 0) };
   }
+
+  frameCount() { return this.params().numFrames; }
+
+  imageSize() { return [this.width, this.height]; }
 
   // --------------------------------------------------------------------------------------------- state
   /** An offscreen W x H canvas; its context is made for read-back (maskBits reads masks after every stroke). */
@@ -49,17 +43,11 @@ export class TrajectoryEditor extends CanvasEditor {
     return c;
   }
 
-  reload() {
-    const text = this.stateWidget?.value ?? "";
-    const p = this.params();
-    let state;
-    try {
-      state = parseState(text, p.width, p.height);
-      this.error = "";
-    } catch (e) {
-      state = emptyState(p.width, p.height);
-      this.error = `trajectory_json is not valid (${e.message}); the next edit replaces it.`;
-    }
+  decode(text, p) { return parseState(text, p.width, p.height); }
+
+  blank(p) { return emptyState(p.width, p.height); }
+
+  adopt(state, p) {
     this.width = state.width || p.width;
     this.height = state.height || p.height;
     this.components = state.components.map((c) => {
@@ -79,17 +67,11 @@ export class TrajectoryEditor extends CanvasEditor {
       return { label: c.label ?? "", mask, arrow: Array.isArray(c.arrow) ? c.arrow : [],
         rle: sameSize ? JSON.stringify(c.mask) : null };
     });
-    this.lastWritten = text;
     this.selected = Math.min(Math.max(this.selected, 0), this.components.length - 1);
-    this.sync();
-    this.refreshControls();
-    this.requestRender();
   }
 
   /** Width/height edits on the node rescale masks and arrows (the coordinates are image pixels). */
-  sync() {
-    if (this.stateWidget && this.stateWidget.value !== this.lastWritten) return this.reload();
-    const p = this.params();
+  followParams(p) {
     if (p.width !== this.width || p.height !== this.height) {
       const sx = p.width / this.width, sy = p.height / this.height;
       for (const c of this.components) {
@@ -152,21 +134,6 @@ export class TrajectoryEditor extends CanvasEditor {
     for (const [name, b] of Object.entries(this.toolButtons)) b.classList.toggle("td-on", name === tool);
   }
 
-  setFrame(f) {
-    this.frame = Math.max(0, Math.min(this.params().numFrames - 1, Math.round(f)));
-    this.refreshControls();
-    this.requestRender();
-  }
-
-  setBackground(urls) {
-    this.background = urls.slice(0, 1).map((url) => {
-      const img = new Image();
-      img.onload = () => this.requestRender();
-      img.src = url;
-      return img;
-    });
-  }
-
   /** Exact sampled points of the last run (ui "td_points"), shown instead of the JS preview until the next edit. */
   onExecuted(output) {
     const p = output?.td_points?.[0];
@@ -177,78 +144,46 @@ export class TrajectoryEditor extends CanvasEditor {
 
   // --------------------------------------------------------------------------------------------- DOM
   build() {
-    const btn = (text, title, onclick) => h("button", { textContent: text, title, onclick });
     this.compSelect = h("select", { title: "Component (one moving part)", onchange: () => {
       this.selected = Number(this.compSelect.value);
       this.refreshControls();
       this.requestRender();
     } });
     this.toolButtons = {
-      brush: btn("brush", "Paint the mask (B)", () => this.setTool("brush")),
-      erase: btn("erase", "Erase the mask (E)", () => this.setTool("erase")),
-      arrow: btn("arrow", "Drag an arrow (A); Shift+click adds a bend", () => this.setTool("arrow")),
+      brush: button("brush", "Paint the mask (B)", () => this.setTool("brush")),
+      erase: button("erase", "Erase the mask (E)", () => this.setTool("erase")),
+      arrow: button("arrow", "Drag an arrow (A); Shift+click adds a bend", () => this.setTool("arrow")),
     };
     this.brushInput = h("input", { type: "range", min: "2", max: "160", value: String(this.brush), title: "Brush size",
       style: { flex: "0 1 90px" }, oninput: () => { this.brush = Number(this.brushInput.value); } });
-    this.slider = h("input", { type: "range", min: "0", step: "1", title: "Preview frame",
-      oninput: () => this.setFrame(Number(this.slider.value)) });
-    this.frameLabel = h("span", { style: { minWidth: "52px", textAlign: "right" } });
-    this.undoButton = btn("↶", "Undo (Ctrl+Z)", () => this.doUndo());
-    this.redoButton = btn("↷", "Redo (Ctrl+Shift+Z)", () => this.doRedo());
-    this.canvas = h("canvas");
-    this.warning = h("div", { className: "td-warning" });
-    this.keySink = makeKeySink();
     this.statusText = h("span", { className: "td-status" });
-    this.root = h("div", { className: "td-editor", tabIndex: 0, "data-td-editor": "trajectories" }, [
-      h("div", { className: "td-row" }, [this.compSelect, btn("+ part", "New component: paint its mask, then its arrow",
-        () => this.addComponent()), btn("delete", "Delete the component", () => this.deleteComponent()),
-      ...Object.values(this.toolButtons), this.brushInput, this.undoButton, this.redoButton,
-      btn("clear arrow", "Remove the arrow: the part stays still", () => {
-        const c = this.components[this.selected];
-        if (c) { this.checkpoint(); c.arrow = []; this.write(); }
-      })]),
-      h("div", { className: "td-stage" }, [this.canvas, this.warning, this.keySink]),
-      h("div", { className: "td-row" }, [this.slider, this.frameLabel]),
+    this.buildRoot("trajectories", [
+      h("div", { className: "td-row" }, [this.compSelect,
+        button("+ part", "New component: paint its mask, then its arrow", () => this.addComponent()),
+        button("delete", "Delete the component", () => this.deleteComponent()),
+        ...Object.values(this.toolButtons), this.brushInput, ...this.buildUndoButtons(),
+        button("clear arrow", "Remove the arrow: the part stays still", () => {
+          const c = this.components[this.selected];
+          if (c) { this.checkpoint(); c.arrow = []; this.write(); }
+        })]),
+      this.buildStage(),
+      h("div", { className: "td-row" }, this.buildFrameSlider("Preview frame")),
       h("div", { className: "td-row" }, [this.statusText]),
     ]);
     this.setTool("brush");
     this.listen(this.canvas);
-    this.root.addEventListener("paste", async (e) => {
-      const file = [...(e.clipboardData?.files ?? [])].find((f) => f.type.startsWith("image/"));
-      if (!file || isTextTarget(e)) return;
-      e.preventDefault();
-      e.stopPropagation();
-      this.setBackground([await readFile(file, "dataURL")]);
-    });
-    this.root.addEventListener("drop", async (e) => {
-      e.preventDefault();
-      e.stopPropagation();
-      const file = e.dataTransfer?.files?.[0];
-      if (file?.type.startsWith("image/")) this.setBackground([await readFile(file, "dataURL")]);
-    });
   }
 
   refreshControls() {
     this.compSelect.replaceChildren(...this.components.map((c, i) => h("option", { value: String(i),
       textContent: `part ${i}${c.label ? " · " + c.label : ""}`, style: { color: componentColor(i) } })));
     if (this.selected >= 0) this.compSelect.value = String(this.selected);
-    const n = this.params().numFrames;
-    this.slider.max = String(n - 1);
-    this.slider.value = String(this.frame);
-    this.frameLabel.textContent = `${this.frame} / ${n - 1}`;
-    this.undoButton.disabled = !this.undo.canUndo;
-    this.redoButton.disabled = !this.undo.canRedo;
+    this.refreshSharedControls();
     this.statusText.textContent = this.components.length
       ? `${this.components.length} part(s); points: ${this.exact?.state === this.lastWritten ? "exact (last run)"
         : "preview (exact after a run)"}`
       : "+ part, paint the moving part's mask, then drag its arrow";
   }
-
-  transform() {
-    return fitTransform(this.width, this.height, this.canvas.clientWidth || 1, this.canvas.clientHeight || 1, MARGIN);
-  }
-
-  point(e) { const [vx, vy] = localPoint(this.canvas, e); return toImage(this.transform(), vx, vy); }
 
   paint(c, from, to) {
     const ctx = c.mask.getContext("2d");
@@ -265,12 +200,9 @@ export class TrajectoryEditor extends CanvasEditor {
   }
 
   onPointerDown(e) {
-    if (e.button !== 0) return;
-    this.keySink.focus({ preventScroll: true });
-    this.canvas.setPointerCapture?.(e.pointerId);
     if (this.selected < 0) this.addComponent();
     const c = this.components[this.selected];
-    const p = this.point(e);
+    const p = this.eventImagePoint(e);
     this.drag = { before: this.snapshot(), last: p, start: p };
     if (this.tool === "arrow") {
       if (e.shiftKey && c.arrow.length >= 2) c.arrow.push(p);
@@ -286,18 +218,14 @@ export class TrajectoryEditor extends CanvasEditor {
   onPointerMove(e) {
     if (!this.drag) return;
     const c = this.components[this.selected];
-    const p = this.point(e);
+    const p = this.eventImagePoint(e);
     if (this.tool === "arrow") c.arrow[c.arrow.length - 1] = p;
     else { this.paint(c, this.drag.last, p); c.rle = null; }
     this.drag.last = p;
     this.requestRender();
   }
 
-  onPointerUp(e) {
-    const d = this.drag;
-    this.drag = null;
-    this.canvas.releasePointerCapture?.(e.pointerId);
-    if (!d) return;
+  onPointerUp(e, d) {
     const c = this.components[this.selected];
     if (this.tool === "arrow" && !d.appendOnly && Math.hypot(d.last[0] - d.start[0], d.last[1] - d.start[1]) < 1) {
       c.arrow = []; // a click is not an arrow
@@ -306,17 +234,10 @@ export class TrajectoryEditor extends CanvasEditor {
     this.write();
   }
 
-  onKey(e) {
-    if (isTextTarget(e)) { if (!e.ctrlKey && !e.metaKey) e.stopPropagation(); return; }
-    const mod = e.ctrlKey || e.metaKey, k = e.key.toLowerCase();
-    const action = mod ? { z: () => (e.shiftKey ? this.doRedo() : this.doUndo()), y: () => this.doRedo() }[k]
-      : { b: () => this.setTool("brush"), e: () => this.setTool("erase"), a: () => this.setTool("arrow"),
-        delete: () => this.deleteComponent(), arrowleft: () => this.setFrame(this.frame - 1),
-        arrowright: () => this.setFrame(this.frame + 1) }[k];
-    if (!action) return;
-    e.preventDefault();
-    e.stopPropagation();
-    action();
+  keyActions() {
+    return { b: () => this.setTool("brush"), e: () => this.setTool("erase"), a: () => this.setTool("arrow"),
+      delete: () => this.deleteComponent(), arrowleft: () => this.setFrame(this.frame - 1),
+      arrowright: () => this.setFrame(this.frame + 1) };
   }
 
   // --------------------------------------------------------------------------------------------- drawing
@@ -340,19 +261,9 @@ export class TrajectoryEditor extends CanvasEditor {
   }
 
   render() {
-    const c = this.canvas, dpr = window.devicePixelRatio || 1, w = c.clientWidth, hh = c.clientHeight;
-    if (!w || !hh) return;
-    c.width = Math.round(w * dpr);
-    c.height = Math.round(hh * dpr);
-    const ctx = c.getContext("2d");
-    ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
-    const t = this.transform();
-    const [ix, iy] = toView(t, 0, 0), iw = this.width * t.scale, ih = this.height * t.scale;
-    const bg = this.background[0];
-    if (bg?.complete && bg.naturalWidth) ctx.drawImage(bg, ix, iy, iw, ih);
-    else { ctx.fillStyle = "#303030"; ctx.fillRect(ix, iy, iw, ih); }
-    ctx.strokeStyle = "#888";
-    ctx.strokeRect(ix - 0.5, iy - 0.5, iw + 1, ih + 1);
+    const frame = this.beginRender();
+    if (!frame) return;
+    const { ctx, t, ix, iy, iw, ih } = frame;
 
     const n = this.params().numFrames;
     const starts = this.startPoints();
@@ -405,5 +316,5 @@ export class TrajectoryEditor extends CanvasEditor {
 }
 
 export function mountTrajectoryEditor(node) {
-  return mountEditor(node, TrajectoryEditor, "trajectory_json", "trajectory_canvas", "td_trajectory_editor", 380);
+  return mountEditor(node, TrajectoryEditor);
 }

@@ -15,7 +15,9 @@ import pytest
 from trackdiffusion.data.errors import InvalidInputError
 from trackdiffusion.nodes.runner import comfy_env
 from trackdiffusion.nodes.runner.cli import main
-from trackdiffusion.nodes.runner.run import ProgressLine, apply_overrides, batch_files, parse_value
+from trackdiffusion.nodes.runner.overrides import apply_overrides, parse_value
+from trackdiffusion.nodes.runner.progress import ProgressLine
+from trackdiffusion.nodes.runner.run import batch_files
 
 INFOS = {"KSampler": {"input": {"required": {"seed": ["INT", {}], "steps": ["INT", {}], "model": ["MODEL"]}}},
          "SaveImage": {"input": {"required": {"images": ["IMAGE"], "filename_prefix": ["STRING", {}]}}}}

@@ -17,7 +17,9 @@ import logging
 import sys
 
 from ...data.errors import InvalidInputError
-from .run import ProgressLine, WorkflowFailed, run_batch, run_workflow
+from .progress import ProgressLine
+from .results import WorkflowFailed
+from .run import run_batch, run_workflow
 
 
 def add_run_parser(subparsers) -> argparse.ArgumentParser:

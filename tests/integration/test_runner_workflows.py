@@ -16,7 +16,9 @@ from support.workflows import LOAD, NODE_INFOS, SAVE, VIS, ui
 from trackdiffusion.nodes.runner.cli import main
 from trackdiffusion.nodes.runner.comfy_env import start_comfyui
 from trackdiffusion.nodes.runner.convert import combo_options, widget_slots
-from trackdiffusion.nodes.runner.run import Runner, WorkflowFailed, WorkflowInvalid, run_batch, run_workflow
+from trackdiffusion.nodes.runner.executor import Runner
+from trackdiffusion.nodes.runner.results import WorkflowFailed, WorkflowInvalid
+from trackdiffusion.nodes.runner.run import run_batch, run_workflow
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = sorted((REPO / "example_workflows").glob("*.json"))
