@@ -124,7 +124,7 @@ def load_tracklets(id: int, pos: list, size: list, source: str) -> dict:
 
 def modelscope_sampler(id: int, pos: list, prompt: str, seed: int, control: str) -> dict:
     return node(id, "ModelScopeTrackDiffusionSampler", pos,
-                [prompt, "", 0, 384, 256, 50, 1.2, "normalized", "pndm", seed, control],
+                [prompt, "", 0, 384, 256, 50, 1.2, "normalized", "pndm", seed, control, "error"],
                 [("model", "MODELSCOPE_TRACKDIFFUSION"), ("tracklets", "TRACKLETS")], [("images", "IMAGE")],
                 size=[360, 420])
 
@@ -135,7 +135,7 @@ def svd_trackdiffusion() -> dict:
         load_image(2, [0, 200]),
         tracklet_editor(3, [0, 560]),
         load_adapter(4, [420, 0], "trackdiffusion_svd_stage2_fp16.safetensors"),
-        node(5, "InstanceEnhancerPatch", [780, 0], [1.0, 0.0, 1.0],
+        node(5, "InstanceEnhancerPatch", [780, 0], [1.0, 0.0, 1.0, "error"],
              [("model", "MODEL"), ("adapter", "TRACKDIFFUSION_ADAPTER"), ("tracklets", "TRACKLETS")],
              [("MODEL", "MODEL")]),
         # fps 8: ComfyUI passes fps-1 = 7, the value TrackDiffusion-SVD was trained with.

@@ -1,7 +1,8 @@
 """The canvas editors' nodes: Tracklet Editor (boxes per object per frame) and Point Trajectory Editor (TrackGo).
 
-The editors themselves are JavaScript (``js/tracklet_editor.js``, ``js/trajectory_editor.js``). Their whole state
-lives in one declared STRING input per node, which the JS hides and rewrites on every edit; the canvas DOM widget is
+The editors themselves are JavaScript (``js/tracklet_editor.js`` registers both; ``js/tracklet_widget.js`` and
+``js/trajectory_widget.js`` build on the base in ``js/editor_ui.js``). Their whole state lives in one declared STRING
+input per node, which the JS hides and rewrites on every edit; the canvas DOM widget is
 never serialised. So a saved workflow runs headless, converts to API format, and a hand-written JSON works too:
 
 - ``TrackletEditor.tracklets_json`` is exactly our tracklet JSON v1 (see ``trackdiffusion.data.tracklets.model``), parsed

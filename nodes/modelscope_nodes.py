@@ -17,7 +17,7 @@ from comfy_api.latest import io
 from ..data.errors import InvalidInputError
 from ..models.modelscope.pipeline import GUIDANCE_MODES, MAX_FRAMES, SCHEDULERS, ModelScopeTrackDiffusion
 from .trackdiffusion_nodes import MODEL_FOLDER  # registers models/trackdiffusion
-from .types import CATEGORY, Tracklets
+from .types import CATEGORY, OVERFLOW_CHOICES, Tracklets, overflow_input
 
 DIFFUSERS_FOLDER = "diffusers"
 NO_UNET = "none (the folder's UNet)"
@@ -113,16 +113,17 @@ class ModelScopeTrackDiffusionSampler(io.ComfyNode):
                 io.Combo.Input("guidance", options=list(GUIDANCE_MODES), default="normalized",
                                tooltip="normalized: the official dynamic scale (s - 1) * |eps_c| / |eps_c - eps_u|; "
                                "standard: eps_u + s * (eps_c - eps_u)."),
-                io.Combo.Input("scheduler", options=list(SCHEDULERS), default="default",
+                io.Combo.Input("scheduler", options=list(SCHEDULERS), default="pndm",
                                tooltip="default = the folder's scheduler; pndm = the official demo; dpm++ = the paper."),
                 io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True),
+                overflow_input(),
             ],
             outputs=[io.Image.Output(display_name="images")],
         )
 
     @classmethod
     def execute(cls, model, tracklets, prompt, negative_prompt, num_frames, width, height, steps, cfg, guidance,
-                scheduler, seed) -> io.NodeOutput:
+                scheduler, seed, more_than_20_objects="error") -> io.NodeOutput:
         if not isinstance(model, ModelScopeTrackDiffusion):
             raise InvalidInputError("the model input is not a ModelScope TrackDiffusion model.",
                                     fix="Connect Load ModelScope TrackDiffusion.")
@@ -137,7 +138,8 @@ class ModelScopeTrackDiffusionSampler(io.ComfyNode):
                 width=width, steps=steps, guidance_scale=cfg, guidance=guidance, seed=seed,
                 callback=lambda step, total: pbar.update_absolute(step, total),
                 interrupt=mm.throw_exception_if_processing_interrupted,
-                scheduler=scheduler, device=device, offload_device=mm.unet_offload_device())
+                scheduler=scheduler, device=device, offload_device=mm.unet_offload_device(),
+                overflow=OVERFLOW_CHOICES[more_than_20_objects])
         finally:
             mm.soft_empty_cache()
         return io.NodeOutput(frames)

@@ -12,7 +12,7 @@ from ..models.checkpoints import MODELSCOPE_ADAPTER_FORMAT, SVD_DELTA_FORMAT, lo
 from ..models.trackgo.adapter import TRACKGO_FORMAT
 from .patches.svd import SVDAdapterBundle, apply_trackdiffusion_svd, load_svd_adapter
 from .patches.trackgo import TrackGoAdapterBundle, apply_trackgo, load_trackgo_adapter
-from .types import CATEGORY, PointTrajectories, Tracklets
+from .types import CATEGORY, OVERFLOW_CHOICES, PointTrajectories, Tracklets, overflow_input
 
 MODEL_FOLDER = "trackdiffusion"
 # models/trackdiffusion/ holds converted deltas (or the official files, converted on load).
@@ -92,17 +92,20 @@ class InstanceEnhancerPatch(io.ComfyNode):
                                "the no-box state."),
                 io.Float.Input("end_percent", default=1.0, min=0.0, max=1.0, step=0.01,
                                tooltip="Where the boxes stop acting; after it, the no-box state."),
+                overflow_input(),
             ],
             outputs=[io.Model.Output()],
         )
 
     @classmethod
-    def execute(cls, model, adapter, tracklets, strength, start_percent, end_percent) -> io.NodeOutput:
+    def execute(cls, model, adapter, tracklets, strength, start_percent, end_percent,
+                more_than_20_objects="error") -> io.NodeOutput:
         if not isinstance(adapter, SVDAdapterBundle):
             raise InvalidInputError("this adapter is not a TrackDiffusion (box) adapter.",
                                     fix="connect it to TrackAdapter Patch (TrackGo) instead.")
         return io.NodeOutput(apply_trackdiffusion_svd(model, adapter, tracklets, strength=strength,
-                                                      start_percent=start_percent, end_percent=end_percent))
+                                                      start_percent=start_percent, end_percent=end_percent,
+                                                      overflow=OVERFLOW_CHOICES[more_than_20_objects]))
 
 
 class TrackAdapterPatch(io.ComfyNode):

@@ -10,3 +10,14 @@ PointTrajectories = io.Custom("POINT_TRAJECTORIES")
 Tracks = getattr(io, "Tracks", None) or io.Custom("TRACKS")
 
 CATEGORY = "TrackDiffusion"
+
+#: the "more than 20 objects" choice of the nodes that fill TrackDiffusion's 20 instance slots -> to_slots' overflow
+OVERFLOW_CHOICES = {"error": "error", "keep the first 20 by id (official)": "first", "keep the 20 largest": "largest"}
+
+
+def overflow_input() -> io.Combo.Input:
+    """The optional widget that says what to do with more than 20 objects (the default keeps the clear error)."""
+    return io.Combo.Input("more_than_20_objects", options=list(OVERFLOW_CHOICES), default="error", optional=True,
+                          tooltip="TrackDiffusion has 20 instance slots. error: say so and stop (default). keep the "
+                          "first 20 by id: what the official code does (a warning names the dropped ids). keep the "
+                          "20 largest: by mean visible area.")

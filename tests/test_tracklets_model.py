@@ -426,6 +426,23 @@ def test_to_slots_keep_largest_by_mean_visible_area():
         np.testing.assert_allclose(s.boxes[0, slot].numpy(), [0, 0, side, side], atol=1e-6)
 
 
+def test_to_slots_official_first_20_by_id_with_a_warning(caplog):
+    """The error stays the default; overflow="first" is the official loaders' behaviour: the 20 smallest ids (the
+    first 20 slots), and a warning naming the dropped ids. Ids are not in input order here, so "first" means by id."""
+    ids = [40, 3, 17, 8, 25, 1, 33, 12, 9, 50, 2, 30, 7, 14, 21, 5, 11, 44, 19, 28, 6, 60]  # 22 objects
+    t = make([obj(i, [kf(0, [n, 0, n + 10, 10])]) for n, i in enumerate(ids)])
+    with pytest.raises(InvalidInputError, match="22 objects"):
+        t.to_slots(11, 64, 64)
+    with caplog.at_level("WARNING"):
+        s = t.to_slots(11, 64, 64, overflow="first")
+    assert s.ids == sorted(ids)[:20]
+    assert "dropped the objects with ids 50, 60" in caplog.text and "first 20 by id" in caplog.text
+    largest = t.to_slots(11, 64, 64, overflow="largest")  # same sizes: ties keep the smaller ids
+    assert largest.ids == sorted(ids)[:20]
+    with pytest.raises(InvalidInputError, match="unknown overflow mode"):
+        t.to_slots(11, 64, 64, overflow="last")
+
+
 @pytest.mark.parametrize("kw", [{"num_frames": 0}, {"width": -1}, {"height": 1.5}, {"max_instances": 0}])
 def test_to_slots_rejects_bad_sizes(kw):
     args = {"num_frames": 5, "width": 64, "height": 64, **kw}

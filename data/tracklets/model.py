@@ -213,12 +213,14 @@ class Tracklets:
         return Tracklets(w_new, h_new, f_new, new_objects, fps=fps)
 
     def to_slots(
-        self, num_frames: int, width: int, height: int, max_instances: int = 20, *, keep_largest: bool = False
+        self, num_frames: int, width: int, height: int, max_instances: int = 20, *, keep_largest: bool = False,
+        overflow: str = "error",
     ):
         """What the models eat; see :func:`trackdiffusion.data.tracklets.slots.tracklets_to_slots`."""
         from .slots import tracklets_to_slots
 
-        return tracklets_to_slots(self, num_frames, width, height, max_instances, keep_largest=keep_largest)
+        return tracklets_to_slots(self, num_frames, width, height, max_instances, keep_largest=keep_largest,
+                                  overflow=overflow)
 
 
 def _resample_times(f_src: int, f_out: int) -> np.ndarray:

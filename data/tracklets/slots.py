@@ -7,6 +7,7 @@ hidden spans, boxes wholly off-canvas) and padding slots have mask 0.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import numpy as np
@@ -14,6 +15,8 @@ import torch
 
 from ..errors import InvalidInputError
 from .model import _positive_int, color_to_rgb
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -37,8 +40,13 @@ class Slots:
         return sum(i is not None for i in self.ids)
 
 
+#: what to do with more objects than slots: fail (the default), keep the first N by id (the official loaders), or keep
+#: the N largest by mean visible area
+OVERFLOW_MODES = ("error", "first", "largest")
+
+
 def tracklets_to_slots(tracklets, num_frames: int, width: int, height: int, max_instances: int = 20, *,
-                       keep_largest: bool = False) -> Slots:
+                       keep_largest: bool = False, overflow: str = "error") -> Slots:
     """Expand tracklets to per-frame slot tensors for a model running at ``num_frames`` x ``width`` x ``height``.
 
     The motion keeps its timing: frame f of the output is time f * (F_src - 1) / (num_frames - 1) of the tracklets.
@@ -46,8 +54,15 @@ def tracklets_to_slots(tracklets, num_frames: int, width: int, height: int, max_
 
     Args:
         max_instances: number of slots N (20 for the official weights).
-        keep_largest: with more objects than slots, keep the N with the largest mean visible area instead of failing.
+        overflow: with more objects than slots: "error" (a clear error, the default), "first" (keep the first N by
+            id, as the official code does, and log a warning naming the dropped ids) or "largest" (keep the N with the
+            largest mean visible area, also with the warning).
+        keep_largest: the same as ``overflow="largest"``.
     """
+    if overflow not in OVERFLOW_MODES:
+        raise InvalidInputError(f"unknown overflow mode {overflow!r}.", fix=f"use one of {', '.join(OVERFLOW_MODES)}.",
+                                source="to_slots()")
+    overflow = "largest" if keep_largest else overflow
     num_frames = _positive_int(num_frames, "num_frames", "to_slots()")
     width = _positive_int(width, "width", "to_slots()")
     height = _positive_int(height, "height", "to_slots()")
@@ -57,17 +72,25 @@ def tracklets_to_slots(tracklets, num_frames: int, width: int, height: int, max_
     n_obj = len(dense.ids)
     keep = np.arange(n_obj)
     if n_obj > max_instances:
-        if not keep_largest:
+        if overflow == "error":
             raise InvalidInputError(
                 f"the tracklets have {n_obj} objects but the model has {max_instances} instance slots.",
-                fix=f"remove {n_obj - max_instances} objects, or turn on keep_largest to keep the {max_instances} "
-                "largest.",
+                fix=f"remove {n_obj - max_instances} objects, or choose to keep the first {max_instances} by id (as "
+                f"the official code does) or the {max_instances} largest.",
                 source="to_slots()",
             )
-        areas = (dense.boxes[..., 2] - dense.boxes[..., 0]) * (dense.boxes[..., 3] - dense.boxes[..., 1])
-        mean_area = (areas * dense.visible).sum(0) / num_frames
-        # Stable sort: among equal areas, the smaller id wins, so the choice is deterministic.
-        keep = np.sort(np.argsort(-mean_area, kind="stable")[:max_instances])
+        if overflow == "first":  # slots follow ascending ids: the first N ids
+            keep = np.arange(max_instances)
+        else:
+            areas = (dense.boxes[..., 2] - dense.boxes[..., 0]) * (dense.boxes[..., 3] - dense.boxes[..., 1])
+            mean_area = (areas * dense.visible).sum(0) / num_frames
+            # Stable sort: among equal areas, the smaller id wins, so the choice is deterministic.
+            keep = np.sort(np.argsort(-mean_area, kind="stable")[:max_instances])
+        dropped = [dense.ids[j] for j in range(n_obj) if j not in set(keep.tolist())]
+        log.warning("the tracklets have %d objects, the model %d instance slots: kept the %s, dropped the objects "
+                    "with ids %s.", n_obj, max_instances,
+                    f"first {max_instances} by id" if overflow == "first" else f"{max_instances} largest",
+                    ", ".join(map(str, dropped)))
 
     boxes = np.zeros((num_frames, max_instances, 4), dtype=np.float32)
     masks = np.zeros((num_frames, max_instances), dtype=np.float32)

@@ -202,6 +202,7 @@ class ModelScopeTrackDiffusion:
         device: torch.device | str | None = None,
         offload_device: torch.device | str | None = None,
         decode_chunk_size: int = 4,
+        overflow: str = "error",
     ) -> torch.Tensor:
         """Generate a clip following ``tracklets``. Returns frames ``[F, H, W, 3]`` float32 (CPU) in [0, 1].
 
@@ -221,6 +222,8 @@ class ModelScopeTrackDiffusion:
             device: where to compute (default: where the UNet is). offload_device: if given, each component is moved
                 to ``device`` only for its phase (text encoder, UNet, VAE) and back here afterwards.
             decode_chunk_size: frames the VAE decodes at once.
+            overflow: more than 20 objects: "error" (default), "first" (the official code's first 20 by id) or
+                "largest" (see :func:`~trackdiffusion.data.tracklets.slots.tracklets_to_slots`).
         """
         if guidance not in GUIDANCE_MODES:
             raise InvalidInputError(f"unknown guidance mode {guidance!r}.", fix="Use 'normalized' or 'standard'.",
@@ -242,7 +245,7 @@ class ModelScopeTrackDiffusion:
         if steps < 1:
             raise InvalidInputError(f"steps must be at least 1, got {steps}.", fix="Use 1 or more steps.",
                                     source=SOURCE)
-        slots = tracklets.to_slots(frames, width, height, MAX_OBJS)
+        slots = tracklets.to_slots(frames, width, height, MAX_OBJS, overflow=overflow)
         dev = torch.device(device) if device is not None else next(self.unet.parameters()).device
         off = torch.device(offload_device) if offload_device is not None else None
         sched = self.make_scheduler(scheduler)

@@ -106,7 +106,7 @@ def _spatial_video_transformers(diffusion_model):
 
 
 def apply_trackdiffusion_svd(model, bundle: SVDAdapterBundle, tracklets, strength: float = 1.0,
-                             start_percent: float = 0.0, end_percent: float = 1.0):
+                             start_percent: float = 0.0, end_percent: float = 1.0, overflow: str = "error"):
     """A clone of ``model`` (a ComfyUI SVD ModelPatcher) whose video follows ``tracklets``.
 
     Args:
@@ -114,6 +114,8 @@ def apply_trackdiffusion_svd(model, bundle: SVDAdapterBundle, tracklets, strengt
             official no-box state (the fine-tuned UNet, fusers fed null tokens), 1 = as trained.
         start_percent, end_percent: the part of the sampling schedule (0 = first step) where the boxes act; outside
             it the model is in the same no-box state.
+        overflow: more than 20 objects: "error" (default), "first" (the official code's first 20 by id) or "largest"
+            (see :func:`~trackdiffusion.data.tracklets.slots.tracklets_to_slots`).
     Raises:
         InvalidInputError: a model that is not SVD, too many objects, or (during sampling) a latent whose frame count
             differs from the tracklets'.
@@ -134,7 +136,8 @@ def apply_trackdiffusion_svd(model, bundle: SVDAdapterBundle, tracklets, strengt
     if missing:
         raise InvalidInputError(f"the adapter has no fuser for {missing[:5]}: it was made for another UNet.",
                                 fix="use the adapter converted from the TrackDiffusion checkpoint of this SVD.")
-    slots = tracklets.to_slots(tracklets.num_frames, tracklets.width, tracklets.height, adapter.max_objs)
+    slots = tracklets.to_slots(tracklets.num_frames, tracklets.width, tracklets.height, adapter.max_objs,
+                               overflow=overflow)
     boxes, masks = slots_to_svd_boxes(slots)
     num_frames = tracklets.num_frames
 

@@ -153,6 +153,9 @@ def test_frame_count_mismatch_and_too_many_objects_are_clear_errors(tiny_svd):
         sample(patched)
     with pytest.raises(InvalidInputError, match="21 objects but the model has 20"):
         apply_trackdiffusion_svd(tiny_svd, bundle, tracklets(objects=21))
+    # the official behaviour, asked for: the first 20 by id (object 21 dropped, with a warning)
+    first20 = sample(apply_trackdiffusion_svd(tiny_svd, bundle, tracklets(objects=21), overflow="first"))
+    assert torch.equal(first20, sample(apply_trackdiffusion_svd(tiny_svd, bundle, tracklets(objects=20))))
 
 
 def test_nodes_load_a_delta_file_and_patch_the_model(comfy, tiny_svd):

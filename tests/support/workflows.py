@@ -49,6 +49,10 @@ NODE_INFOS = {
             "start_percent": ["FLOAT", {"default": 0.0, "min": 0.0, "max": 1.0}],
             "end_percent": ["FLOAT", {"default": 1.0, "min": 0.0, "max": 1.0}],
         },
+        optional={
+            "more_than_20_objects": ["COMBO", {"default": "error", "options": [
+                "error", "keep the first 20 by id (official)", "keep the 20 largest"]}],
+        },
     ),
     "VideoLinearCFGGuidance": node_info("VideoLinearCFGGuidance", ["MODEL"],
         required={
