@@ -220,20 +220,35 @@ def test_official_unet_as_folder_or_file_gives_the_same_model(folder, tmp_path, 
 
 
 def test_converted_adapter_is_attached_to_the_folder_unet(folder, tmp_path, baseline, monkeypatch):
+    """The adapter route on the stock pretrain folder gives the official model: the adapter carries the temporal
+    layers stage 2 fine-tuned, and they replace the folder's (here the stock folder's temporal layers differ, as the
+    real pretrain folder's do from modelscope_ft's)."""
     from safetensors.torch import load_file, save_file
 
     from trackdiffusion.models.checkpoints import convert
+    from trackdiffusion.models.modelscope.naming import stage2_finetuned
 
     stock = build_tiny_t2v_folder(tmp_path / "stock", trackdiffusion=False)
+    stock_file = stock / "unet" / "diffusion_pytorch_model.safetensors"
+    pretrain = load_file(str(stock_file))
+    g = torch.Generator().manual_seed(9)
+    save_file({k: (v + 0.05 * torch.randn(v.shape, generator=g) if stage2_finetuned(k) else v).contiguous()
+               for k, v in pretrain.items()}, str(stock_file))
     tensors = load_file(str(folder / "unet" / "diffusion_pytorch_model.safetensors"))
-    adapter = tmp_path / "adapter.safetensors"
     metadata = {"format": convert.MODELSCOPE_ADAPTER_FORMAT, "version": convert.FORMAT_VERSION}
-    save_file({k: v for k, v in tensors.items() if ms._is_added(k)}, str(adapter), metadata=metadata)
-    assert convert.inspect_checkpoint(adapter).kind == convert.KIND_MODELSCOPE_ADAPTER
     # load_delta checks the full-size key list; the tiny adapter has the tiny layout's keys
     monkeypatch.setattr(convert, "load_delta", lambda path, dtype=None: (load_file(str(path)), dict(metadata)))
+    adapter = tmp_path / "adapter.safetensors"
+    save_file({k: v for k, v in tensors.items() if ms._is_added(k) or stage2_finetuned(k)}, str(adapter),
+              metadata=metadata)
+    assert convert.inspect_checkpoint(adapter).kind == convert.KIND_MODELSCOPE_ADAPTER
     pipe = ModelScopeTrackDiffusion.from_folders(stock, unet=adapter)
     assert torch.equal(pipe.generate("a car and a dog", make_tracklets(), **GEN), baseline)
+    # without the fine-tuned temporal layers (what older conversions held) the result is another model's
+    added_only = tmp_path / "added_only.safetensors"
+    save_file({k: v for k, v in tensors.items() if ms._is_added(k)}, str(added_only), metadata=metadata)
+    other = ModelScopeTrackDiffusion.from_folders(stock, unet=added_only)
+    assert not torch.allclose(other.generate("a car and a dog", make_tracklets(), **GEN), baseline, atol=1e-3)
 
 
 def test_wrong_unet_files_are_explained(folder, tmp_path):

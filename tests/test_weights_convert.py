@@ -291,12 +291,30 @@ def test_load_delta_converts_an_official_file_on_the_fly(stage2, tmp_path, no_fu
 def test_modelscope_round_trip(modelscope, tmp_path, no_full_loads):
     result = convert_checkpoint(modelscope, tmp_path, dtype="bf16")  # auto kind, folder destination
     assert result.path.name == "trackdiffusion_modelscope_adapter_bf16.safetensors"
-    assert sorted(no_full_loads.loaded) == sorted(MS_SHAPES)
+    # the added tensors and the base tensors stage 2 fine-tuned (temporal layers, transformer_in); not conv_in or the
+    # spatial attentions, which stage 2 left as the pretrain folder has them
+    finetuned = [k for k in MS_BASE if "temp_" in k or k.startswith("transformer_in.")]
+    assert finetuned and "conv_in.weight" not in finetuned
+    assert sorted(no_full_loads.loaded) == sorted([*MS_SHAPES, *finetuned])
     tensors, meta = load_delta(result.path)
     assert meta["format"] == "trackdiffusion.modelscope_adapter" and meta["source"] == modelscope.name
+    assert meta["finetuned_base_tensors"] == str(len(finetuned))
     src = _tensors(MS_SHAPES, seed=1)
-    assert set(tensors) == set(src)
+    assert set(tensors) == set(src) | set(finetuned)
     assert all(torch.equal(tensors[k], src[k].to(torch.bfloat16)) for k in src)
+
+
+def test_a_modelscope_adapter_without_the_fine_tuned_temporal_layers_is_refused(modelscope, tmp_path):
+    """An adapter holding only the added tensors (what older versions converted) would run the pretrain folder's
+    un-fine-tuned temporal layers: refused with what to do."""
+    tensors, meta = load_delta(convert_modelscope(modelscope, tmp_path / "new.safetensors").path)
+    old = {k: v for k, v in tensors.items() if "temp_" not in k and not k.startswith("transformer_in.")
+           or k.endswith("time_embedder.weight")}
+    save_file(old, str(tmp_path / "old.safetensors"), metadata={k: v for k, v in meta.items()
+                                                                 if k != "finetuned_base_tensors"})
+    with pytest.raises(InvalidInputError, match=r"not the temporal layers stage 2 fine-tuned.*older version") as info:
+        load_delta(tmp_path / "old.safetensors")
+    assert "convert the official file again" in str(info.value)
 
 
 def test_trainable_only_file_converts(tmp_path):

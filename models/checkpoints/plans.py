@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from ...data.errors import InvalidInputError
-from ..modelscope.naming import INJECTOR, modelscope_adapter_shapes
+from ..modelscope.naming import INJECTOR, modelscope_adapter_shapes, stage2_finetuned
 from ..svd.naming import (
     ATTENTIONS,
     CHANNEL_MULT,
@@ -270,18 +270,30 @@ def _modelscope_expected(shapes: dict[str, tuple[int, ...]]) -> dict[str, tuple[
 
 
 def _modelscope_plan(info: CheckpointInfo, *, stored: bool = False) -> _Plan:
+    """The added TrackDiffusion tensors plus the base tensors the official stage 2 fine-tuned (every temporal layer and
+    ``transformer_in``), so that the adapter on the stock pretrain folder is the model TrackDiffusion trained."""
     if info.kind != (KIND_MODELSCOPE_ADAPTER if stored else KIND_TD_MODELSCOPE):
         raise _refuse(info, "modelscope")
     shapes = info.shapes
     expected = _modelscope_expected(shapes)
+    finetuned = sorted(k for k in shapes if k not in expected and stage2_finetuned(k))
     missing = [k for k in expected if k not in shapes]
     # the base UNet3D keys are not checked one by one; every TrackDiffusion-added key must be known
-    unexpected = sorted(k for k in shapes if k not in expected and (stored or _has([k], *_MODELSCOPE_ADDED)))
+    unexpected = sorted(k for k in shapes if k not in expected and not stage2_finetuned(k)
+                        and (stored or _has([k], *_MODELSCOPE_ADDED)))
     wrong = _check_shapes(shapes, expected)
     if missing or unexpected or wrong:
         what = "TrackDiffusion ModelScope adapter" if stored else "TrackDiffusion ModelScope checkpoint"
         raise _key_error(info.path.name, what, missing, unexpected, wrong,
                          f"download the official file again: {OFFICIAL_MODELSCOPE_FILE}.")
+    if not finetuned:
+        raise InvalidInputError(
+            f"{info.path.name} holds TrackDiffusion's added tensors but not the temporal layers stage 2 fine-tuned "
+            "(temp_convs, temp_attentions, transformer_in): on the stock pretrain folder it would run un-fine-tuned "
+            "temporal layers." + (" It was converted by an older version of this pack." if stored else ""),
+            fix=f"convert the official file again: trackdiffusion weights convert {OFFICIAL_MODELSCOPE_FILE} "
+                "ComfyUI/models/trackdiffusion/ (or load that file directly).", source=str(info.path))
     metadata = {"format": MODELSCOPE_ADAPTER_FORMAT, "version": FORMAT_VERSION, "base": "modelscope_t2v",
-                "source": info.metadata.get("source", info.path.name) if stored else info.path.name}
-    return _Plan([(k, k) for k in sorted(expected)], metadata, [])
+                "source": info.metadata.get("source", info.path.name) if stored else info.path.name,
+                "finetuned_base_tensors": str(len(finetuned))}
+    return _Plan([(k, k) for k in sorted([*expected, *finetuned])], metadata, [])

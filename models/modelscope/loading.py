@@ -305,7 +305,8 @@ def load_components(t2v_folder: str | os.PathLike, unet: str | os.PathLike | Non
     attachment = attach_trackdiffusion_unet3d(base, hidden_dim=_hidden_dim(shapes),
                                               zero_init_frame_embedding=not added)
     if added:
-        attachment.load_official_state_dict(added, strict=True)
+        # a converted adapter also carries the temporal layers stage 2 fine-tuned: they replace the pretrain folder's
+        attachment.load_official_state_dict(added, strict=True, include_unet=adapter is not None)
     attachment.requires_grad_(False)
     del added, adapter
 

@@ -20,7 +20,16 @@ from __future__ import annotations
 from ..svd.naming import ATTENTIONS, CHANNEL_MULT, FUSER, fuser_shapes
 
 INJECTOR = "transformer_blocks.0.injector"
+#: name parts of the base UNet3D tensors the official stage 2 fine-tuned (``--train_mode temp``: every temporal
+#: convolution and attention, ``transformer_in``); the converted adapter carries them with the added tensors
+STAGE2_FINETUNED = ("temp_convs", "temp_attentions", "transformer_in")
 UP_ATTENTIONS = tuple(s for s in ATTENTIONS if s.diffusers.startswith("up_blocks."))
+
+
+def stage2_finetuned(key: str) -> bool:
+    """Whether ``key`` is a base UNet3D tensor the official stage 2 fine-tuned (so the stock pretrain folder's value
+    is not the one TrackDiffusion was trained with)."""
+    return any(part in key for part in STAGE2_FINETUNED)
 
 
 def temp_attention(diffusers_attention: str) -> str:
