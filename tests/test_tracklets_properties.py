@@ -52,7 +52,6 @@ SPECIAL_NUMBERS = st.sampled_from([0, -1, 1, 1.5, -0.0, 1e308, -1e308, 5e-324, 2
 NUMBERS = st.one_of(st.integers(-(2**63), 2**63), st.floats(allow_nan=True, allow_infinity=True), SPECIAL_NUMBERS)
 SMALL_INTS = st.integers(-10_000, 10_000)
 SCALARS = st.one_of(st.none(), st.booleans(), NUMBERS, st.text(max_size=8))
-HASHABLE = st.one_of(st.none(), st.booleans(), SMALL_INTS, st.floats(allow_nan=True), st.text(max_size=6))
 
 
 def json_values(leaves=SCALARS):
@@ -61,7 +60,8 @@ def json_values(leaves=SCALARS):
 
 
 GARBAGE = json_values()
-# For formats whose sizes allocate arrays (YouTube-VIS length): integers stay in a sane range, see KNOWN_* below.
+# Garbage of the kinds real files hold (small integers, floats with inf/nan, short text): more of it lands on the paths
+# the parsers check value by value, where the full GARBAGE's huge integers mostly fail the first check.
 SANE_GARBAGE = json_values(st.one_of(st.none(), st.booleans(), SMALL_INTS, st.floats(allow_nan=True,
                                                                                      allow_infinity=True),
                                      st.text(max_size=8)))
@@ -140,24 +140,6 @@ VALID_YTVIS = {
                     {"id": 2, "video_id": 2, "category_id": 2, "bboxes": [None, [0, 0, 5, 5], [1, 1, 5, 5]]}],
     "categories": [{"id": 1, "name": "person"}, {"id": 2, "name": "dog"}],
 }
-
-
-def _ytvis_protect(path):
-    # Crashes with other values here are the KNOWN_YTVIS_* cases below.
-    if len(path) == 3 and path[0] == "categories" and path[2] == "id":
-        return HASHABLE
-    if len(path) == 3 and path[0] == "annotations" and path[2] == "category_id":
-        return HASHABLE
-    if path == ("categories",):
-        return st.one_of(st.none(), st.lists(st.dictionaries(st.sampled_from(["id", "name"]), HASHABLE)),
-                         st.text(max_size=4))
-    if len(path) == 2 and path[0] == "categories":
-        return st.one_of(st.none(), SMALL_INTS, st.text(max_size=4),
-                         st.fixed_dictionaries({"id": HASHABLE}, optional={"name": SANE_GARBAGE}))
-    if len(path) == 2 and path[0] == "annotations":
-        return st.one_of(SCALARS, st.fixed_dictionaries(
-            {"video_id": HASHABLE, "bboxes": SANE_GARBAGE}, optional={"id": HASHABLE, "category_id": HASHABLE}))
-    return None
 
 
 # ---------------------------------------------------------------------------------------------------------- load fuzz
@@ -260,7 +242,7 @@ def test_mot_text_into_load(text, size, frames, strict):
 
 # ---------------------------------------------------------------------------------------------------------- YouTube-VIS
 @FUZZ
-@given(d=st.one_of(mutated(VALID_YTVIS, SANE_GARBAGE, _ytvis_protect), mutated(VALID_YTVIS, GARBAGE)),
+@given(d=st.one_of(mutated(VALID_YTVIS, SANE_GARBAGE), mutated(VALID_YTVIS, GARBAGE)),
        video=st.sampled_from([None, 1, 2, "a", "b", "2", 3, 1.0, "", True]))
 def test_mutated_ytvis(d, video):
     only_invalid_input(load, d, format="ytvis", video=video)
