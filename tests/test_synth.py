@@ -22,6 +22,7 @@ from trackdiffusion.evaluation.synth import (
     make_clip,
     make_split,
     shift,
+    spec_masks,
     split_seeds,
     train_batch,
 )
@@ -105,6 +106,31 @@ def test_ground_truth_matches_the_pixels():
             exact.append(classes[f, y, x] == cat)
             assert (classes[f, max(y - 1, 0):y + 2, max(x - 1, 0):x + 2] == cat).any()
         assert np.mean(exact) > 0.95
+
+
+def test_spec_masks_are_the_amodal_shapes_the_renderer_paints():
+    for clip in make_split("test", "eval", 10):
+        masks = spec_masks(clip.spec)
+        f, n = clip.visible_fraction.shape
+        assert masks.shape == (f, n, 64, 64) and masks.dtype == bool
+        present = ~np.isnan(clip.boxes[..., 0])
+        assert not masks[~present].any() and masks.any(axis=(2, 3))[present].all()
+        # render_spec's visible fractions, recomputed from the masks (a later object covers an earlier one): exact
+        top = np.full((f, 64, 64), -1)
+        for j in range(n):
+            top[masks[:, j]] = j
+        amodal = masks.sum(axis=(2, 3)).astype(np.float64)
+        shown = np.stack([(top == j).sum(axis=(1, 2)) for j in range(n)], axis=1)
+        np.testing.assert_array_equal(np.divide(shown, amodal, out=np.zeros_like(amodal), where=amodal > 0),
+                                      clip.visible_fraction)
+        # each mask lies in its box and the front object's mask carries its colour
+        for j in range(n):
+            for t in np.flatnonzero(present[:, j]):
+                ys, xs = np.nonzero(masks[t, j])
+                x1, y1, x2, y2 = clip.boxes[t, j]
+                assert xs.min() + 0.5 >= x1 and xs.max() + 0.5 < x2 and ys.min() + 0.5 >= y1 and ys.max() + 0.5 < y2
+        classes = classify_colors(clip.video, PALETTE_RGB)
+        assert (classes[masks[:, -1]] == CATEGORIES.index(clip.labels[-1])).mean() > 0.95
 
 
 def test_scenarios_do_what_they_say():

@@ -36,15 +36,19 @@ def variance_preserving_encoder_init(att, seed: int = 3) -> None:
 
 
 def make_batch(batch: int = 2, seed: int = 1, sigma=1.0) -> dict:
-    """A fixed batch: latents, SVD conditioning, a trajectory video of a square moving right, its mask."""
+    """A fixed batch: latents, SVD conditioning, a trajectory video of a square moving right (and, from the second
+    video on, a smaller one moving down), their masks M_i per frame [B, 2, F, H, W] (zero-padded in video 0)."""
     gen = torch.Generator().manual_seed(seed)
     video = torch.zeros(batch, FRAMES, 3, PIXELS, PIXELS)
-    mask = torch.zeros(batch, PIXELS, PIXELS)
+    mask = torch.zeros(batch, 2, FRAMES, PIXELS, PIXELS)
     for b in range(batch):
         y, x = 8 + 8 * b, 8
-        mask[b, y:y + 24, x:x + 24 + 6 * FRAMES] = 1
         for f in range(FRAMES):
+            mask[b, 0, f, y:y + 24, x + 6 * f:x + 6 * f + 24] = 1
             video[b, f, :, y:y + 24, x + 6 * f:x + 6 * f + 24] = torch.tensor([1.0, 0.5, 0.0])[:, None, None]
+            if b > 0:
+                mask[b, 1, f, 4 + 3 * f:16 + 3 * f, 48:60] = 1
+                video[b, f, :, 4 + 3 * f:16 + 3 * f, 48:60] = torch.tensor([0.0, 0.5, 1.0])[:, None, None]
     out = {
         "latents": torch.randn(batch, FRAMES, 4, LATENT, LATENT, generator=gen),
         "image_latents": torch.randn(batch, 4, LATENT, LATENT, generator=gen),
@@ -93,8 +97,57 @@ def test_layer_mask_follows_the_token_layout():
     assert shared.tolist() == [1, 0, 0, 0] * 3
     per_frame = layer_mask(mask[:, None].expand(-1, 3, -1, -1), 2, 2, batch=2, frames=3)
     assert torch.equal(per_frame, w[:, None].expand(-1, 3))
+    # per object and frame: [B, O, F, H, W] -> [B*h*w, O, F]
+    objects = torch.zeros(2, 2, 3, 16, 16)
+    objects[:, 0] = mask[:, None]  # object 0 still
+    objects[1, 1, 2, :8, 8:] = 1  # object 1 of video 1, top-right cell, frame 2 only
+    per_object = layer_mask(objects, 2, 2, batch=2, frames=3)
+    assert per_object.shape == (8, 2, 3) and torch.equal(per_object[:, 0], per_frame)
+    assert per_object[:, 1].nonzero().tolist() == [[5, 2]]  # row (b=1, h=0, w=1), frame 2
     with pytest.raises(InvalidInputError, match="videos"):
         layer_mask(mask, 2, 2, batch=3, frames=3)
+    with pytest.raises(InvalidInputError, match="frames"):
+        layer_mask(objects, 2, 2, batch=2, frames=4)
+
+
+def eq8_by_hand(attention: torch.Tensor, masks: torch.Tensor, height: int, width: int) -> float:
+    """TrackGo Eq. 8 on one layer, written out: the sum over the objects i, the frames t, the heads and the grid of
+    (M_i * diag(A))^2, M_i area-averaged to the grid, divided by heads * (batch * h * w) * frames."""
+    a = attention.detach().double().numpy()
+    m = masks.double().numpy()
+    batch, objects, frames, big_h, big_w = m.shape
+    heads = a.shape[1]
+    total = 0.0
+    for b in range(batch):
+        for i in range(objects):
+            for t in range(frames):
+                cell = m[b, i, t].reshape(height, big_h // height, width, big_w // width).mean(axis=(1, 3))
+                for head in range(heads):
+                    diag = a[b * height * width:(b + 1) * height * width, head, t, t].reshape(height, width)
+                    total += float(((cell * diag) ** 2).sum())
+    return total / (heads * batch * height * width * frames)
+
+
+def test_attention_diagonal_loss_is_eq8_per_query_position():
+    # 2 tokens, 2 heads, 2 frames; only the diagonal matters
+    diagonal = torch.tensor([[[0.5, 1.0], [0.1, 0.2]], [[0.3, 0.4], [0.6, 0.8]]])  # [N, heads, T]
+    attention = torch.diag_embed(diagonal) + 0.3 * (1 - torch.eye(2))  # off-diagonal entries play no part
+    masks = torch.tensor([[[1.0, 0.0], [0.0, 0.5]],  # token 0: object 0 on frame 0, object 1 (half) on frame 1
+                          [[0.0, 0.0], [1.0, 1.0]]])  # token 1: object 1 on both frames        -> [N, O, T]
+    # object 0: 0.5^2 + 0.1^2 = 0.26; object 1: 0.5^2 * (1.0^2 + 0.2^2) + (0.3^2 + 0.6^2) + (0.4^2 + 0.8^2)
+    # = 0.26 + 0.45 + 0.8; sum 1.77 over heads * N * T = 8 query positions and heads
+    assert attention_diagonal_loss(attention, masks).item() == pytest.approx(1.77 / 8, rel=1e-6)
+    # the normalisation makes it a per-query-position quantity: the same clip repeated (more tokens) keeps it
+    assert attention_diagonal_loss(attention.repeat(3, 1, 1, 1), masks.repeat(3, 1, 1)).item() == pytest.approx(
+        1.77 / 8, rel=1e-6)
+    # one object: [N, T] and [N] weights are O = 1
+    assert torch.allclose(attention_diagonal_loss(attention, masks[:, 1]), attention_diagonal_loss(
+        attention, masks[:, 1:]))
+    assert torch.allclose(attention_diagonal_loss(attention, torch.tensor([1.0, 0.0])),
+                          attention_diagonal_loss(attention, torch.tensor([[[1.0, 1.0]], [[0.0, 0.0]]])))
+    assert attention_diagonal_loss(attention, torch.zeros(2, 3, 2)).item() == 0.0
+    with pytest.raises(InvalidInputError, match="fit"):
+        attention_diagonal_loss(attention, torch.zeros(3, 2))
 
 
 def test_attention_loss_sums_the_layers_with_the_mask_at_each_grid():
@@ -109,8 +162,20 @@ def test_attention_loss_sums_the_layers_with_the_mask_at_each_grid():
     expected = sum(attention_diagonal_loss(r.attention, layer_mask(batch["moving_mask"], r.height, r.width, 2,
                                                                    FRAMES)) for r in records.values())
     assert torch.allclose(losses["attention"], expected)
+    # Eq. 8 by hand on the recorded attention of every layer, summed over the layers
+    by_hand = sum(eq8_by_hand(r.attention, batch["moving_mask"], r.height, r.width) for r in records.values())
+    assert losses["attention"].item() == pytest.approx(by_hand, rel=1e-5) and by_hand > 0
     assert torch.allclose(attention_loss(att), expected)  # after the block, with the mask given to conditioned()
     assert torch.allclose(losses["total"], losses["noise"] + 0.5 * losses["attention"])
+    # one object: [B, H, W] (every frame) and [B, F, H, W] are [B, 1, F, H, W]
+    union = batch["moving_mask"][:, 0].amax(1)
+    one = union[:, None, None].expand(-1, 1, FRAMES, -1, -1)
+    assert torch.allclose(attention_loss(att, union), attention_loss(att, one))
+    assert torch.allclose(attention_loss(att, one[:, 0]), attention_loss(att, one))
+    # objects add up; zero-padded objects add nothing
+    first, second = batch["moving_mask"][:, :1], batch["moving_mask"][:, 1:]
+    assert torch.allclose(attention_loss(att, first) + attention_loss(att, second), expected)
+    assert torch.allclose(attention_loss(att, torch.cat([batch["moving_mask"], torch.zeros_like(first)], 1)), expected)
     # no moving part: nothing to penalise
     assert attention_loss(att, torch.zeros(2, PIXELS, PIXELS)).item() == 0.0
     att.clear_records()

@@ -12,17 +12,30 @@ import torch
 from trackdiffusion.data.dataset import write_tracking_sequence
 from trackdiffusion.data.errors import InvalidInputError
 from trackdiffusion.data.tracklets.formats import write_ytvis
-from trackdiffusion.evaluation.synth import make_clip
+from trackdiffusion.data.trajectories import (
+    PointTrajectories,
+    build_point_trajectories,
+    pixel_index,
+    points_per_mask,
+    sample_mask_points,
+)
+from trackdiffusion.evaluation.synth import make_clip, spec_masks, train_batch
 from trackdiffusion.models.svd.naming import module_names
 from trackdiffusion.training.checkpoints import to_comfyui
 from trackdiffusion.training.data import (
     MAX_OBJS,
+    Clip,
     FolderSource,
     SynTrackSource,
+    box_mask,
     discover,
     draw_outlines,
-    moving_mask,
+    moving_objects,
+    object_masks,
     open_source,
+    point_seed,
+    stack_object_masks,
+    training_points,
     trajectory_video,
 )
 
@@ -161,14 +174,124 @@ def test_stage1_outlines_are_slot_coloured_and_spare_frame_0():
     assert (out[1, 16, 16] == 128).all()  # only the outline
 
 
-def test_trackgo_inputs_follow_the_moving_objects():
-    clip = SynTrackSource(32, 32, 6).clips(0, 1)[0]
-    video = trajectory_video(clip, 64, 64)
-    assert video.shape == (6, 64, 64, 3) and video.max() > 0
-    mask = moving_mask(clip)
-    assert mask.shape == (32, 32) and 0 < mask.mean() < 1
-    clip.points = None  # dataset clips: box-rigid points
-    assert trajectory_video(clip, 64, 64).max() > 0
+def box_clip() -> Clip:
+    """A dataset-like clip (boxes only), 32x32, 5 frames, in pixels / 32:
+
+    * object 0: a 20x20 box at (2, 4) on frame 0, its top-left corner moving 1 px right per frame and its side growing
+      by 1 px per frame (24 px on frame 4): 400 / 1024 of the frame, K = round(160 * 0.390625) = 63 points;
+    * object 1: still (no points, no mask);
+    * object 2: absent on frames 0-1, then a 6x6 box at (24, 20) moving 5 px down per frame, out of the frame by 4 px
+      on frame 4 (K = 16).
+    """
+    f = 5
+    boxes = np.zeros((f, 3, 4), np.float32)
+    present = np.ones((f, 3), bool)
+    for t in range(f):
+        boxes[t, 0] = np.array([2 + t, 4, 2 + t + 20 + t, 4 + 20 + t]) / 32
+        boxes[t, 1] = np.array([26, 2, 30, 6]) / 32
+        boxes[t, 2] = np.array([24, 20 + 5 * (t - 2), 30, 26 + 5 * (t - 2)]) / 32 if t >= 2 else 0
+    present[:2, 2] = False
+    return Clip(np.zeros((f, 32, 32, 3), np.uint8), boxes, present, name="boxes")
+
+
+def test_trackgo_points_are_the_builders_points_following_the_box():
+    clip, seed = box_clip(), 123
+    assert moving_objects(clip) == [(0, 0), (2, 2)]  # (slot, first frame); the still object gets nothing
+    points = training_points(clip, seed)
+    counts = np.bincount(points.component).tolist()
+    assert counts == [points_per_mask(400 / 1024), 16] == [63, 16]  # TrackGo's area rule, not 8 per object
+    first = points.points[:, points.component == 0]
+    mask = np.zeros((32, 32), bool)
+    mask[4:24, 2:22] = True  # the pixel centres inside the box on frame 0
+    np.testing.assert_array_equal(box_mask(clip.boxes[0, 0] * 32, 32, 32), mask)
+    # on its first frame, the object's points are what the builder makes of its mask with the same seed
+    built = build_point_trajectories(mask[None], [[[0, 0], [1, 0]]], 5, seed)
+    np.testing.assert_array_equal(first[0], built.points[0])
+    later = np.zeros((32, 32), bool)
+    later[20:26, 24:30] = True
+    np.testing.assert_array_equal(points.points[2, points.component == 1],
+                                  sample_mask_points(later, seed, 1).astype(np.float32))  # object index 1
+    # then they follow the box, scale included: frame 4's box has its corner at (6, 4) and 24/20 the size
+    p0 = first[0].astype(np.float64)
+    np.testing.assert_allclose(first[4], np.array([6, 4]) - 0.5 + (p0 + 0.5 - [2, 4]) * 1.2, atol=1e-4)
+    for t in range(5):
+        corner, size = clip.boxes[t, 0, :2] * 32, (clip.boxes[t, 0, 2:] - clip.boxes[t, 0, :2]) * 32
+        np.testing.assert_allclose((first[t] + 0.5 - corner) / size, (p0 + 0.5 - [2, 4]) / 20, atol=1e-5)
+    np.testing.assert_allclose(points.points[3, points.component == 1] - points.points[2, points.component == 1],
+                               np.tile([0.0, 5.0], (16, 1)), atol=1e-4)  # a translation moves every point as much
+    # visible: the object present and the point inside the frame
+    vis = points.visibility[:, points.component == 1]
+    assert not vis[:2].any() and vis[2:4].all()
+    np.testing.assert_array_equal(vis[4], points.points[4, points.component == 1, 1] < 32)
+    assert 0 < vis[4].sum() < 16 and points.visibility[:, points.component == 0].all()
+    # seeded: the same seed the same points, another seed others
+    assert np.array_equal(training_points(clip, seed).points, points.points)
+    assert not np.array_equal(training_points(clip, seed + 1).points, points.points)
+    assert point_seed(0, 3, 1) == point_seed(0, 3, 1) != point_seed(0, 4, 1) != point_seed(0, 3, 0)
+
+
+def test_trackgo_points_of_syntrack_clips_come_from_the_shape_masks():
+    width = height = 32
+    found_scale = False
+    for step in range(6):
+        clip = SynTrackSource(width, height, 6).clips(step, 1, seed=0)[0]
+        spec = train_batch(step, 1, (width, height, 6))[0].spec  # the stream of seed 0
+        assert clip.masks.shape == (6, clip.boxes.shape[1], height, width)
+        np.testing.assert_array_equal(clip.masks, spec_masks(spec)[:, clip.present.any(0)])
+        seed = point_seed(0, step, 0)
+        points = training_points(clip, seed)
+        objects = moving_objects(clip)
+        assert objects and np.bincount(points.component).tolist() == [
+            min(points_per_mask(clip.masks[t0, slot].mean()), int(clip.masks[t0, slot].sum())) for slot, t0 in objects]
+        for j, (slot, t0) in enumerate(objects):
+            mine = points.points[:, points.component == j]
+            np.testing.assert_array_equal(mine[t0], sample_mask_points(clip.masks[t0, slot], seed, j).astype(np.float32))
+            # the shape scales with the box, so the points stay on the object: inside its mask on every frame
+            ij = pixel_index(mine).clip(0, width - 1)
+            on = clip.masks[np.arange(6)[:, None], slot, ij[..., 1], ij[..., 0]]
+            assert on.mean() > 0.9, on.mean(axis=1)
+            size = clip.boxes[:, slot, 2] - clip.boxes[:, slot, 0]
+            found_scale |= abs(np.log(size.max() / size.min())) > 0.2
+        video = trajectory_video(clip, 64, 64, seed)
+        assert video.shape == (6, 64, 64, 3) and video.max() > 0
+    assert found_scale  # a scaling object was among them
+
+
+def test_object_masks_follow_each_moving_object():
+    clip = box_clip()
+    masks = object_masks(clip)
+    assert masks.shape == (2, 5, 32, 32) and masks.dtype == np.float32  # the two moving objects, every frame
+    for t in range(5):
+        want = np.zeros((32, 32), np.float32)
+        want[4:24 + t, 2 + t:22 + 2 * t] = 1  # object 0's box on frame t
+        np.testing.assert_array_equal(masks[0, t], want)
+    assert not masks[1, :2].any()  # object 2 absent
+    want = np.zeros((32, 32), np.float32)
+    want[30:32, 24:30] = 1  # frame 4: the part inside the frame
+    np.testing.assert_array_equal(masks[1, 4], want)
+    # down-sampled by area average (the latent grid)
+    small = object_masks(clip, (8, 8))
+    np.testing.assert_allclose(small, masks.reshape(2, 5, 8, 4, 8, 4).mean(axis=(3, 5)), atol=1e-7)
+    # padded over the batch: O = the most objects of a clip (at least 1), zeros elsewhere
+    still = Clip(clip.video, clip.boxes[:, 1:2], clip.present[:, 1:2])
+    assert object_masks(still).shape == (0, 5, 32, 32) and training_points(still, 0).num_points == 0
+    stacked = stack_object_masks([object_masks(still), masks])
+    assert stacked.shape == (2, 2, 5, 32, 32) and not stacked[0].any() and np.array_equal(stacked[1], masks)
+    assert stack_object_masks([object_masks(still)]).shape == (1, 1, 5, 32, 32)
+    assert not trajectory_video(still, 64, 64, 0).any()
+    # SynTrack: the shape masks themselves
+    syn = SynTrackSource(32, 32, 6).clips(1, 1)[0]
+    slots = [slot for slot, _ in moving_objects(syn)]
+    np.testing.assert_array_equal(object_masks(syn), syn.masks[:, slots].transpose(1, 0, 2, 3).astype(np.float32))
+
+
+def test_trajectory_video_renders_the_training_points_at_the_latent_scale():
+    clip, seed = box_clip(), 5
+    points = training_points(clip, seed)
+    video = trajectory_video(clip, 128, 128, seed, point_size=4)
+    scaled = PointTrajectories((points.points + 0.5) * 4 - 0.5, points.visibility, points.component, 128, 128)
+    np.testing.assert_array_equal(video, scaled.render(point_size=4))
+    assert video.shape == (5, 128, 128, 3) and video[0].any()
 
 
 def test_comfyui_names_match_the_svd_key_map():

@@ -6,6 +6,7 @@ import csv
 import hashlib
 import json
 
+import numpy as np
 import pytest
 import torch
 from safetensors import safe_open
@@ -47,7 +48,7 @@ def interrupt_at(step, exc=KeyboardInterrupt):
     return callback
 
 
-@pytest.mark.parametrize("model,lr,steps,factor", [(SVD, 3e-3, 30, 0.5), ("trackgo", 3e-3, 40, 0.985)])
+@pytest.mark.parametrize("model,lr,steps,factor", [(SVD, 3e-3, 30, 0.5), ("trackgo", 3e-3, 40, 0.99)])
 def test_loss_falls_on_a_fixed_batch(tmp_path, model, lr, steps, factor):
     trainer = Trainer(config(model, tmp_path, steps=steps, lr=lr, warmup=0))
     batch = trainer.prepare(trainer.clips(1), 1, dropout=False)  # fixed clips, sigma, noise
@@ -87,6 +88,36 @@ def test_resume_after_interruption_continues_exactly(tmp_path, model):
                                              zip(loss_rows(tmp_path / "cut"), loss_rows(tmp_path / "whole"))]
     fa, fb = load_file(whole.adapter), load_file(resumed.adapter)
     assert all(torch.equal(fa[k], fb[k]) for k in fa)
+
+
+def test_trackgo_batches_condition_on_the_builders_points_and_per_object_masks(tmp_path):
+    from trackdiffusion.data.trajectories import points_per_mask
+    from trackdiffusion.training.data import (
+        moving_objects,
+        object_masks,
+        point_seed,
+        stack_object_masks,
+        training_points,
+        trajectory_video,
+    )
+
+    trainer = Trainer(config("trackgo", tmp_path, steps=1, batch=2, seed=3))
+    clips = trainer.clips(2)
+    batch = trainer.prepare(clips, 2, dropout=False)
+    # P: the training points of each clip (seeded from (seed, step, clip)) rendered at 8x the 8x8 latent
+    want = np.stack([trajectory_video(c, 64, 64, point_seed(3, 2, i)) for i, c in enumerate(clips)])
+    assert torch.equal(batch["video"], torch.from_numpy(want).permute(0, 1, 4, 2, 3).float() / 255)
+    for i, clip in enumerate(clips):
+        counts = np.bincount(training_points(clip, point_seed(3, 2, i)).component).tolist()
+        assert counts == [min(points_per_mask(clip.masks[t0, slot].mean()), int(clip.masks[t0, slot].sum()))
+                          for slot, t0 in moving_objects(clip)]
+    # M_i: [B, O, F, h, w] per moving object and frame, area-averaged to the latent grid, zero-padded
+    masks = batch["moving_mask"]
+    assert masks.shape == (2, max(1, *(len(moving_objects(c)) for c in clips)), 6, 8, 8)
+    assert torch.equal(masks, torch.from_numpy(stack_object_masks([object_masks(c, (8, 8)) for c in clips])))
+    full = object_masks(clips[0])  # 16x16: the latent grid is its 2x2 average
+    np.testing.assert_allclose(masks[0, :len(full)].numpy(), full.reshape(len(full), 6, 8, 2, 8, 2).mean((3, 5)))
+    assert trainer.evaluate(batch)["attention"] > 0
 
 
 def test_resume_refuses_other_settings_and_another_base(tmp_path):

@@ -1,6 +1,7 @@
 """Training for the pack's adapters (diffusers backends; no ComfyUI).
 
-* :mod:`.trackgo_losses`: TrackGo's SVD EDM noise loss plus the attention loss of the TrackAdapter.
+* :mod:`.trackgo_losses`: TrackGo's SVD EDM noise loss plus the attention loss of the TrackAdapter (Eq. 8 over the
+  moving objects' per-frame masks, normalised per query position).
 * :mod:`.train`: ``trackdiffusion train`` (``training.train.train(config)``, the loop and the recipe): the
   TrackDiffusion-SVD modules or the TrackGo TrackAdapter on a diffusers SVD UNet; :mod:`.config` (:class:`TrainConfig`),
   :mod:`.loading` (base UNet / VAE / image encoder, tiny UNets), :mod:`.latents` (pixel stand-in and VAE latents),

@@ -18,6 +18,14 @@ sequence allows) from a random start, or spread over the whole sequence when it 
 resized (stretched) to the training size and the boxes follow (they are kept normalised to the source canvas, which
 a stretch leaves unchanged). At most :data:`MAX_OBJS` objects per clip: those present in the window, the largest
 kept when there are more, in id order (slot index = identity, as in the official loader).
+
+TrackGo inputs (what inference sees, built the same way): every object that moves in the clip
+(:data:`MOVING_THRESHOLD`) gets a mask on its first present frame (SynTrack: its exact shape; dataset clips: its box
+rasterised), ``K`` points from that mask by :func:`~trackdiffusion.data.trajectories.sample_mask_points` (the
+builder's seeded k-means and area rule, 16-64 points; object ``j`` among the moving ones is ``mask_index = j``), and
+every point follows its object: its position relative to the object's box on that frame is carried to every frame's
+box (translation and scale). :func:`training_points` / :func:`trajectory_video` give the points and the conditioning
+video P, :func:`object_masks` the per-frame masks M_i of the moving objects for the attention loss.
 """
 
 from __future__ import annotations
@@ -33,7 +41,7 @@ import numpy as np
 from ..data.errors import InvalidInputError
 from ..data.tracklets.formats import read_mot, read_ytvis
 from ..data.tracklets.model import PALETTE, Tracklets, color_to_rgb, parse_tracklets_dict
-from ..data.trajectories import PointTrajectories
+from ..data.trajectories import PointTrajectories, sample_mask_points
 
 SOURCE = "trackdiffusion train data"
 #: slots per frame (the official ``fixed_objs``)
@@ -43,10 +51,8 @@ MAX_OBJS = 20
 SLOT_PALETTE = np.array([color_to_rgb(c) for c in PALETTE], dtype=np.float32)
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 MAX_STRIDE = 4
-#: box-rigid points per object for the TrackGo trajectory video of dataset clips (fractions of the box)
-BOX_POINTS_UV = np.array([[0.5, 0.5], [0.25, 0.25], [0.75, 0.25], [0.25, 0.75], [0.75, 0.75],
-                          [0.5, 0.2], [0.2, 0.5], [0.8, 0.5]], dtype=np.float32)
-#: an object "moves" (TrackGo moving mask) when its centre or size changes by more than this fraction of the frame
+#: an object "moves" (TrackGo: it gets points and a mask M_i) when its box centre or size changes by more than this
+#: fraction of the frame between two frames where it is present
 MOVING_THRESHOLD = 0.02
 
 
@@ -58,14 +64,15 @@ class Clip:
         video: [F, H, W, 3] uint8 RGB.
         boxes: [F, N, 4] float32 xyxy normalised to [0, 1]; 0 where absent. N <= MAX_OBJS, slot order = id order.
         present: [F, N] bool.
-        points: point trajectories in the clip's pixels (TrackGo's conditioning), or None to derive them from the boxes.
+        masks: [F, N, H, W] bool, each object's amodal shape mask per frame (False where absent; SynTrack), or None:
+            the boxes rasterised stand in (dataset clips). Slot j is the object of ``boxes[:, j]``.
         name: where the clip came from (for messages).
     """
 
     video: np.ndarray
     boxes: np.ndarray
     present: np.ndarray
-    points: PointTrajectories | None = None
+    masks: np.ndarray | None = None
     name: str = ""
 
     @property
@@ -98,7 +105,7 @@ class SynTrackSource:
         self.description = f"SynTrack training stream ({width}x{height}, {frames} frames)"
 
     def clips(self, step: int, batch: int, seed: int = 0) -> list[Clip]:
-        from ..evaluation.synth import train_batch
+        from ..evaluation.synth import spec_masks, train_batch
 
         # train_batch(s) draws from default_rng(s).spawn(batch): one stream per (seed, step), never a val/test clip
         clips = train_batch(int(seed) * 1_000_000_007 + int(step), batch, self.tier)
@@ -108,8 +115,10 @@ class SynTrackSource:
         for i, c in enumerate(clips):
             present = ~np.isnan(c.boxes).any(-1)
             boxes = np.where(present[..., None], np.nan_to_num(c.boxes) / scale, 0.0).astype(np.float32)
-            boxes, present = _limit_objects(boxes, present)
-            out.append(Clip(c.video, boxes, present, c.points, name=f"syntrack step {step} clip {i}"))
+            boxes, present, keep = _limit_objects(boxes, present)
+            # the exact shapes (not SynTrack's analytic points: TrackGo's points come from these masks, as at inference)
+            masks = spec_masks(c.spec)[:, keep]
+            out.append(Clip(c.video, boxes, present, masks, name=f"syntrack step {step} clip {i}"))
         return out
 
 
@@ -330,13 +339,14 @@ def frame_window(rng: np.random.Generator, length: int, frames: int) -> np.ndarr
     return start + stride * np.arange(frames)
 
 
-def _limit_objects(boxes: np.ndarray, present: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Objects present in the clip, at most MAX_OBJS (the largest by mean visible area), in their original order."""
+def _limit_objects(boxes: np.ndarray, present: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Objects present in the clip, at most MAX_OBJS (the largest by mean visible area), in their original order:
+    their boxes, presence and indices (to select anything else per object the same way)."""
     keep = np.flatnonzero(present.any(0))
     if keep.size > MAX_OBJS:
         area = ((boxes[..., 2] - boxes[..., 0]) * (boxes[..., 3] - boxes[..., 1]) * present).mean(0)
         keep = np.sort(keep[np.argsort(-area[keep], kind="stable")[:MAX_OBJS]])
-    return boxes[:, keep].astype(np.float32), present[:, keep]
+    return boxes[:, keep].astype(np.float32), present[:, keep], keep
 
 
 class FolderSource:
@@ -357,7 +367,7 @@ class FolderSource:
         scale = np.array([dense.width, dense.height, dense.width, dense.height], dtype=np.float64)
         present = dense.visible[indices]
         boxes = np.where(present[..., None], np.clip(dense.boxes[indices] / scale, 0.0, 1.0), 0.0)
-        boxes, present = _limit_objects(boxes, present)
+        boxes, present, _ = _limit_objects(boxes, present)
         video = np.stack([_read_frame(sequence.frames[int(i)], self.width, self.height) for i in indices])
         return Clip(video, boxes, present, None, name=name or sequence.name)
 
@@ -409,45 +419,143 @@ def draw_outlines(video: np.ndarray, boxes: np.ndarray, present: np.ndarray, col
     return out
 
 
-def box_points(boxes: np.ndarray, present: np.ndarray, width: int, height: int) -> PointTrajectories:
-    """Point trajectories rigid with each box (8 points per object, :data:`BOX_POINTS_UV`), in pixels."""
-    f, n = present.shape
-    k = len(BOX_POINTS_UV)
-    px = boxes[..., 0:1] + BOX_POINTS_UV[None, None, :, 0] * (boxes[..., 2:3] - boxes[..., 0:1])  # [F, N, K]
-    py = boxes[..., 1:2] + BOX_POINTS_UV[None, None, :, 1] * (boxes[..., 3:4] - boxes[..., 1:2])
-    points = np.stack([px * width, py * height], axis=-1).reshape(f, n * k, 2)
-    visible = np.repeat(present, k, axis=1)
-    component = np.repeat(np.arange(n), k)
-    return PointTrajectories(points, visible, component, width, height)
+def point_seed(seed: int, step: int, index: int) -> int:
+    """The k-means seed of clip ``index`` of step ``step`` (from ``(seed, step, index)`` only): a different draw of
+    points every step, the same one when a run is resumed."""
+    state = np.random.SeedSequence([int(seed), int(step), 4, int(index)]).generate_state(1, np.uint64)[0]
+    return int(state >> np.uint64(1))
 
 
-def trajectory_video(clip: Clip, width: int, height: int, point_size: int = 4) -> np.ndarray:
-    """TrackGo's conditioning video P of a clip at ``width`` x ``height`` (8x the latent): [F, H, W, 3] uint8."""
+def box_mask(box: np.ndarray, width: int, height: int) -> np.ndarray:
+    """[H, W] bool: the pixels whose centres fall inside ``box`` (xyxy in pixels, half-open ``x1 <= x < x2``, the rule
+    SynTrack paints its squares with)."""
+    x1, y1, x2, y2 = (float(v) for v in box)
+    c0, c1 = (min(max(int(np.ceil(v - 0.5)), 0), width) for v in (x1, x2))
+    r0, r1 = (min(max(int(np.ceil(v - 0.5)), 0), height) for v in (y1, y2))
+    mask = np.zeros((height, width), dtype=bool)
+    mask[r0:r1, c0:c1] = True
+    return mask
+
+
+def _object_mask(clip: Clip, slot: int, frame: int) -> np.ndarray:
+    """[H, W] bool mask of one object on one frame: its shape (``clip.masks``) or its box; empty where absent."""
     w, h = clip.size
-    points = clip.points if clip.points is not None else box_points(clip.boxes, clip.present, w, h)
-    scaled = PointTrajectories(points.points * np.array([width / w, height / h], dtype=np.float32),
-                               points.visibility, points.component, width, height)
-    return scaled.render(point_size=point_size)
+    if not clip.present[frame, slot]:
+        return np.zeros((h, w), dtype=bool)
+    if clip.masks is not None:
+        return np.asarray(clip.masks[frame, slot], dtype=bool)
+    return box_mask(clip.boxes[frame, slot].astype(np.float64) * np.array([w, h, w, h]), w, h)
 
 
-def moving_mask(clip: Clip) -> np.ndarray:
-    """TrackGo's moving-part mask [H, W] float32: the union over the clip of the boxes of the objects that move.
+def _moves(clip: Clip, slot: int) -> bool:
+    on = clip.present[:, slot]
+    if on.sum() < 2:
+        return False
+    b = clip.boxes[on, slot].astype(np.float64)
+    centre = (b[:, :2] + b[:, 2:]) / 2
+    size = b[:, 2:] - b[:, :2]
+    return max(np.ptp(centre, axis=0).max(), np.ptp(size, axis=0).max()) > MOVING_THRESHOLD
 
-    An object moves when its box centre or size changes by more than :data:`MOVING_THRESHOLD` of the frame between
-    any two frames where it is present.
+
+def moving_objects(clip: Clip) -> list[tuple[int, int]]:
+    """``(slot, first frame)`` of every object TrackGo conditions on, in slot order.
+
+    An object counts when it moves (its box centre or size changes by more than :data:`MOVING_THRESHOLD` of the frame
+    between two frames where it is present) and its mask has a pixel on some present frame; the first frame is the
+    first present one whose mask has a pixel (its first present frame unless that box covers no pixel centre).
+    """
+    out = []
+    for slot in range(clip.boxes.shape[1]):
+        if not _moves(clip, slot):
+            continue
+        first = next((int(t) for t in np.flatnonzero(clip.present[:, slot]) if _object_mask(clip, slot, t).any()),
+                     None)
+        if first is not None:
+            out.append((slot, first))
+    return out
+
+
+def training_points(clip: Clip, seed: int) -> PointTrajectories:
+    """TrackGo's point trajectories of a clip, in its pixels, sampled as inference samples them.
+
+    Object ``j`` of :func:`moving_objects` gets ``sample_mask_points(mask, seed, j)`` (the points
+    :func:`~trackdiffusion.data.trajectories.build_point_trajectories` gives mask ``j`` with this seed: K from the
+    mask's area ratio, k-means centres) on its first frame ``t0``; each point keeps its position relative to the
+    object's box: ``p_t = p_t0 + (c_t - c_t0) + (p_t0 + 0.5 - c_t0) * (s_t / s_t0 - 1)`` per axis, with ``c`` the
+    box's top-left corner and ``s`` its size (pixel ``i`` covers ``[i, i + 1)``, the points are in the builder's
+    pixel-index convention), so at ``t0`` the points are the sampled ones exactly. Visible where the object is
+    present and the point inside the frame (the builder's test); on absent frames a point stays at its ``t0``
+    position, invisible. Component ``j`` (the builder's mask order, hence its colours).
     """
     w, h = clip.size
-    mask = np.zeros((h, w), dtype=np.float32)
-    for j in range(clip.boxes.shape[1]):
-        on = clip.present[:, j]
-        if on.sum() < 2:
-            continue
-        b = clip.boxes[on, j].astype(np.float64)
-        centre = (b[:, :2] + b[:, 2:]) / 2
-        size = b[:, 2:] - b[:, :2]
-        spread = max(np.ptp(centre, axis=0).max(), np.ptp(size, axis=0).max())
-        if spread <= MOVING_THRESHOLD:
-            continue
-        for x1, y1, x2, y2 in b * np.array([w, h, w, h]):
-            mask[int(np.floor(y1)):int(np.ceil(y2)), int(np.floor(x1)):int(np.ceil(x2))] = 1.0
-    return mask
+    f = clip.num_frames
+    scale = np.array([w, h, w, h], dtype=np.float64)
+    starts, offsets, present, comps = [], [], [], []
+    for j, (slot, t0) in enumerate(moving_objects(clip)):
+        start = sample_mask_points(_object_mask(clip, slot, t0), seed=seed, mask_index=j)  # [K, 2] float64
+        on = clip.present[:, slot]
+        boxes = clip.boxes[:, slot].astype(np.float64) * scale  # [F, 4]
+        corner, size = boxes[:, :2], boxes[:, 2:] - boxes[:, :2]
+        ratio = size / size[t0]  # the box at t0 holds a pixel centre: its size is positive
+        rel = start + 0.5 - corner[t0]  # [K, 2], from the box corner
+        offset = (corner - corner[t0])[:, None, :] + rel[None] * (ratio - 1.0)[:, None, :]  # [F, K, 2]
+        offset[~on] = 0.0
+        starts.append(start)
+        offsets.append(offset)
+        present.append(np.repeat(on[:, None], len(start), axis=1))
+        comps.append(np.full(len(start), j, dtype=np.int64))
+    if not starts:
+        return PointTrajectories(np.zeros((f, 0, 2), np.float32), np.zeros((f, 0), bool), np.zeros(0, np.int64), w, h)
+    points = (np.concatenate(starts)[None] + np.concatenate(offsets, axis=1)).astype(np.float32)  # [F, P, 2]
+    x, y = points[..., 0], points[..., 1]
+    visibility = np.concatenate(present, axis=1) & (x >= 0) & (x < w) & (y >= 0) & (y < h)
+    return PointTrajectories(points, visibility, np.concatenate(comps), w, h)
+
+
+def trajectory_video(clip: Clip, width: int, height: int, seed: int, point_size: int = 4) -> np.ndarray:
+    """TrackGo's conditioning video P of a clip at ``width`` x ``height`` (8x the latent): [F, H, W, 3] uint8, the
+    :func:`training_points` rendered (scaled from the clip's pixels: pixel ``i`` covers ``[i, i + 1)``)."""
+    w, h = clip.size
+    points = training_points(clip, seed)
+    factor = np.array([width / w, height / h], dtype=np.float64)
+    scaled = ((points.points.astype(np.float64) + 0.5) * factor - 0.5).astype(np.float32)
+    return PointTrajectories(scaled, points.visibility, points.component, width, height).render(point_size=point_size)
+
+
+def _area_average(mask: np.ndarray, width: int, height: int) -> np.ndarray:
+    h, w = mask.shape
+    m = mask.astype(np.float32)
+    if (w, h) == (width, height):
+        return m
+    if w % width == 0 and h % height == 0:
+        return m.reshape(height, h // height, width, w // width).mean(axis=(1, 3), dtype=np.float64).astype(np.float32)
+    return cv2.resize(m, (width, height), interpolation=cv2.INTER_AREA)
+
+
+def object_masks(clip: Clip, size: tuple[int, int] | None = None) -> np.ndarray:
+    """The masks M_i of TrackGo's attention loss: [O, F, h, w] float32, one per object of :func:`moving_objects` (same
+    order as the points' components), per frame: its shape (SynTrack) or its box, 0 where it is absent.
+
+    Args:
+        size: ``(w, h)`` to area-average the masks to (e.g. the latent grid: the loss area-averages to every layer's
+            grid, and when the grids divide evenly, averaging in two steps is the same average); None: the clip's
+            pixels, 0 / 1.
+    """
+    w, h = clip.size
+    gw, gh = (w, h) if size is None else (int(size[0]), int(size[1]))
+    objects = moving_objects(clip)
+    out = np.zeros((len(objects), clip.num_frames, gh, gw), dtype=np.float32)
+    for j, (slot, _) in enumerate(objects):
+        for t in np.flatnonzero(clip.present[:, slot]):
+            out[j, t] = _area_average(_object_mask(clip, slot, int(t)), gw, gh)
+    return out
+
+
+def stack_object_masks(masks: list[np.ndarray]) -> np.ndarray:
+    """Per-clip [O_i, F, h, w] masks -> [B, O, F, h, w], zero-padded to O = max(1, max O_i) objects (a zero mask adds
+    nothing to the loss)."""
+    count = max([1, *(m.shape[0] for m in masks)])
+    out = np.zeros((len(masks), count, *masks[0].shape[1:]), dtype=np.float32)
+    for i, m in enumerate(masks):
+        out[i, :m.shape[0]] = m
+    return out

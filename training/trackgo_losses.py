@@ -5,8 +5,11 @@ TrackGoAttachment`: the SVD EDM denoising loss plus lambda times the attention l
   sigma ~ LogNormal(0.7, 1.6), noisy = x + sigma n, UNet input = [noisy / sqrt(sigma^2 + 1) ; image latent],
   timestep = 0.25 ln sigma, denoised = out * (-sigma / sqrt(sigma^2 + 1)) + noisy / (sigma^2 + 1),
   loss = mean((1 + sigma^2) / sigma^2 * (denoised - x)^2);
-* attention loss: :func:`~trackdiffusion.models.trackgo.adapter.attention_diagonal_loss` of every temporal layer's original
-  branch A, with the moving-part mask down-sampled (area average) to that layer's grid, summed over the layers.
+* attention loss (TrackGo Eq. 8): for every temporal layer, the sum over the moving objects i and the query positions
+  of (M_i * diag(A))^2, A the layer's original-branch attention and M_i object i's mask on each frame, area-averaged
+  to the layer's grid (:func:`layer_mask`); averaged over the heads and divided by the layer's number of query
+  positions (batch * h * w * frames), so that lambda does not depend on the resolution or the frame count
+  (:func:`~trackdiffusion.models.trackgo.adapter.attention_diagonal_loss`); summed over the layers.
 
 Gradients: a layer's A = softmax(QK^T/sqrt(d) + A_M) depends on that layer's own A' only through the hard threshold
 A' >= alpha, which has no gradient. The attention loss reaches the adapter only through the hidden states that the
@@ -25,8 +28,11 @@ from ..data.errors import InvalidInputError
 from ..models.trackgo.adapter import attention_diagonal_loss
 
 SOURCE = "TrackGo training"
-#: weight of the attention loss (the paper's lambda). Our default, not a published value: the attention loss sums 16
-#: layers, each a mean of squared probabilities, and at 1.0 its mask-flip jumps dominate the EDM loss early on.
+#: weight of the attention loss (the paper's lambda). Our default, not a published value. It was set when each layer's
+#: term was a mean over the moving tokens only (at 1.0 the term's mask-flip jumps then dominated the EDM loss early
+#: on); per query position (Eq. 8's sum over the objects, divided by all batch*h*w*frames positions) each layer's term
+#: is smaller by about the share of the frame that moves, so 0.1 now weighs the attention loss less than before. Kept
+#: unchanged until a full-size run shows what the new normalisation needs.
 DEFAULT_LAMBDA_ATTN = 0.1
 #: sigma ~ LogNormal(P_MEAN, P_STD) (SVD_Xtend)
 P_MEAN, P_STD = 0.7, 1.6
@@ -39,31 +45,48 @@ def _as_mask(mask: Any) -> torch.Tensor:
 
 
 def layer_mask(mask: torch.Tensor, height: int, width: int, batch: int, frames: int) -> torch.Tensor:
-    """Moving mask ``[B, H, W]`` (or ``[B, F, H, W]``) -> token weights ``[batch*h*w]`` (or ``[batch*h*w, F]``).
+    """Masks -> token weights at one layer's grid, area-averaged (``adaptive_avg_pool2d``) per object and frame.
 
-    Rows follow the temporal tokens' ``(b, h, w)`` order; a mask of one video is repeated over the batch.
+    ``[B, O, F, H, W]`` (object, frame) -> ``[batch*h*w, O, F]``; ``[B, F, H, W]`` (one object, per frame) ->
+    ``[batch*h*w, F]``; ``[B, H, W]`` (one object, every frame) -> ``[batch*h*w]``. Rows follow the temporal tokens'
+    ``(b, h, w)`` order; the masks of one video are repeated over the batch.
     """
-    per_frame = mask.dim() == 4
+    dims = mask.dim()
+    if dims not in (3, 4, 5):
+        raise InvalidInputError(f"the moving-object masks must be [B, O, F, H, W], [B, F, H, W] or [B, H, W], got "
+                                f"{list(mask.shape)}.", fix="Pass one mask per object and frame.", source=SOURCE)
     b = mask.shape[0]
     if b not in (1, batch):
         raise InvalidInputError(f"the moving mask holds {b} videos but the UNet batch is {batch}.",
                                 fix="Pass one mask per video (or one to share).", source=SOURCE)
-    if per_frame and mask.shape[1] != frames:
-        raise InvalidInputError(f"the moving mask has {mask.shape[1]} frames, the UNet {frames}.",
-                                fix="Pass [B, H, W] or one mask per frame.", source=SOURCE)
+    if dims > 3 and mask.shape[-3] != frames:
+        raise InvalidInputError(f"the moving mask has {mask.shape[-3]} frames, the UNet {frames}.",
+                                fix="Pass [B, O, F, H, W] with F the UNet's frames (or [B, H, W] for every frame).",
+                                source=SOURCE)
     flat = mask.reshape(-1, 1, *mask.shape[-2:])
     pooled = F.adaptive_avg_pool2d(flat, (height, width)).reshape(*mask.shape[:-2], height, width)
-    weights = pooled.permute(0, 2, 3, 1).reshape(b * height * width, frames) if per_frame else pooled.reshape(-1)
+    if dims == 3:
+        weights = pooled.reshape(-1)
+    elif dims == 4:
+        weights = pooled.permute(0, 2, 3, 1).reshape(b * height * width, frames)
+    else:
+        weights = pooled.permute(0, 3, 4, 1, 2).reshape(b * height * width, mask.shape[1], frames)
     return weights.repeat((batch // b,) + (1,) * (weights.dim() - 1)) if b != batch else weights
 
 
 def attention_loss(attachment: Any, moving_mask: Any = None) -> torch.Tensor:
-    """Sum over the temporal layers of the squared diagonal attention of the original branch inside the moving parts.
+    """TrackGo's attention loss (Eq. 8), summed over the temporal layers.
+
+    Per layer: ``sum_i sum_(n, t) (M_i[n, t] * A[n, t, t])^2``, averaged over the heads and divided by the layer's
+    ``batch * h * w * frames`` query positions (see
+    :func:`~trackdiffusion.models.trackgo.adapter.attention_diagonal_loss`), with the masks M_i area-averaged to the
+    layer's grid (:func:`layer_mask`).
 
     Args:
         attachment: a TrackGoAttachment whose last forward ran inside ``conditioned(..., record_attention=True)``.
-        moving_mask: ``[B, H, W]`` (1 on the moving parts, any resolution), ``[B, F, H, W]``, or None for the mask
-            given to ``conditioned()``.
+        moving_mask: the masks M_i of the moving objects, ``[B, O, F, H, W]`` (1 on object i on frame t, any
+            resolution; zero-padded objects add nothing); ``[B, F, H, W]`` or ``[B, H, W]`` are one object (per
+            frame / on every frame); None: the mask given to ``conditioned()``.
     Returns:
         0-dim float32 tensor (with the graph of the recorded attention).
     """
@@ -116,8 +139,9 @@ def trackgo_losses(
     Args:
         batch: ``latents`` [B, F, 4, h, w] (clean, VAE-scaled); ``image_latents`` [B, 4, h, w] (the conditioning frame's
             latent for the channel concat; or [B, F, 4, h, w]); ``image_embeddings`` [B, 1, D]; ``added_time_ids``
-            [B, 3]; ``video`` the trajectory video (see ``conditioned``); ``moving_mask`` [B, H, W] or None (then the
-            attention loss is 0); optional ``sigma`` (a number or [B]; default LogNormal(0.7, 1.6) samples) and
+            [B, 3]; ``video`` the trajectory video (see ``conditioned``); ``moving_mask`` the masks M_i of the moving
+            objects, [B, O, F, H, W] (or [B, F, H, W] / [B, H, W]: one object), or None (then the attention loss is
+            0); optional ``sigma`` (a number or [B]; default LogNormal(0.7, 1.6) samples) and
             ``noise`` (like latents; default standard normal). Conditioning dropout and noise augmentation of the
             image are the caller's (they are part of how the batch is made).
         lambda_attn: weight of the attention loss.

@@ -10,9 +10,12 @@ What is trained (reference ``trackdiffusion_official.md`` section 5.2; ``evaluat
   in the official SVD training).
 * ``trackgo``: only the TrackAdapter (:func:`~trackdiffusion.models.trackgo.diffusers.attach_trackgo`), with
   :func:`~trackdiffusion.training.trackgo_losses` (noise loss + lambda * attention loss). The conditioning video P is
-  the clip's point trajectories (SynTrack's analytic points; 8 box-rigid points per object for dataset clips) rendered
-  at 8x the latent size; the moving mask is the union of the boxes of the objects that move
-  (:func:`~trackdiffusion.training.data.moving_mask`).
+  made as inference makes it: every object that moves in the clip gets a mask on its first present frame (SynTrack:
+  its exact shape; dataset clips: its box), K = 16-64 points from it by the trajectory builder's seeded k-means
+  (:func:`~trackdiffusion.data.trajectories.sample_mask_points`, K from the mask's area; seeded from (seed, step,
+  clip)), each following its object's box (translation and scale), rendered at 8x the latent size
+  (:func:`~trackdiffusion.training.data.training_points`). The attention loss (Eq. 8) uses each moving object's mask
+  on every frame, M_i (:func:`~trackdiffusion.training.data.object_masks`), and is normalised per query position.
 
 Objective (both): the SVD EDM loss of SVD_Xtend. sigma ~ LogNormal(0.7, 1.6); the conditioning image is the clean
 frame 0 plus noise of sigma_c ~ LogNormal(-3, 0.5) (also the third added time id, after fps 7 and motion bucket 127);

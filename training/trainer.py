@@ -17,7 +17,18 @@ import torch.nn.functional as F
 from ..data.errors import InvalidInputError
 from . import checkpoints as ckpt
 from .config import SOURCE, TrainConfig
-from .data import MAX_OBJS, Clip, draw_outlines, moving_mask, open_source, slot_colors, step_rng, trajectory_video
+from .data import (
+    MAX_OBJS,
+    Clip,
+    draw_outlines,
+    object_masks,
+    open_source,
+    point_seed,
+    slot_colors,
+    stack_object_masks,
+    step_rng,
+    trajectory_video,
+)
 from .export import adapter_path, export_adapter
 from .latents import PixelLatents, VAELatents, _to_float
 from .loading import (
@@ -225,10 +236,15 @@ class Trainer:
             "colors": torch.from_numpy(colors.astype(np.float32)),
         }
         if not self.is_svd:
+            # TrackGo: the builder's k-means points of each moving object's mask, following its box (seeded from
+            # (seed, step, clip)), rendered at 8x the latent; and the per-object, per-frame masks M_i [B, O, F, h, w]
+            # area-averaged to the latent grid (every temporal layer's grid divides it, see _check_sizes, so the
+            # loss's own area average to each layer is the same average as from the clip's pixels)
             tw, th = 8 * self.latent_size[0], 8 * self.latent_size[1]
-            traj = np.stack([trajectory_video(c, tw, th) for c in clips])
+            traj = np.stack([trajectory_video(c, tw, th, point_seed(cfg.seed, step, i)) for i, c in enumerate(clips)])
             batch["video"] = torch.from_numpy(traj).permute(0, 1, 4, 2, 3).float().div_(255.0)
-            batch["moving_mask"] = torch.from_numpy(np.stack([moving_mask(c) for c in clips]))
+            masks = stack_object_masks([object_masks(c, self.latent_size) for c in clips])
+            batch["moving_mask"] = torch.from_numpy(masks).to(self.device)
         return batch
 
     def _latent_shape(self) -> tuple[int, int, int]:

@@ -28,6 +28,7 @@ from .generator import (
     make_split,
     render_spec,
     sample_spec,
+    spec_masks,
     split_seeds,
     train_batch,
 )
@@ -35,5 +36,6 @@ from .generator import (
 __all__ = [
     "CATEGORIES", "CORRUPTIONS", "PALETTE_RGB", "POINTS_PER_OBJECT", "SCENARIOS", "SHAPES", "SPLITS", "TIERS",
     "ClipSpec", "ObjectSpec", "SynClip", "Tier", "as_tier", "clip_from_spec", "corrupt", "freeze", "make_clip",
-    "make_split", "render_spec", "sample_spec", "shift", "split_seeds", "swap_identities", "train_batch", "unrelated",
+    "make_split", "render_spec", "sample_spec", "shift", "spec_masks", "split_seeds", "swap_identities",
+    "train_batch", "unrelated",
 ]

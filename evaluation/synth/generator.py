@@ -362,6 +362,21 @@ def render_spec(spec: ClipSpec) -> tuple[np.ndarray, np.ndarray]:
     return video, visible_fraction
 
 
+def spec_masks(spec: ClipSpec) -> np.ndarray:
+    """Each object's amodal shape mask per frame: [F, N, H, W] bool, False where the object is absent.
+
+    A pixel belongs to an object when its centre falls inside the object's shape (the rule :func:`render_spec`
+    paints with), whether or not a nearer object covers it; objects are in spec order (back to front).
+    """
+    w, h, f = spec.tier
+    gx = (np.arange(w, dtype=np.float64) + 0.5)[None, None, :]
+    gy = (np.arange(h, dtype=np.float64) + 0.5)[None, :, None]
+    out = np.zeros((f, len(spec.objects), h, w), dtype=bool)
+    for j, obj in enumerate(spec.objects):
+        out[:, j] = _inside(obj.shape, obj.boxes[:, None, None, :], gx, gy) & obj.present[:, None, None]
+    return out
+
+
 def spec_points(spec: ClipSpec) -> PointTrajectories:
     """Analytic point trajectories: each object's K points follow its box rigidly (translation and scale)."""
     w, h, f = spec.tier

@@ -21,8 +21,10 @@ TrackGo released no code; this follows the paper ("Injecting Motion Conditions v
   (:func:`tau_temperature`: 1 at tau = 0, 1.1 at -1e2, 10.8 at -1e4, i.e. the flattening that float16's spacing
   causes), and the masked entries stay at -1e4: A = softmax(QK^T / (sqrt(d) * T(tau)) + M), M = -1e4 where
   A' >= alpha, else 0. Training uses tau = 0 (T = 1), so trained adapters see the formula unchanged;
-- attention loss: the squared diagonal A(i, i) of the original branch inside the (down-sampled) mask of moving parts,
-  summed over the temporal layers, added to the noise loss with a weight lambda.
+- attention loss (Eq. 8): the squared diagonal A(i, i) of the original branch inside each moving object's mask on
+  every frame (down-sampled to the layer), summed over objects and queries (:func:`attention_diagonal_loss`: averaged
+  over heads and divided by the layer's query count), summed over the temporal layers, added to the noise loss with a
+  weight lambda.
 
 Shapes: temporal attention runs on tokens [N, T, C] with N = batch * h * w and T = frames.
 """
@@ -167,24 +169,39 @@ def trackgo_attention(
     return (out, attention) if return_attention else out
 
 
-def attention_diagonal_loss(attention: torch.Tensor, moving: torch.Tensor) -> torch.Tensor:
-    """The squared diagonal of the original branch's attention inside the moving parts.
+def attention_diagonal_loss(attention: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+    """TrackGo's attention loss (Eq. 8) on one temporal layer: the squared diagonal of the original branch's attention
+    inside each moving object's mask, normalised per query position.
+
+    ``L = 1 / (heads * N * T) * sum_i sum_n sum_t sum_head (M_i[n, t] * A_head[n, t, t]) ** 2``
+
+    Eq. 8 sums ``(M_i * diag(A)) ** 2`` over the objects ``i`` and the query positions ``(n, t)`` (token ``n`` of
+    ``N = batch * h * w`` at frame ``t``). The sum is averaged over the heads (each head has its own A) and divided by
+    the layer's number of query positions ``N * T``, so that the weight lambda does not depend on the resolution or
+    the frame count (a plain sum grows with both: 4x the tokens at the 1/8 layers than at 1/16, T times the diagonal
+    entries). It is not a mean over the moving tokens: the loss grows with the share of the frame that moves, as
+    Eq. 8's sum does. ``M_i`` enters squared, as written (0 / 1 masks are unchanged; area-averaged edges count
+    ``M_i ** 2``).
 
     Args:
-        attention: A [N, heads, T, T] with N = batch * h * w.
-        moving: [N] or [N, T] weights in [0, 1], the mask of moving parts down-sampled to this layer.
+        attention: A [N, heads, T, T] with N = batch * h * w (rows in (b, h, w) order).
+        masks: the masks down-sampled to this layer (:func:`trackdiffusion.training.layer_mask`): [N, O, T] (object,
+            frame), [N, T] (one object per frame) or [N] (one object on every frame), values in [0, 1].
     Returns:
-        0-dim: the mean over heads, diagonal positions and moving tokens (weighted by ``moving``) of A(i, i)^2; 0 when
-        no token moves. (The paper sums over the diagonal; the mean differs by the constant factor T, which the
-        loss weight lambda absorbs.)
+        0-dim float32; 0 when every mask is empty.
     """
-    diag_sq = torch.diagonal(attention, dim1=-2, dim2=-1).pow(2)  # [N, heads, T]
-    weight = moving.float()
+    diag_sq = torch.diagonal(attention, dim1=-2, dim2=-1).float().pow(2).mean(1)  # [N, T], mean over heads
+    n, t = diag_sq.shape
+    weight = masks.float()
     if weight.dim() == 1:
-        weight = weight[:, None].expand(-1, diag_sq.shape[-1])
-    per_token = diag_sq.mean(1)  # [N, T]
-    total = weight.sum()
-    return (per_token * weight).sum() / total.clamp_min(1e-6)
+        weight = weight[:, None, None]
+    elif weight.dim() == 2:
+        weight = weight[:, None, :]
+    if weight.dim() != 3 or weight.shape[0] != n or weight.shape[-1] not in (1, t):
+        raise InvalidInputError(f"masks {list(masks.shape)} do not fit the attention {list(attention.shape)}.",
+                                fix="Pass [N, O, T], [N, T] or [N] weights (N = batch * h * w).")
+    per_query = weight.pow(2).sum(1)  # [N, T] (or [N, 1]): sum over the objects of M_i^2
+    return (per_query * diag_sq).sum() / (n * t)
 
 
 class TrackGoAdapter(nn.Module):

@@ -28,7 +28,7 @@ Usage::
 
     att = attach_trackgo(unet)                      # or attach_trackgo(unet, adapter=trained_adapter)
     with att.conditioned(video, moving_mask, record_attention=True):   # video: [B,F,3,H,W] in [0,1] or uint8 [B,F,H,W,3]
-        pred = unet(x, t, image_embeddings, added_time_ids).sample
+        pred = unet(x, t, image_embeddings, added_time_ids).sample   # moving_mask: M_i, [B, O, F, H, W]
         l_attn = training.attention_loss(att, moving_mask)
     tensors, metadata = adapter_file(att.adapter, trained_steps=step)   # safetensors.torch.save_file(...)
     att.detach()
@@ -148,18 +148,21 @@ def video_tensor(video: Any) -> torch.Tensor:
 
 
 def mask_tensor(mask: Any) -> torch.Tensor:
-    """Moving-part mask as float ``[B, H, W]`` (or ``[B, F, H, W]`` per frame); ``[H, W]`` gets B = 1."""
+    """The masks M_i of the moving objects as float: ``[B, O, F, H, W]`` (object i on frame t), or one object:
+    ``[B, F, H, W]`` per frame, ``[B, H, W]`` on every frame; ``[H, W]`` gets B = 1. Kept as given (the attention
+    loss reads every form)."""
     if isinstance(mask, np.ndarray):
         mask = torch.from_numpy(np.ascontiguousarray(mask))
     if not isinstance(mask, torch.Tensor):
         raise InvalidInputError(f"moving_mask must be a tensor or array, got {type(mask).__name__}.",
-                                fix="Pass [B, H, W] with 1 on the moving parts.", source=SOURCE)
+                                fix="Pass [B, O, F, H, W] with 1 on object i on frame t.", source=SOURCE)
     mask = mask.float()
     if mask.dim() == 2:
         mask = mask.unsqueeze(0)
-    if mask.dim() not in (3, 4) or min(mask.shape) < 1:
-        raise InvalidInputError(f"moving_mask must be [B, H, W] (or [B, F, H, W]), got {list(mask.shape)}.",
-                                fix="Pass one mask of the moving parts per video.", source=SOURCE)
+    if mask.dim() not in (3, 4, 5) or min(mask.shape) < 1:
+        raise InvalidInputError(f"moving_mask must be [B, O, F, H, W] (or [B, F, H, W], [B, H, W]), got "
+                                f"{list(mask.shape)}.", fix="Pass the masks of the moving objects per video.",
+                                source=SOURCE)
     return mask
 
 
@@ -356,7 +359,8 @@ class TrackGoAttachment(nn.Module):
 
     @property
     def moving_mask(self) -> torch.Tensor | None:
-        """The moving mask of the last ``conditioned()`` call that had one."""
+        """The moving-object masks (as :func:`mask_tensor` keeps them) of the last ``conditioned()`` call that had
+        them."""
         return self._moving_mask
 
     def clear_records(self) -> None:
@@ -401,7 +405,8 @@ class TrackGoAttachment(nn.Module):
             video: the conditioning video P, ``[B, F, 3, H, W]`` float in [0, 1] or ``[B, F, H, W, 3]`` uint8 (or
                 without B, or a ``PointTrajectories``), at the pixel size of the video (8x the latent). ``B`` is the
                 UNet batch or 1 (shared).
-            moving_mask: ``[B, H, W]`` (1 on the moving parts) for the attention loss, or None.
+            moving_mask: the masks M_i of the moving objects for the attention loss, ``[B, O, F, H, W]`` (1 on
+                object i on frame t; or ``[B, F, H, W]`` / ``[B, H, W]``: one object), or None.
             alpha: A' threshold above which the original branch is masked with -1e4 (0.2 in the paper).
             tau: how much the unspecified area may move (0 in training; at inference 0 = freely, -1e2 = partly
                 suppressed, -1e4 = static: :func:`~trackdiffusion.models.trackgo.adapter.tau_temperature`).
