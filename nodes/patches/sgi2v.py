@@ -134,9 +134,9 @@ def _frame0_branch(attn, x, context, value, mask, frames: int, transformer_optio
     ctx = x if context is None else context
     val = ctx if value is None else value
     q = attn.to_q(x)
-    with torch.no_grad():  # frame 0 of every chunk: [chunks, hw, c]
-        k = attn.to_k(ctx.reshape(chunks, frames, *ctx.shape[1:])[:, 0])
-        v = attn.to_v(val.reshape(chunks, frames, *val.shape[1:])[:, 0])
+    # frame 0 of every chunk, [chunks, hw, c], detached: no gradient reaches it through the keys and values
+    k = attn.to_k(ctx.reshape(chunks, frames, *ctx.shape[1:])[:, 0].detach())
+    v = attn.to_v(val.reshape(chunks, frames, *val.shape[1:])[:, 0].detach())
     if mask is None:
         out = attention.optimized_attention(q.reshape(chunks, frames * hw, q.shape[-1]), k, v, attn.heads,
                                             attn_precision=attn.attn_precision,
