@@ -123,27 +123,41 @@ def test_template_is_resized_to_the_box():
     torch.testing.assert_close(tx, 2 + (sx - 4) / 2)
     sy, ty = (src[:, 1] + 1) * 8 / 2, (tmpl[:, 1] + 1) * 8 / 2
     torch.testing.assert_close(ty, 2 + (sy - 2) / 2)
-    # Gaussian: sigma = 0.4 of the half-size (2 cells here) around the centre (6, 4), peaking at 1 on the box's cells
+    # Gaussian: sigma = 0.4 of the half-size (2 cells here) around the cell box's centre (6, 4); the box is cell
+    # aligned, so the peak over its cells is exp(-0.5 * 2 * (0.5 / 0.8) ** 2), scaled to 1
     expected = torch.exp(-0.5 * (((sx - 6) / 0.8) ** 2 + ((sy - 4) / 0.8) ** 2))
     torch.testing.assert_close(t.weight, expected / expected.max())
 
 
-def test_box_edges_are_floored_and_each_box_weight_peaks_at_one():
+def test_heatmap_is_the_official_one_on_the_floored_cell_box():
     """As SG-I2V's official code: a box from x 2.6 to 5.6 covers cells 2, 3, 4 (floored edges; rounding would give
-    3, 4, 5), and every box's Gaussian is scaled so that its largest weight on the cells is exactly 1."""
+    3, 4, 5) and its Gaussian is centred on that cell box (3.5, not the continuous 4.1), peaking at 1; a box partly
+    off-screen keeps the weights its visible cells have in the whole box (not renormalised to 1); a hair-thin box
+    stays finite."""
     boxes = latent_boxes_from_tensors(torch.tensor([[[1.0, 1.0, 4.0, 4.0], [8.0, 1.0, 12.0, 5.0]],
-                                                    [[2.6, 2.3, 5.6, 5.3], [9.0, 2.0, 13.0, 6.0]]]),
+                                                    [[2.6, 2.3, 5.6, 5.3], [-6.0, 2.0, 2.0, 6.0]]]),
                                       torch.ones(2, 2, dtype=torch.bool), 8, 16)
     t = build_alignment_targets(boxes)
     cells = ((t.src_grid.reshape(-1, 2)[t.src_index] + 1) * torch.tensor([16, 8]) / 2 - 0.5).round().long()
     first = cells[t.obj == 0]
     assert sorted(set(first[:, 0].tolist())) == [2, 3, 4] and sorted(set(first[:, 1].tolist())) == [2, 3, 4]
-    for n in (0, 1):
-        assert t.weight[t.obj == n].max().item() == pytest.approx(1.0)
-    # the centre (4.1, 3.8) is no cell centre: without the normalisation the largest weight would be below 1
-    raw = torch.exp(-0.5 * (((first[:, 0] + 0.5 - 4.1) / 0.6) ** 2 + ((first[:, 1] + 0.5 - 3.8) / 0.6) ** 2))
-    assert raw.max() < 0.9
-    torch.testing.assert_close(t.weight[t.obj == 0], (raw / raw.max()).float())
+    centre_cell = (first[:, 0] == 3) & (first[:, 1] == 3)
+    assert t.weight[t.obj == 0][centre_cell].item() == pytest.approx(1.0)
+    expected = torch.exp(-0.5 * (((first[:, 0] + 0.5 - 3.5) / 0.6) ** 2 + ((first[:, 1] + 0.5 - 3.5) / 0.6) ** 2))
+    torch.testing.assert_close(t.weight[t.obj == 0], expected.float())
+    # object 1 in frame 1: cells -6..1 in x (centre -2, half-width 4), only 0 and 1 on screen
+    second = cells[t.obj == 1]
+    assert sorted(set(second[:, 0].tolist())) == [0, 1]
+    row = (second[:, 1] == 3) | (second[:, 1] == 4)  # the two rows nearest the box's centre row (4)
+    gx = torch.exp(-0.5 * ((second[row, 0] + 0.5 - (-2.0)) / 1.6) ** 2)
+    gy = torch.exp(-0.5 * ((second[row, 1] + 0.5 - 4.0) / 0.8) ** 2)
+    peak = math.exp(-0.5 * (0.5 / 1.6) ** 2) * math.exp(-0.5 * (0.5 / 0.8) ** 2)  # at the cells nearest the centre
+    torch.testing.assert_close(t.weight[t.obj == 1][row], (gx * gy / peak).float())
+    assert t.weight[t.obj == 1].max() < 0.4
+    thin = latent_boxes_from_tensors(torch.tensor([[[3.0, 3.0, 5.0, 5.0]], [[3.99, 3.0, 4.01, 5.0]]]),
+                                     torch.ones(2, 1, dtype=torch.bool), 8, 16)
+    w = build_alignment_targets(thin).weight
+    assert torch.isfinite(w).all() and w.max() == pytest.approx(1.0)
 
 
 def test_partly_offscreen_template_positions_get_no_weight():

@@ -10,7 +10,7 @@ Where it hooks in, and why:
   Sampler only has to patch its MODEL). First-order samplers (euler, the default, euler_ancestral, dpmpp_2m, ...) see
   the guided latent exactly; samplers that evaluate twice per step are guided at their first evaluation of each
   scheduled sigma. A keyed ``SAMPLER_SAMPLE`` wrapper creates the per-run state (the sigma schedule, which steps are
-  done, the loss scaler) and refuses latents with a noise mask (their ``x`` is a copy the sampler never sees).
+  done) and refuses latents with a noise mask (their ``x`` is a copy the sampler never sees).
 - **the features** come from object patches on ``attn1.forward`` of the *spatial* ``transformer_blocks[0]`` of the
   chosen output-block transformers (``output_blocks.7.1`` and ``output_blocks.8.1`` = diffusers up_blocks[2]
   attentions 1 and 2). Those modules are only ever called for spatial tokens, so the temporal ``time_stack`` blocks
@@ -84,7 +84,6 @@ class _Capture:
 class _Run:
     sigmas: list[float]
     guided: set[int]
-    scaler: LossScaler | None = None
     cursor: int = 0
     done: set[int] = field(default_factory=set)
     targets: dict = field(default_factory=dict)
@@ -378,8 +377,6 @@ def apply_sgi2v(model, tracklets, *, layers=DEFAULT_LAYERS, start_percent: float
         _differentiable_attention(transformer_options)
         options["transformer_options"] = transformer_options
         modules = _modules_of(guider)
-        if run.scaler is None:
-            run.scaler = LossScaler(dtype)
 
         with torch.inference_mode(False), torch.enable_grad(), _autograd_ready(modules):
             sigma = timestep.detach().clone()
@@ -400,7 +397,7 @@ def apply_sgi2v(model, tracklets, *, layers=DEFAULT_LAYERS, start_percent: float
 
             result = optimise_latent(x.detach().clone(), features, targets, iterations=config.iterations,
                                      lr=config.lr, weight_decay=config.weight_decay, fft_ratio=config.fft_ratio,
-                                     scaler=run.scaler,
+                                     scaler=LossScaler(dtype),  # a fresh scale per guided step, as official
                                      check_interrupt=comfy.model_management.throw_exception_if_processing_interrupted)
             capture.features.clear()
         if result.losses:

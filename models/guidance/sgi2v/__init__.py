@@ -1,4 +1,5 @@
-"""Training-free box-trajectory guidance for stock SVD (SG-I2V, Namekata et al., ICLR 2025), written from the paper.
+"""Training-free box-trajectory guidance for stock SVD (SG-I2V, Namekata et al., ICLR 2025), written from the paper
+and following the official code's procedure (frame-0 key/value side branch, floored boxes, its heatmap, loss scaling).
 
 The model-independent parts (no ComfyUI import):
 

@@ -5,13 +5,14 @@ The geometry is precomputed once per run as a flat list of *points* (:class:`Ali
 inside a (frame, object) box, excluding each object's template frame and its invalid frames. For every point we keep
 
 - where to read the frame's feature: the cell centre, in ``grid_sample`` coordinates;
-- where to read the template: the same relative position inside the template-frame box (so the template is resized
-  to the frame's box, bilinearly; a box that changes size is handled by construction);
-- a weight: ``exp(-((dx / (sigma * half_w))**2 + (dy / (sigma * half_h))**2) / 2)`` around the box centre,
-  normalised so that each box's largest weight is 1, and 0 where the template position falls outside the picture
-  (template box partly off-screen).
-
-Box edges are floored to latent cells (cells ``floor(x1) .. floor(x2) - 1``), as in SG-I2V's official code.
+- where to read the template: the same relative position inside the template-frame box (both boxes taken as their
+  floored cells, so this is SG-I2V's crop of the template box resized bilinearly to the frame's box; a box that
+  changes size is handled by construction);
+- a weight: SG-I2V's official heatmap, built on the box's floored cells (``floor(x1) .. floor(x2) - 1``, at least
+  one): ``exp(-((dx / (sigma * half_w))**2 + (dy / (sigma * half_h))**2) / 2)`` with the centre and half-sizes of
+  that cell box, scaled so that its largest value over the whole box is 1, then cropped to the picture (a box partly
+  off-screen keeps the weights its visible cells have in the whole box); 0 where the template position falls outside
+  the picture (template box partly off-screen).
 
 Feature maps of any resolution (SVD's up-path layers run at 1/2 or 1/4 of the latent) are sampled bilinearly at
 those latent positions, which is exactly reading a bilinear upsampling of them to the latent size (SG-I2V's
@@ -64,14 +65,18 @@ class AlignmentTargets:
         return AlignmentTargets(**move, height=self.height, width=self.width)
 
 
-def _cell_range(lo: float, hi: float, size: int) -> tuple[int, int]:
-    """Cells [a, b) of a box edge pair: edges floored (as SG-I2V's official code), at least the cell of the centre,
-    clipped to [0, size)."""
-    a, b = math.floor(lo), math.floor(hi)
-    if b <= a:
-        a = math.floor((lo + hi) / 2)
-        b = a + 1
-    return max(a, 0), min(b, size)
+def _cell_span(lo: float, hi: float) -> tuple[int, int]:
+    """Cells [a, b) of a box edge pair, unclipped: edges floored (as SG-I2V's official code), at least one cell."""
+    a = math.floor(lo)
+    return a, max(math.floor(hi), a + 1)
+
+
+def _log_gaussian(a: int, b: int, sigma: float) -> torch.Tensor:
+    """log of the official heatmap along one axis of the floored cell box [a, b): a Gaussian centred on the box with
+    ``sigma`` times its half-size, at the cell centres."""
+    centres = torch.arange(a, b, dtype=torch.float64) + 0.5
+    half = (b - a) / 2
+    return -0.5 * ((centres - (a + half)) / (sigma * half)) ** 2
 
 
 def build_alignment_targets(boxes: LatentBoxes, heatmap_sigma: float = 0.4) -> AlignmentTargets:
@@ -86,24 +91,29 @@ def build_alignment_targets(boxes: LatentBoxes, heatmap_sigma: float = 0.4) -> A
     counts_tmpl = [0] * num_frames
     for n in range(boxes.num_objects):
         t = int(boxes.template_frame[n])
-        tx1, ty1, tx2, ty2 = b[t, n].tolist()
+        ta_x, tb_x = _cell_span(b[t, n, 0].item(), b[t, n, 2].item())  # the template's floored cell box
+        ta_y, tb_y = _cell_span(b[t, n, 1].item(), b[t, n, 3].item())
         for f in range(num_frames):
             if f == t or not bool(boxes.valid[f, n]):
                 continue
             x1, y1, x2, y2 = b[f, n].tolist()
-            c0, c1 = _cell_range(x1, x2, w)
-            r0, r1 = _cell_range(y1, y2, h)
+            a_x, b_x = _cell_span(x1, x2)
+            a_y, b_y = _cell_span(y1, y2)
+            # the heatmap of the whole floored box, its peak 1 (computed in log space: a hair-thin box stays finite),
+            # then cropped to the picture, as SG-I2V's official code does
+            log_w = _log_gaussian(a_y, b_y, heatmap_sigma)[:, None] + _log_gaussian(a_x, b_x, heatmap_sigma)[None, :]
+            log_w = log_w - log_w.max()
+            c0, c1, r0, r1 = max(a_x, 0), min(b_x, w), max(a_y, 0), min(b_y, h)
             if c1 <= c0 or r1 <= r0:
                 continue
+            weight = log_w[r0 - a_y:r1 - a_y, c0 - a_x:c1 - a_x].exp().reshape(-1)
             cy, cx = torch.meshgrid(torch.arange(r0, r1, dtype=torch.float64) + 0.5,
                                     torch.arange(c0, c1, dtype=torch.float64) + 0.5, indexing="ij")
             cx, cy = cx.reshape(-1), cy.reshape(-1)
-            u, v = (cx - x1) / (x2 - x1), (cy - y1) / (y2 - y1)  # relative position inside the frame's box
-            px, py = tx1 + u * (tx2 - tx1), ty1 + v * (ty2 - ty1)  # the same position in the template box
-            half_w, half_h = (x2 - x1) / 2, (y2 - y1) / 2
-            weight = torch.exp(-0.5 * (((cx - (x1 + half_w)) / (heatmap_sigma * half_w)) ** 2
-                                       + ((cy - (y1 + half_h)) / (heatmap_sigma * half_h)) ** 2))
-            weight = weight / weight.max()  # each box's heatmap peaks at 1 on its cells, as SG-I2V's official code
+            # the template's cell box resized to this one (bilinear, align_corners=False, as F.interpolate): each cell
+            # centre reads the template at the same relative position
+            u, v = (cx - a_x) / (b_x - a_x), (cy - a_y) / (b_y - a_y)
+            px, py = ta_x + u * (tb_x - ta_x), ta_y + v * (tb_y - ta_y)
             weight = weight * ((px >= 0) & (px <= w) & (py >= 0) & (py <= h))
             src = torch.stack([2 * cx / w - 1, 2 * cy / h - 1], -1)
             tmpl = torch.stack([2 * px / w - 1, 2 * py / h - 1], -1)

@@ -21,9 +21,10 @@ log = logging.getLogger(__name__)
 class LossScaler:
     """Dynamic loss scaling for a float16 forward (float32 / bfloat16 ones use scale 1), as a gradient scaler does:
     gradients come back unscaled; an iteration whose gradient is not finite makes no update (it is skipped, not
-    retried) and halves the scale for the next ones. Lives for a whole sampling run."""
+    retried) and halves the scale for the next ones. One per guided step, starting at 2**16 like SG-I2V's official
+    ``GradScaler``."""
 
-    def __init__(self, dtype: torch.dtype, initial: float = 2.0**12, min_scale: float = 1.0):
+    def __init__(self, dtype: torch.dtype, initial: float = 2.0**16, min_scale: float = 1.0):
         self.scale = initial if dtype == torch.float16 else 1.0
         self.min_scale = min_scale
         self.overflows = 0
@@ -37,7 +38,7 @@ class LossScaler:
 @dataclass
 class OptimisationResult:
     """latent: the optimised latent after the high-frequency reset (the input's dtype, detached).
-    losses: the alignment loss measured at each iteration, before that iteration's update (float)."""
+    losses: the alignment loss measured at each iteration that made an update, before that update (float)."""
 
     latent: torch.Tensor
     losses: list[float] = field(default_factory=list)
@@ -56,7 +57,7 @@ def optimise_latent(latent: torch.Tensor, features: Callable[[torch.Tensor], lis
     Args:
         features: ``z -> [feature maps [F, C_l, h_l, w_l]]`` (graph attached to ``z``).
         fft_ratio: the high-frequency reset's Butterworth ratio (0: return the original latent, see :mod:`.fft`).
-        scaler: loss scaling shared across the steps of a run (needed for a float16 forward).
+        scaler: the loss scaling of this guided step (needed for a float16 forward).
         check_interrupt: called before every iteration (ComfyUI's cancel button).
     """
     original = latent.detach().clone()
