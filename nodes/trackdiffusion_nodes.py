@@ -124,7 +124,7 @@ class TrackAdapterPatch(io.ComfyNode):
                 io.Float.Input("tau", default=0.0, min=-10000.0, max=0.0, step=1.0,
                                tooltip="How much the unspecified area (outside the trajectories) may move, "
                                "TrackGo fig. 5: 0 = freely, -100 = partly suppressed, -10000 = static. It flattens "
-                               "that area's temporal attention (logits divided by 1 + |tau| / 1024)."),
+                               "the temporal attention (unmasked logits divided by 1 + |tau| / 1024)."),
                 io.Float.Input("alpha", default=0.2, min=0.0, max=1.0, step=0.01,
                                tooltip="Trajectory attention above which the original temporal attention is "
                                "masked out."),

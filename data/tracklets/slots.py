@@ -62,6 +62,10 @@ def tracklets_to_slots(tracklets, num_frames: int, width: int, height: int, max_
     if overflow not in OVERFLOW_MODES:
         raise InvalidInputError(f"unknown overflow mode {overflow!r}.", fix=f"use one of {', '.join(OVERFLOW_MODES)}.",
                                 source="to_slots()")
+    if keep_largest and overflow not in ("error", "largest"):
+        raise InvalidInputError(f"keep_largest=True and overflow={overflow!r} ask for different things.",
+                                fix="give one of them (keep_largest is the same as overflow='largest').",
+                                source="to_slots()")
     overflow = "largest" if keep_largest else overflow
     num_frames = _positive_int(num_frames, "num_frames", "to_slots()")
     width = _positive_int(width, "width", "to_slots()")

@@ -12,15 +12,17 @@ TrackGo released no code; this follows the paper ("Injecting Motion Conditions v
 - tau, as the paper documents it (Inference paragraph, fig. 5): tau sets how much the *unspecified* area (the tokens
   whose trajectory attention stays below alpha) may move: 0 lets it move freely, -1e2 partly suppresses it, -1e4
   keeps it static. Taken literally in float32 the formula cannot do that: a softmax ignores a constant added to a
-  whole row, so tau = 0 and -1e2 give identical outputs and -1e4 only erases the mask. The paper's behaviour comes
-  from float16 (the supplement's precision): adding tau to logits of order 1 rounds them to float16's grid at
-  |tau|, whose spacing is about |tau| / 2**10 (0.06 at -1e2, 8 at -1e4). Logit differences smaller than that
-  spacing vanish, so the temporal attention flattens towards a uniform average over the frames, and a uniform
-  temporal average makes every frame's features the same: a static area. We give tau that effect exactly and in
-  every dtype: the logits of the unmasked entries are divided by the temperature ``1 + |tau| / 1024``
-  (:func:`tau_temperature`: 1 at tau = 0, 1.1 at -1e2, 10.8 at -1e4, i.e. the flattening that float16's spacing
-  causes), and the masked entries stay at -1e4: A = softmax(QK^T / (sqrt(d) * T(tau)) + M), M = -1e4 where
-  A' >= alpha, else 0. Training uses tau = 0 (T = 1), so trained adapters see the formula unchanged;
+  whole row, so tau = 0 and -1e2 give identical outputs and -1e4 only erases the mask. The paper's behaviour most
+  likely comes from its float16 computation, where adding tau rounds the logits to float16's grid at |tau| (spacing
+  about |tau| / 2**10: 0.06 at -1e2, 8 at -1e4) and so coarsens them; that effect is dtype-dependent and not even
+  monotone (a spacing of 8 flattens small logit spreads but can sharpen large ones). We give tau the documented
+  behaviour deterministically and in every dtype instead, as a calibrated stand-in: the logits of the unmasked
+  entries are divided by the temperature ``1 + |tau| / 1024`` (:func:`tau_temperature`: 1 at tau = 0, 1.1 at -1e2,
+  10.8 at -1e4, the float16 spacing at |tau| in logit units), which flattens the temporal attention towards a uniform
+  average over the frames, and a uniform temporal average holds an area still; the masked entries stay at -1e4:
+  A = softmax(QK^T / (sqrt(d) * T(tau)) + M), M = -1e4 where A' >= alpha, else 0. The temperature applies to every
+  query (the tracked parts' unmasked entries too). Training uses tau = 0 (T = 1), so trained adapters see the formula
+  unchanged;
 - attention loss (Eq. 8): the squared diagonal A(i, i) of the original branch inside each moving object's mask on
   every frame (down-sampled to the layer), summed over objects and queries (:func:`attention_diagonal_loss`: averaged
   over heads and divided by the layer's query count), summed over the temporal layers, added to the noise loss with a
