@@ -172,7 +172,7 @@ def svd_trackgo() -> dict:
         svd_checkpoint(1, [0, 0]),
         load_image(2, [0, 200]),
         # Paint each moving part on the first frame and draw its arrow in the Point Trajectory Editor.
-        node(3, "PointTrajectoryEditor", [380, 420], [trajectory_state(), 1024, 576, 14, 0, 4],
+        node(3, "PointTrajectoryEditor", [380, 480], [trajectory_state(), 1024, 576, 14, 0, 4],
              [("background", "IMAGE")],
              [("trajectories", "POINT_TRAJECTORIES"), ("tracks", "TRACKS"), ("trajectory_video", "IMAGE"),
               ("masks", "MASK")], size=[620, 620]),
@@ -186,7 +186,7 @@ def svd_trackgo() -> dict:
              [("LATENT", "LATENT")]),
         vae_decode(9, [1440, 200]),
         save_webp(10, [1780, 200], "trackgo"),
-        save_webp(11, [760, 420], "trackgo_trajectories", lossless=True),
+        save_webp(11, [1040, 480], "trackgo_trajectories", lossless=True),
     ]
     links = [(2, 0, 3, "background"), (1, 0, 5, "model"), (3, 0, 5, "trajectories"), (4, 0, 5, "adapter"),
              (5, 0, 6, "model"), (1, 1, 7, "clip_vision"), (2, 0, 7, "init_image"), (1, 2, 7, "vae"),

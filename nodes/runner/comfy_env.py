@@ -85,8 +85,8 @@ def find_comfyui(explicit: str | os.PathLike | None = None) -> Path:
         path, origin = looked[0]
         raise InvalidInputError(f"{path} (from {origin}) is not a ComfyUI checkout: main.py, nodes.py and comfy/ "
                                 "are missing.", fix=HOW_TO_POINT)
-    raise InvalidInputError("ComfyUI not found (looked in " + ", ".join(str(p) for p, _ in looked) + ").",
-                            fix=HOW_TO_POINT)
+    places = list(dict.fromkeys(str(p.resolve()) for p, _ in looked))  # each place once
+    raise InvalidInputError("ComfyUI not found (looked in " + ", ".join(places) + ").", fix=HOW_TO_POINT)
 
 
 # ------------------------------------------------------------------------------------------------------ torchvision
@@ -272,7 +272,10 @@ def start_comfyui(path: str | os.PathLike | None = None, *, base_directory: str 
 
         args.cpu = _no_accelerator() if cpu is None else cpu
         if base_directory is not None:
-            args.base_directory = str(Path(base_directory).resolve())
+            base = Path(base_directory).resolve()
+            # ComfyUI 0.8.0 stops with FileNotFoundError on a base directory without custom_nodes/ (a new one)
+            (base / "custom_nodes").mkdir(parents=True, exist_ok=True)
+            args.base_directory = str(base)
         args.disable_api_nodes = True
         import folder_paths
         import utils.extra_config  # must precede `import nodes`, which shadows `utils` with comfy/utils.py

@@ -37,7 +37,8 @@ def test_run_command_batch_over_a_folder_in_a_fresh_process(tmp_path):
     # PYTHONPATH where no real one imports: the runner itself never fakes it).
     env = subprocess_env(TMPDIR=str(tmp_path / "tmp"))
     cmd = [sys.executable, "-m", "trackdiffusion.nodes.runner", "wf.json", "--comfyui", str(comfy), "--batch", "tracks",
-           "--out", "results", "--set", "Boxes.num_frames=2", "--set", "SaveImage.filename_prefix=\"frame\""]
+           "--out", "results", "--set", "Boxes.num_frames=2", "--set", "SaveImage.filename_prefix=\"frame\"",
+           "--base-directory", "new_base"]  # a base directory that does not exist yet (ComfyUI needs custom_nodes/)
     proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "one: 2 files in" in proc.stdout and "two: 2 files in" in proc.stdout
@@ -46,5 +47,5 @@ def test_run_command_batch_over_a_folder_in_a_fresh_process(tmp_path):
         files = sorted((tmp_path / "results" / stem).iterdir())
         assert [p.name for p in files] == ["frame_00001_.png", "frame_00002_.png", "outputs.json", "prompt.json"]
         assert Image.open(files[0]).size == size
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["results", "tmp", "tracks", "wf.json"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["new_base", "results", "tmp", "tracks", "wf.json"]
     assert list((tmp_path / "tmp").glob("trackdiffusion-runner-*")) == []  # the temporary custom_nodes link is gone
