@@ -6,6 +6,7 @@ ComfyUI layer: ``__init__.py`` registers the extension and ``__main__.py`` offer
 from __future__ import annotations
 
 import ast
+import sys
 from pathlib import Path
 
 import pytest
@@ -27,27 +28,40 @@ def package_modules() -> list[Path]:
 
 
 def imports(path: Path) -> list[tuple[int, str, bool]]:
-    """(line, package-relative or absolute module name, is it the pack's own) of every import in ``path``."""
+    """(line, package-relative or absolute module name, is it the pack's own) of every import in ``path``: import
+    statements (inside functions too) and ``importlib.import_module`` / ``__import__`` calls with a literal name."""
     rel = path.relative_to(REPO)
     package = list(rel.parts[:-1])
     out = []
+
+    def absolute(line: int, name: str, names=()):
+        own = name == "trackdiffusion" or name.startswith("trackdiffusion.")
+        base = name.removeprefix("trackdiffusion").lstrip(".") if own else name
+        if own and not base and names:  # from trackdiffusion import nodes: each name may be a room
+            out.extend((line, n, True) for n in names)
+        else:
+            out.append((line, base, own))
+
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
         if isinstance(node, ast.Import):
             for alias in node.names:
-                own = alias.name.startswith("trackdiffusion.")
-                out.append((node.lineno, alias.name.removeprefix("trackdiffusion.") if own else alias.name, own))
+                absolute(node.lineno, alias.name)
         elif isinstance(node, ast.ImportFrom):
             if node.level:
-                base = package[: len(package) - (node.level - 1)]
+                base = package[: max(len(package) - (node.level - 1), 0)]
                 name = ".".join([*base, *(node.module.split(".") if node.module else [])])
                 if node.module is None:  # from . import x, y: each name may be a module
                     out += [(node.lineno, f"{name}.{a.name}" if name else a.name, True) for a in node.names]
                     continue
                 out.append((node.lineno, name, True))
             else:
-                own = (node.module or "").startswith("trackdiffusion")
-                name = (node.module or "").removeprefix("trackdiffusion").lstrip(".")
-                out.append((node.lineno, name if own else node.module or "", own))
+                absolute(node.lineno, node.module or "", [a.name for a in node.names])
+        elif isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant) \
+                and isinstance(node.args[0].value, str) and not node.args[0].value.startswith("."):
+            func = node.func
+            called = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", None)
+            if called in ("import_module", "__import__"):
+                absolute(node.lineno, node.args[0].value)
     return out
 
 
@@ -87,10 +101,13 @@ def test_the_top_level_is_the_architecture():
     ("from ...nodes.patches.svd import apply_trackdiffusion_svd\n", "imports the ComfyUI layer (nodes.patches.svd)"),
     ("from trackdiffusion.nodes import runner\n", "imports the ComfyUI layer (nodes)"),
     ("from ... import nodes\n", "imports the ComfyUI layer (nodes)"),
+    ("from trackdiffusion import data, nodes\n", "imports the ComfyUI layer (nodes)"),
+    ("import importlib\nm = importlib.import_module('comfy.sd')\n", "imports ComfyUI (comfy.sd)"),
+    ("m = __import__('folder_paths')\n", "imports ComfyUI (folder_paths)"),
     ("from .. import svd\nfrom ..fuser import GatedSelfAttentionDense\nimport torch\n", None),
 ])
 def test_the_check_catches_what_it_should(tmp_path, monkeypatch, source, expected):
-    monkeypatch.setattr(__import__(__name__), "REPO", tmp_path)
+    monkeypatch.setattr(sys.modules[__name__], "REPO", tmp_path)
     path = tmp_path / "models" / "svd" / "bad.py"
     path.parent.mkdir(parents=True)
     path.write_text(source)

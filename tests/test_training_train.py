@@ -295,3 +295,23 @@ def test_gradient_checkpointing_takes_the_same_step(tmp_path, model):
         trainer.optimize(trainer.prepare(trainer.clips(0), 0))
         states.append(trainer.trainable_state())
     assert all(torch.allclose(states[0][k], states[1][k], atol=1e-6) for k in states[0])
+
+
+def test_trackgo_trains_the_unconditional_state_inference_uses(tmp_path, monkeypatch):
+    """Inference's CFG gives TrackGo's unconditional half an empty (black) trajectory video with the image conditions
+    dropped; training shows that state: where both image conditions are dropped the video is black and nothing is a
+    moving part, and only there."""
+    import trackdiffusion.training.trainer as trainer_module
+
+    trainer = Trainer(config("trackgo", tmp_path, batch=4))
+    clips = trainer.clips(0)
+    reference = trainer.prepare(clips, 0, dropout=False)
+    # the dropout draw: both dropped, image latent only, nothing, embedding only
+    draws = torch.tensor([0.15, 0.25, 0.5, 0.05])
+    real_rand = torch.rand
+    monkeypatch.setattr(trainer_module.torch, "rand", lambda *a, **k: draws.clone() if a == (4,) else real_rand(*a, **k))
+    batch = trainer.prepare(clips, 0)
+    assert batch["video"][0].abs().sum() == 0 and batch["moving_mask"][0].abs().sum() == 0
+    assert reference["video"][0].abs().sum() > 0 and reference["moving_mask"][0].abs().sum() > 0
+    assert torch.equal(batch["video"][1:], reference["video"][1:])
+    assert torch.equal(batch["moving_mask"][1:], reference["moving_mask"][1:])

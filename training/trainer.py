@@ -242,9 +242,14 @@ class Trainer:
             # loss's own area average to each layer is the same average as from the clip's pixels)
             tw, th = 8 * self.latent_size[0], 8 * self.latent_size[1]
             traj = np.stack([trajectory_video(c, tw, th, point_seed(cfg.seed, step, i)) for i, c in enumerate(clips)])
-            batch["video"] = torch.from_numpy(traj).permute(0, 1, 4, 2, 3).float().div_(255.0)
+            # where both image conditions are dropped the clip is the unconditional state inference's CFG uses:
+            # an empty (black) trajectory video too, and no moving parts
+            keep_traj = (~((r >= 0.1) & (r < 0.2))).float()
+            batch["video"] = torch.from_numpy(traj).permute(0, 1, 4, 2, 3).float().div_(255.0) \
+                * keep_traj.view(b, 1, 1, 1, 1)
             masks = stack_object_masks([object_masks(c, self.latent_size) for c in clips])
-            batch["moving_mask"] = torch.from_numpy(masks).to(self.device)
+            batch["moving_mask"] = torch.from_numpy(masks).to(self.device) \
+                * keep_traj.view(b, 1, 1, 1, 1).to(self.device)
         return batch
 
     def _latent_shape(self) -> tuple[int, int, int]:

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from ...data.errors import InvalidInputError
+from .naming import stage2_finetuned
 
 SOURCE = "ModelScope TrackDiffusion"
 COMPONENTS: dict[str, str] = {
@@ -275,6 +276,13 @@ def load_components(t2v_folder: str | os.PathLike, unet: str | os.PathLike | Non
                     warnings.append(f"the folder's UNet has its own TrackDiffusion tensors; {up.name} replaces "
                                     "them.")
                 added, shapes = adapter, {k: tuple(v.shape) for k, v in adapter.items()}
+                missing = sorted(k for k in base.state_dict() if stage2_finetuned(k) and k not in adapter)
+                if missing:
+                    raise InvalidInputError(
+                        f"{up.name} lacks {len(missing)} of the temporal tensors stage 2 fine-tuned (e.g. "
+                        f"{', '.join(missing[:3])}): the pretrain folder's would run in their place.",
+                        fix="convert the official modelscope_ft UNet again with `trackdiffusion weights convert`, "
+                            "or load that file directly.", source=str(up))
             elif info.kind == KIND_TD_MODELSCOPE:
                 base, added, shapes = _load_unet_file(up, folder / "unet", dt)
             elif info.kind == KIND_STOCK_UNET3D:
