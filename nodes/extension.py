@@ -8,6 +8,7 @@ from .demo_nodes import TrackDiffusionDemo
 from .editor_nodes import EDITOR_NODES
 from .modelscope_nodes import LoadModelScopeTrackDiffusion, ModelScopeTrackDiffusionSampler
 from .sampler_nodes import TrackDiffusionSampler
+from .tiny_svd_nodes import LoadTinySVD
 from .trackdiffusion_nodes import InstanceEnhancerPatch, LoadTrackDiffusionAdapter, TrackAdapterPatch
 from .tracklet_nodes import LoadTracklets, TrackletsToTracks, VisualizeTracklets
 from .trajectory_nodes import PointTrajectoryBuilder
@@ -15,7 +16,7 @@ from .trajectory_nodes import PointTrajectoryBuilder
 NODES: list[type[io.ComfyNode]] = [LoadTracklets, TrackletsToTracks, VisualizeTracklets, PointTrajectoryBuilder,
                                    LoadTrackDiffusionAdapter, InstanceEnhancerPatch, TrackAdapterPatch,
                                    TrackDiffusionSampler, SaveTrackingDataset, LoadModelScopeTrackDiffusion,
-                                   ModelScopeTrackDiffusionSampler, TrackDiffusionDemo, *EDITOR_NODES]
+                                   ModelScopeTrackDiffusionSampler, TrackDiffusionDemo, LoadTinySVD, *EDITOR_NODES]
 
 
 class TrackDiffusionExtension(ComfyExtension):

@@ -16,12 +16,12 @@ from . import checkpoints as ckpt
 from .trackgo_losses import DEFAULT_LAMBDA_ATTN
 
 SOURCE = "trackdiffusion train"
-MODELS = ("trackdiffusion-svd", "trackgo")
+MODELS = ("trackdiffusion-svd", "trackgo", "svd-base")
 TINY_KINDS = ("small", "svd-layout")
 OFFICIAL_WARMUP = 750
 #: TrackGo's A' threshold (``backends.diffusers_trackgo.DEFAULT_ALPHA``, the paper's 0.2)
 TRACKGO_ALPHA = 0.2
-DEFAULT_LR = {1: 2e-4, 2: 3e-5, "trackgo": 1e-4}
+DEFAULT_LR = {1: 2e-4, 2: 3e-5, "trackgo": 1e-4, "svd-base": 2e-4}
 DEFAULT_SIZE = {"tiny": (32, 32), "base": (512, 320)}
 #: settings that may change between a run and its resumption (everything else must match)
 RESUMABLE = ("out", "resume", "save_every", "device", "progress", "keep", "gradient_checkpointing")
@@ -115,6 +115,10 @@ class TrainConfig:
                 raise InvalidInputError(f"stage must be 1 or 2, got {c.stage!r}.", source=SOURCE)
         elif c.stage is not None:
             raise InvalidInputError("--stage applies to trackdiffusion-svd only.", source=SOURCE)
+        if c.model == "svd-base" and (c.base is None or c.vae is None):
+            raise InvalidInputError("svd-base trains a whole SVD UNet on its VAE's latents: give --base (the unet/ "
+                                    "folder to train, e.g. a fresh one from 'trackdiffusion tiny-svd init') and --vae.",
+                                    source=SOURCE)
         c.steps = _positive_int(c.steps, "steps")
         c.batch = _positive_int(c.batch, "batch")
         c.frames = _positive_int(c.frames, "frames", 2)
@@ -127,7 +131,7 @@ class TrainConfig:
         c.save_every = _positive_int(c.save_every, "save_every")
         c.keep = _positive_int(c.keep, "keep")
         c.size = parse_size(c.size if c.size is not None else DEFAULT_SIZE["tiny" if c.tiny else "base"])
-        default_lr = DEFAULT_LR["trackgo" if c.model == "trackgo" else c.stage]
+        default_lr = DEFAULT_LR[c.stage if c.model == "trackdiffusion-svd" else c.model]
         c.lr = float(default_lr if c.lr is None else c.lr)
         for name in ("lr", "lambda_attn", "grad_clip", "weight_decay"):
             value = float(getattr(c, name))

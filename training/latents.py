@@ -38,10 +38,13 @@ class PixelLatents:
 
 
 class VAELatents:
-    """SVD's VAE: targets are posterior samples times the scaling factor, the conditioning image the posterior mode."""
+    """SVD's VAE: targets are posterior samples times the scaling factor, the conditioning image the posterior mode.
+    A TAESD-architecture VAE (``AutoencoderTiny``, the tiny SVD's) is deterministic: see
+    :mod:`trackdiffusion.models.tiny_svd.vae` for its two latents."""
 
     def __init__(self, vae: Any, chunk: int = 8) -> None:
         self.vae = vae.eval().requires_grad_(False)
+        self.tiny = type(vae).__name__ == "AutoencoderTiny"
         self.scale = 2 ** (len(vae.config.block_out_channels) - 1)  # 8 for SVD's VAE
         self.channels = int(vae.config.latent_channels)
         self.factor = float(getattr(vae.config, "scaling_factor", 0.18215))
@@ -49,6 +52,10 @@ class VAELatents:
 
     @torch.no_grad()
     def encode(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        if self.tiny:
+            from ..models.tiny_svd.vae import encode
+
+            return torch.cat([encode(self.vae, x[i:i + self.chunk]) for i in range(0, x.shape[0], self.chunk)])
         ref = next(self.vae.parameters())
         parts = [self.vae.encode(x[i:i + self.chunk].to(ref)).latent_dist.sample(generator)
                  for i in range(0, x.shape[0], self.chunk)]
@@ -56,6 +63,10 @@ class VAELatents:
 
     @torch.no_grad()
     def encode_condition(self, x: torch.Tensor) -> torch.Tensor:
+        if self.tiny:
+            from ..models.tiny_svd.vae import encode_condition
+
+            return encode_condition(self.vae, x)
         ref = next(self.vae.parameters())
         return self.vae.encode(x.to(ref)).latent_dist.mode().float()
 

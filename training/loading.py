@@ -68,7 +68,7 @@ def load_vae(path: str) -> Any:
 
     folder = _model_folder(path, "vae", "VAE", "give the vae/ folder of the SVD model.")
     cls = _read_json(folder / "config.json").get("_class_name")
-    if cls not in ("AutoencoderKLTemporalDecoder", "AutoencoderKL"):
+    if cls not in ("AutoencoderKLTemporalDecoder", "AutoencoderKL", "AutoencoderTiny"):
         raise InvalidInputError(f"this is a {cls or 'unknown'} folder, not an SVD VAE.",
                                 fix="give the vae/ folder of the SVD model (AutoencoderKLTemporalDecoder).",
                                 source=str(folder))

@@ -56,6 +56,7 @@ from pathlib import Path
 from typing import Any
 
 from ..data.errors import InvalidInputError
+from ..models.svd.clip_image import CLIP_MEAN, CLIP_STD
 from . import checkpoints as ckpt
 from .config import (
     DEFAULT_LR,
@@ -72,7 +73,7 @@ from .config import (
 from .latents import PixelLatents, VAELatents
 from .loading import base_signature, describe_base, load_base_unet, load_image_encoder, load_vae, tiny_unet_config
 from .progress import Progress
-from .trainer import CLIP_MEAN, CLIP_STD, COND_P_MEAN, COND_P_STD, FPS_ID, MOTION_BUCKET, Trainer, step_generator
+from .trainer import COND_P_MEAN, COND_P_STD, FPS_ID, MOTION_BUCKET, Trainer, step_generator
 
 __all__ = ["CLIP_MEAN", "CLIP_STD", "COND_P_MEAN", "COND_P_STD", "DEFAULT_LR", "DEFAULT_SIZE", "FPS_ID", "MODELS",
            "MOTION_BUCKET", "OFFICIAL_WARMUP", "RESUMABLE", "SOURCE", "TINY_KINDS", "TRACKGO_ALPHA", "PixelLatents",

@@ -12,9 +12,9 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from ..data.errors import InvalidInputError
+from ..models.svd.clip_image import clip_pixel_values
 from . import checkpoints as ckpt
 from .config import SOURCE, TrainConfig
 from .data import (
@@ -44,8 +44,6 @@ from .trackgo_losses import sample_sigmas
 
 FPS_ID, MOTION_BUCKET = 7.0, 127.0
 COND_P_MEAN, COND_P_STD = -3.0, 0.5
-CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
-CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 
 def step_generator(seed: int, step: int) -> torch.Generator:
@@ -65,6 +63,8 @@ class Trainer:
         self.width, self.height = cfg.size
         self.frames = cfg.frames
         self.is_svd = cfg.model == "trackdiffusion-svd"
+        self.is_base = cfg.model == "svd-base"  #: the whole UNet, no attachment (a base model trained from scratch)
+        self.is_trackgo = cfg.model == "trackgo"
         self.source = open_source(cfg.data, self.width, self.height, self.frames)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(cfg.seed)
@@ -131,7 +131,11 @@ class Trainer:
         elif cfg.tiny is None:
             self.say("note: no --image-encoder: the image embeddings are zeros (the official recipe's dropped-"
                      "embedding case); pass the SVD image_encoder/ folder for the official recipe.")
-        if self.is_svd:
+        if self.is_base:
+            self.attachment = None
+            self.unet.requires_grad_(True)
+            named = list(self.unet.named_parameters())
+        elif self.is_svd:
             from ..models.svd.diffusers import attach_trackdiffusion_svd
 
             self.attachment = attach_trackdiffusion_svd(self.unet, max_objs=MAX_OBJS)
@@ -190,7 +194,7 @@ class Trainer:
 
     @property
     def log_fields(self) -> list[str]:
-        extra = [] if self.is_svd else ["noise", "attention"]
+        extra = ["noise", "attention"] if self.is_trackgo else []
         return ["step", "loss", *extra, "lr", "seconds"]
 
     def clips(self, step: int) -> list[Clip]:
@@ -235,7 +239,7 @@ class Trainer:
             "boxes": torch.from_numpy(boxes), "masks": torch.from_numpy(masks),
             "colors": torch.from_numpy(colors.astype(np.float32)),
         }
-        if not self.is_svd:
+        if self.is_trackgo:
             # TrackGo: the builder's k-means points of each moving object's mask, following its box (seeded from
             # (seed, step, clip)), rendered at 8x the latent; and the per-object, per-frame masks M_i [B, O, F, h, w]
             # area-averaged to the latent grid (every temporal layer's grid divides it, see _check_sizes, so the
@@ -260,12 +264,10 @@ class Trainer:
         b = frame0.shape[0]
         if self.image_encoder is None:
             return torch.zeros(b, 1, self.cross_dim, device=self.device)
-        x = (frame0.to(self.device) + 1) / 2
-        x = F.interpolate(x, size=(224, 224), mode="bicubic", align_corners=False, antialias=True).clamp(0, 1)
-        mean = torch.tensor(CLIP_MEAN, device=x.device).view(1, 3, 1, 1)
-        std = torch.tensor(CLIP_STD, device=x.device).view(1, 3, 1, 1)
+        # as ComfyUI's SVD conditioning prepares the first frame (the nodes users sample with)
+        pixels = clip_pixel_values((frame0.to(self.device) + 1) / 2, int(self.image_encoder.config.image_size))
         ref = next(self.image_encoder.parameters())
-        embeds = self.image_encoder(pixel_values=((x - mean) / std).to(ref)).image_embeds
+        embeds = self.image_encoder(pixel_values=pixels.to(ref)).image_embeds
         return embeds.float().unsqueeze(1)
 
     # ---- losses and steps ---------------------------------------------------------------------------------------
@@ -287,7 +289,7 @@ class Trainer:
             return self._losses(batch)
 
     def _losses(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
-        if not self.is_svd:
+        if self.is_trackgo:
             from .trackgo_losses import trackgo_losses
 
             with self._autocast():
@@ -383,7 +385,8 @@ class Trainer:
 
     def export(self, out: str | Path, step: int) -> Path:
         """Write the adapter file the ComfyUI nodes load (atomically); returns its path."""
-        return export_adapter(self.attachment, self.config, out, step, base=self.base_name)
+        return export_adapter(self.unet if self.is_base else self.attachment, self.config, out, step,
+                              base=self.base_name)
 
     def save(self, out: str | Path, step: int) -> Path:
         path = ckpt.save_checkpoint(out, self.state(step), keep=self.config.keep)

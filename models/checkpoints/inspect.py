@@ -217,6 +217,9 @@ def _classify(shapes: dict[str, tuple[int, ...]], metadata: dict[str, str]) -> t
 
 def _stage(config: dict | None, p: Path, notes: list[str]) -> tuple[int | None, str | None]:
     name = str((config or {}).get("_name_or_path", ""))
+    m = re.search(r"svd_stage([12])(?![0-9])", name)  # the release's own names, and `trackdiffusion train`'s
+    if m:
+        return int(m.group(1)), f"config.json: {name}"
     m = re.search(r"checkpoint-(\d+)", name)
     if m:
         step = int(m.group(1))

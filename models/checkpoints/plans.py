@@ -148,14 +148,27 @@ def _svd_expected(shapes: dict[str, tuple[int, ...]]) -> dict[str, tuple[int, ..
         "conv_out.weight": (out_ch, c0, 3, 3), "conv_out.bias": (out_ch,),
     }
     expected.update({f"{s.diffusers}.{MIX_FACTOR}": (1,) for s in RESNETS + ATTENTIONS})
+    mult = _channel_mult(shapes, c0)
     for s in ATTENTIONS:
-        c = c0 * CHANNEL_MULT[s.level]
+        c = c0 * mult[s.level]
         expected.update({f"{s.diffusers}.{FUSER}.{k}": v for k, v in fuser_shapes(c, context).items()})
     expected.update(svd_position_net_shapes(pos, hidden, context))
     return expected
 
 
-_SVD_BASE_KEYS = frozenset(svd_diffusers_keys())
+def _channel_mult(shapes: dict[str, tuple[int, ...]], c0: int) -> tuple[int, ...]:
+    """The file's channel multiplier per level (SVD's (1, 2, 4, 4) where the file does not say): from a level's first
+    residual block, else from a fuser of that level."""
+    mult = []
+    for level, default in enumerate(CHANNEL_MULT):
+        channels = _dim(shapes, f"down_blocks.{level}.resnets.0.spatial_res_block.conv1.weight", 0, 0)
+        if not channels:
+            fusers = [s for s in ATTENTIONS if s.level == level]
+            channels = next((shapes[k][0] for s in fusers if (k := f"{s.diffusers}.{FUSER}.norm1.weight") in shapes
+                             and shapes[k]), 0)
+        mult.append(channels // c0 if channels and c0 and channels % c0 == 0 else default)
+    return tuple(mult)
+
 
 
 def _svd_output_key(key: str) -> str:
@@ -178,7 +191,8 @@ def _svd_check(info: CheckpointInfo, *, delta_naming: bool = False) -> tuple[lis
     if delta_naming:
         allowed = set(expected)
     else:
-        base = _SVD_BASE_KEYS - set(expected)
+        base = frozenset(svd_diffusers_keys(_channel_mult(shapes, _dim(shapes, "conv_in.weight", 0, 320)))) \
+            - set(expected)
         present_base = base & set(shapes)
         if present_base:  # a whole UNet: every base key must be there; else a "trained tensors only" file
             missing += sorted(base - present_base)

@@ -228,23 +228,24 @@ def _transformer_block(prefix: str, temporal: bool) -> list[str]:
     return keys
 
 
-def _has_shortcut(slot: Slot) -> bool:
-    # the first block of a level whose channels grow on the way down, and every up block (skip concatenation)
+def _has_shortcut(slot: Slot, channel_mult: tuple[int, ...] = CHANNEL_MULT) -> bool:
+    # the first block of a level whose channels change on the way down, and every up block (skip concatenation)
     if slot.diffusers.startswith("up_blocks."):
         return True
     if slot.diffusers.startswith("down_blocks."):
         b, r = int(slot.diffusers.split(".")[1]), int(slot.diffusers.split(".")[3])
-        return r == 0 and b > 0 and CHANNEL_MULT[b] != CHANNEL_MULT[b - 1]
+        return r == 0 and b > 0 and channel_mult[b] != channel_mult[b - 1]
     return False
 
 
-def svd_diffusers_keys() -> list[str]:
-    """Every parameter name of the stock diffusers ``UNetSpatioTemporalConditionModel`` (SVD / SVD-XT): 1428."""
+def svd_diffusers_keys(channel_mult: tuple[int, ...] = CHANNEL_MULT) -> list[str]:
+    """Every parameter name of the stock diffusers ``UNetSpatioTemporalConditionModel`` (SVD / SVD-XT: 1428) in
+    SVD's layout with these channel multipliers (they decide which down blocks have a ``conv_shortcut``)."""
     keys = [f"{m}.{p}" for m in TOP_LEVEL_MAP for p in _LINEAR]
     for s in RESNETS:
         for side in ("spatial_res_block", "temporal_res_block"):
             mods = [m for m in RESBLOCK_SUBMAP if m != "conv_shortcut" or (side == "spatial_res_block"
-                                                                            and _has_shortcut(s))]
+                                                                            and _has_shortcut(s, channel_mult))]
             keys += [f"{s.diffusers}.{side}.{m}.{p}" for m in mods for p in _LINEAR]
         keys.append(f"{s.diffusers}.{MIX_FACTOR}")
     for s in ATTENTIONS:

@@ -1,0 +1,101 @@
+"""The tiny SVD that ships with the pack, in real ComfyUI: Load Tiny SVD gives ComfyUI's native MODEL, CLIP_VISION
+and VAE, the stock SVD nodes run on them, and the sampled video equals the diffusers backend's for the same seed.
+
+Reference for the equality: :mod:`trackdiffusion.models.tiny_svd.pipeline` (diffusers UNet, AutoencoderTiny,
+transformers CLIP) against ComfyUI's own ``SVD_img2vid_Conditioning`` -> TrackDiffusion Sampler (linear per-frame CFG,
+euler, karras) -> ``VAEDecode``: two independent implementations of the conditioning, the EDM parametrisation, the
+Karras schedule, the per-frame CFG, the Euler steps and the decoder.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from trackdiffusion.models.tiny_svd import config as tiny
+from trackdiffusion.models.tiny_svd import files, pipeline
+
+#: what the two backends hold, in float32 on the CPU, after STEPS Euler steps: the UNet latents' relative L2
+#: difference, and the decoded frames' largest absolute difference (in [0, 1] units). Measured: see the test.
+LATENT_TOLERANCE = 2e-3
+PIXEL_TOLERANCE = 2 / 255
+STEPS = 10
+SEED = 7
+
+
+@pytest.fixture(scope="module")
+def comfy_tiny_svd(comfy):
+    node = comfy.node_class("LoadTinySVD")
+    model, clip_vision, vae = node.execute().result
+    return model, clip_vision, vae
+
+
+@pytest.fixture(scope="module")
+def first_frame():
+    from trackdiffusion.evaluation.synth import make_split
+
+    return make_split("test", "eval", 1)[0].video[0]
+
+
+def comfy_sample(comfy, parts, first_frame, *, steps=STEPS, seed=SEED, tracklets=None, adapter=None):
+    """The stock SVD graph in process: SVD_img2vid_Conditioning -> (TrackDiffusion Patch) -> TrackDiffusion Sampler
+    -> VAEDecode; returns (samples as the UNet sees them, frames in [0, 1])."""
+    from comfy_extras.nodes_video_model import SVD_img2vid_Conditioning
+
+    model, clip_vision, vae = parts
+    image = torch.from_numpy(first_frame).float()[None] / 255.0
+    positive, negative, latent = SVD_img2vid_Conditioning().encode(
+        clip_vision, image, vae, tiny.WIDTH, tiny.HEIGHT, tiny.FRAMES, tiny.MOTION_BUCKET, tiny.FPS, 0.0)
+    if tracklets is not None:
+        model = comfy.node_class("InstanceEnhancerPatch").execute(model, adapter, tracklets, 1.0, 0.0, 1.0).result[0]
+    sampler = comfy.node_class("TrackDiffusionSampler")
+    out = sampler.execute(model, positive, negative, latent, seed, steps, 1.0, 3.0, "linear per frame (SVD)",
+                          "euler", "karras", 1.0).result[0]
+    frames = comfy.nodes.VAEDecode().decode(vae, out)[0]
+    return out["samples"] * tiny.SD_SCALE_FACTOR, frames.detach().float()
+
+
+def test_loader_returns_comfyui_native_objects(comfy_tiny_svd):
+    import comfy.clip_vision
+    import comfy.model_patcher
+    import comfy.sd
+
+    model, clip_vision, vae = comfy_tiny_svd
+    assert isinstance(model, comfy.model_patcher.ModelPatcher)
+    assert type(model.model).__name__ == "SVD_img2vid"
+    assert isinstance(clip_vision, comfy.clip_vision.ClipVisionModel)
+    assert isinstance(vae, comfy.sd.VAE)
+    assert type(vae.first_stage_model).__name__ == "TAESD"
+    # the stock loader's ComfyUI state is untouched: the tiny entry was only in the supported-model list during loading
+    import comfy.supported_models
+
+    assert all(getattr(m, "__name__", "") != "TinySVD" for m in comfy.supported_models.models)
+
+
+def test_vae_round_trip_equals_the_diffusers_vae(comfy_tiny_svd, first_frame):
+    """ComfyUI's TAESD holding the padded weights encodes and decodes exactly as diffusers' AutoencoderTiny."""
+    from trackdiffusion.models.tiny_svd.vae import decode, encode_condition
+
+    _, _, vae = comfy_tiny_svd
+    ref = files.load()
+    image = torch.from_numpy(first_frame).float()[None] / 255.0
+    latent = vae.encode(image)
+    expected = encode_condition(ref.vae, image.movedim(-1, 1) * 2 - 1)
+    assert (latent - expected).abs().max() <= 1e-4 * expected.abs().max()
+    decoded = vae.decode(latent)[0]
+    expected_pixels = ((decode(ref.vae, expected * tiny.SD_SCALE_FACTOR) + 1) / 2).clamp(0, 1)[0].movedim(0, -1)
+    assert (decoded - expected_pixels).abs().max() <= 1e-4
+
+
+def test_sampled_video_equals_the_diffusers_backend(comfy, comfy_tiny_svd, first_frame):
+    z_comfy, frames_comfy = comfy_sample(comfy, comfy_tiny_svd, first_frame)
+    video, z = pipeline.generate(files.load(), first_frame, steps=STEPS, seed=SEED, return_latents=True)
+    relative = float((z_comfy - z).norm() / z.norm())
+    assert relative <= LATENT_TOLERANCE, relative
+    pixels = float((frames_comfy - torch.from_numpy(video).float() / 255.0).abs().max())
+    # the diffusers side rounds to uint8 (half a level), ComfyUI keeps floats
+    assert pixels <= PIXEL_TOLERANCE + 0.5 / 255, pixels
+    # a different seed is a different video (the comparison above can fail)
+    other = pipeline.generate(files.load(), first_frame, steps=STEPS, seed=SEED + 1)
+    assert np.abs(other.astype(float) - video.astype(float)).mean() > 1.0

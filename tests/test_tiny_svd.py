@@ -1,0 +1,193 @@
+"""The tiny SVD's core pieces without ComfyUI: its VAE in ComfyUI's TAESD layout, the VAE's starting point, the
+ComfyUI-equivalent sampler, the base training and the official-layout export (ComfyUI itself: tests/integration)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from trackdiffusion.models.svd import sampling
+from trackdiffusion.models.tiny_svd import config as tiny
+from trackdiffusion.models.tiny_svd import files
+from trackdiffusion.models.tiny_svd.vae import build_vae, comfyui_state_dict, decode, encode, encode_condition
+
+
+def random_vae(seed=0, scaling_factor=0.7):
+    torch.manual_seed(seed)
+    vae = build_vae(scaling_factor).eval()
+    with torch.no_grad():
+        for p in vae.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    return vae
+
+
+def test_taesd_layout_is_the_same_function_at_64_channels():
+    """The padded weights, put back under diffusers' names into a 64-channel AutoencoderTiny, compute the same
+    latents and frames: the extra channels stay zero."""
+    from diffusers import AutoencoderTiny
+
+    vae = random_vae()
+    sd = comfyui_state_dict(vae)
+    assert sd["taesd_encoder.0.weight"].shape == (64, 3, 3, 3) and sd["taesd_encoder.14.weight"].shape == (4, 64, 3, 3)
+    assert sd["taesd_decoder.1.weight"].shape == (64, 4, 3, 3) and sd["taesd_decoder.19.weight"].shape == (3, 64, 3, 3)
+    assert float(sd["vae_scale"]) == pytest.approx(tiny.SD_SCALE_FACTOR / 0.7)
+    wide = AutoencoderTiny(encoder_block_out_channels=(64,) * 4, decoder_block_out_channels=(64,) * 4,
+                           scaling_factor=0.7).eval()
+    renamed = {}
+    for key, value in sd.items():
+        part, index, *rest = key.split(".") if "." in key else (key, None)
+        if part == "taesd_encoder":
+            renamed[".".join(["encoder.layers", index, *rest])] = value
+        elif part == "taesd_decoder":
+            renamed[".".join(["decoder.layers", str(int(index) - 1), *rest])] = value
+    wide.load_state_dict(renamed, strict=True)
+    x = torch.rand(2, 3, 64, 64) * 2 - 1
+    with torch.no_grad():
+        assert torch.allclose(encode(wide, x), encode(vae, x), atol=1e-5)
+        z = encode(vae, x)
+        assert torch.allclose(decode(wide, z), decode(vae, z), atol=1e-5)
+        # the image latent SVD concatenates is the unscaled one, as ComfyUI's VAE.encode returns it
+        assert torch.allclose(encode_condition(vae, x), z / tiny.SD_SCALE_FACTOR)
+
+
+def test_the_vae_starts_as_average_pooling_and_nearest_upsampling():
+    from trackdiffusion.training.tiny_svd_vae import pooling_init
+
+    vae = build_vae().eval()
+    with torch.no_grad():
+        pooling_init(vae)
+        x = torch.rand(2, 3, 64, 64) * 2 - 1
+        e = vae.encoder(x)
+        cells = torch.nn.functional.avg_pool2d((x + 1) / 2, 8)
+        assert torch.allclose(e[:, :3], cells - 0.5, atol=1e-5)
+        assert torch.allclose(e[:, 3], cells.mean(1) - 0.5, atol=1e-5)
+        y = vae.decoder(e)
+        clamp = torch.tanh((cells - 0.5) / 3) * 3 + 0.5  # the decoder's own tanh clamp, then the copy
+        expected = torch.nn.functional.interpolate(clamp, scale_factor=8, mode="nearest") * 2 - 1
+        assert torch.allclose(y, expected, atol=1e-5)
+
+
+def test_karras_sigmas_by_hand():
+    s = sampling.karras_sigmas(3)
+    rho = 7.0
+    hi, lo = 700 ** (1 / rho), 0.002 ** (1 / rho)
+    expected = [hi ** rho, ((hi + lo) / 2) ** rho, lo ** rho, 0.0]
+    assert torch.allclose(s, torch.tensor(expected), rtol=1e-5)
+
+
+class LinearUNet(torch.nn.Module):
+    """A stand-in UNet whose output is a fixed mix of its inputs, so the sampler can be followed by hand."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.tensor(0.5))
+
+    def forward(self, sample, timestep, encoder_hidden_states, added_time_ids):
+        x, image = sample[:, :, :4], sample[:, :, 4:]
+        out = self.w * x + 0.1 * image + encoder_hidden_states.mean() + 0.01 * added_time_ids.sum()
+        return type("Out", (), {"sample": out})()
+
+
+def test_sampler_follows_comfyui_by_hand():
+    unet = LinearUNet()
+    image = torch.randn(4, 2, 2)
+    emb = torch.randn(1, 1, 8)
+    frames, steps, seed = 3, 2, 5
+    got = sampling.sample_svd(unet, image, emb, frames=frames, steps=steps, seed=seed, min_cfg=1.0, max_cfg=2.0,
+                              fps=8, motion_bucket=100, augmentation=0.0)
+    # by hand: ComfyUI's noise, max-denoise start, v-prediction EDM, per-frame CFG, Euler
+    sig = sampling.karras_sigmas(steps)
+    x = torch.randn((frames, 4, 2, 2), generator=torch.manual_seed(seed)) * math.sqrt(1 + float(sig[0]) ** 2)
+    ids = 7 + 100 + 0.0
+    scale = torch.tensor([1.0, 1.5, 2.0]).view(3, 1, 1, 1)
+    for i in range(steps):
+        s, s_next = float(sig[i]), float(sig[i + 1])
+        c_in, c_out, c_skip = 1 / math.sqrt(s * s + 1), -s / math.sqrt(s * s + 1), 1 / (s * s + 1)
+        cond = x * c_skip + c_out * (0.5 * x * c_in + 0.1 * image + emb.mean() + 0.01 * ids)
+        uncond = x * c_skip + c_out * (0.5 * x * c_in + 0.01 * ids)
+        denoised = uncond + scale * (cond - uncond)
+        x = x + (x - denoised) / s * (s_next - s)
+    assert torch.allclose(got, x, rtol=1e-5, atol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def tiny_folder(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tiny_svd")
+    random_vae(scaling_factor=1.0).save_pretrained(root / "vae_src")
+    return files.init_folder(root / "model", root / "vae_src")
+
+
+def test_init_folder_loads_in_both_forms(tiny_folder):
+    model = files.load(tiny_folder)
+    assert sum(p.numel() for p in model.unet.parameters()) == pytest.approx(7.88e6, rel=0.01)
+    parts = files.comfyui_parts(tiny_folder)
+    assert len(parts["unet"]) == len(model.unet.state_dict())
+    assert all(k.startswith("model.diffusion_model.") for k in parts["unet"])
+    with open(parts["clip_vision_config"]) as fh:
+        assert json.loads(fh.read())["projection_dim"] == tiny.CONTEXT_DIM
+    with pytest.raises(Exception, match="already holds"):
+        files.init_folder(tiny_folder, tiny_folder / "vae")
+
+
+def test_svd_base_trains_the_whole_unet_and_resumes(tiny_folder, tmp_path):
+    from trackdiffusion.training.train import TrainConfig, train
+
+    common = {"model": "svd-base", "data": "syntrack", "base": str(tiny_folder / "unet"),
+              "vae": str(tiny_folder / "vae"), "image_encoder": str(tiny_folder / "image_encoder"),
+              "size": (64, 64), "frames": 16, "batch": 1, "lr": 1e-3, "warmup": 0, "progress": False}
+    run = train(TrainConfig(out=str(tmp_path / "a"), steps=2, save_every=1, **common))
+    assert (run.adapter / "config.json").is_file()
+    from diffusers import UNetSpatioTemporalConditionModel
+
+    before = UNetSpatioTemporalConditionModel.from_pretrained(str(tiny_folder / "unet")).state_dict()
+    after = UNetSpatioTemporalConditionModel.from_pretrained(str(run.adapter)).state_dict()
+    changed = [k for k in before if not torch.equal(before[k], after[k])]
+    assert len(changed) > 0.9 * len(before)  # the whole UNet trains (a few tensors get no gradient at step 1)
+    # resuming after step 1 repeats step 2 exactly
+    with pytest.raises(KeyboardInterrupt):
+        train(TrainConfig(out=str(tmp_path / "b"), steps=2, save_every=1, **common), callback=_interrupt_after(1))
+    resumed = train(TrainConfig(out=str(tmp_path / "b"), steps=2, save_every=1, resume=True, **common))
+    again = UNetSpatioTemporalConditionModel.from_pretrained(str(resumed.adapter)).state_dict()
+    assert all(torch.equal(after[k], again[k]) for k in after)
+
+
+def _interrupt_after(step):
+    def callback(done, values):
+        if done == step:
+            raise KeyboardInterrupt  # what Ctrl-C does between steps
+
+    return callback
+
+
+def test_svd_base_needs_a_base_and_a_vae(tmp_path):
+    from trackdiffusion.data.errors import InvalidInputError
+    from trackdiffusion.training.train import TrainConfig
+
+    with pytest.raises(InvalidInputError, match="svd-base trains a whole SVD UNet"):
+        TrainConfig(model="svd-base", data="syntrack", out=str(tmp_path), tiny="small").resolved()
+
+
+def test_trackdiffusion_runs_also_write_the_official_release_layout(tiny_folder, tmp_path):
+    """What the official release ships (svd_stage<N>/unet, a whole diffusers UNet with the modules at their official
+    keys) is what `weights convert` takes: the run's own delta and the converted one hold the same tensors."""
+    from safetensors.torch import load_file
+
+    from trackdiffusion.models.checkpoints import convert_svd, load_delta
+    from trackdiffusion.training.train import TrainConfig, train
+
+    run = train(TrainConfig(model="trackdiffusion-svd", data="syntrack", out=str(tmp_path / "td"),
+                            base=str(tiny_folder / "unet"), vae=str(tiny_folder / "vae"),
+                            image_encoder=str(tiny_folder / "image_encoder"), size=(64, 64), frames=16, stage=2,
+                            steps=1, lr=1e-3, warmup=0, progress=False))
+    folder = tmp_path / "td" / "svd_stage2" / "unet"
+    config = json.loads((folder / "config.json").read_text())
+    assert config["_name_or_path"] == "svd_stage2/checkpoint-1"
+    assert config["_class_name"] == "UNetSpatioTemporalConditionModel"
+    result = convert_svd(folder / "diffusion_pytorch_model.safetensors", tmp_path / "converted", dtype="fp32")
+    converted, meta = load_delta(result.path)
+    own = load_file(str(run.adapter))
+    assert meta["stage"] == "2" and set(converted) == set(own)
+    assert all(torch.equal(converted[k].float(), own[k].float()) for k in own)
