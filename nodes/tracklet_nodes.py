@@ -3,25 +3,42 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from comfy_api.latest import io
 
+from ..data.errors import InvalidInputError
 from ..data.tracklets import FORMATS, load
+from ..data.tracklets.io import looks_like_path
 from ..data.tracklets.formats import write_tracks
 from ..data.visualize import draw_tracklets
 from .convert import image_to_numpy, numpy_to_image
 from .types import CATEGORY, Tracklets, Tracks
 
 
-def _resolve_path(text: str) -> str:
-    """A relative file name is looked up in ComfyUI's input folder first; anything else is passed through as text."""
-    stripped = text.strip()
-    if stripped and "\n" not in stripped and not stripped.startswith(("{", "[")) and not os.path.isabs(stripped):
-        import folder_paths
+def _resolve_source(text: str) -> str | Path:
+    """A file name -> the file inside ComfyUI's input folder (a ``Path``); anything else stays text.
 
-        candidate = os.path.join(folder_paths.get_input_directory(), stripped)
-        if os.path.isfile(candidate):
+    Anyone who can queue a workflow sets this input, so a name never leaves the input folder: absolute paths, ``..``
+    and symlinks pointing outside are refused with the same words as a missing file (nothing tells whether a file
+    outside exists). A single line that is not JSON and names no file in the folder is parsed as text (a MOT row).
+    """
+    import folder_paths
+
+    stripped = text.strip()
+    if not stripped or "\n" in stripped or stripped.startswith(("{", "[")):
+        return stripped
+    root = Path(os.path.realpath(folder_paths.get_input_directory()))
+    inside = not os.path.isabs(stripped) and not stripped.startswith("~")
+    if inside:
+        candidate = Path(os.path.realpath(root / stripped))
+        inside = candidate.is_relative_to(root)
+        if inside and candidate.is_file():
             return candidate
+    if not inside or looks_like_path(stripped):
+        raise InvalidInputError("no such file in ComfyUI's input folder.",
+                                fix="put the file in the input folder (or a subfolder) and give its name relative "
+                                "to it, or paste the file's text.", source=stripped[:80])
     return stripped
 
 
@@ -36,8 +53,8 @@ class LoadTracklets(io.ComfyNode):
             "YouTube-VIS JSON, core TRACKS JSON or KJNodes spline coordinates.",
             inputs=[
                 io.String.Input("source", multiline=True, default="",
-                                tooltip="A file path (relative paths are looked up in ComfyUI's input folder) or the "
-                                "file's text."),
+                                tooltip="A file in ComfyUI's input folder (its name relative to that folder; "
+                                "files elsewhere are refused) or the file's text."),
                 io.Combo.Input("format", options=["auto", *FORMATS], default="auto"),
                 io.Int.Input("width", default=0, min=0, max=16384,
                              tooltip="Canvas width for formats without one (MOT, TRACKS, KJNodes); 0 = from file."),
@@ -60,9 +77,9 @@ class LoadTracklets(io.ComfyNode):
 
     @classmethod
     def execute(cls, source, format, width, height, num_frames, video, box_size, strict) -> io.NodeOutput:
-        tracklets = load(_resolve_path(source), None if format == "auto" else format, strict=strict,
+        tracklets = load(_resolve_source(source), None if format == "auto" else format, strict=strict,
                          width=width or None, height=height or None, num_frames=num_frames or None,
-                         video=video or None, box_size=box_size)
+                         video=video or None, box_size=box_size, text_is_never_a_path=True)
         return io.NodeOutput(tracklets, tracklets.width, tracklets.height, tracklets.num_frames)
 
 

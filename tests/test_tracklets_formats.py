@@ -535,3 +535,19 @@ def test_ytvis_many_videos_need_video():
     with pytest.raises(InvalidInputError) as info:
         load(ytvis_doc(), video="clip_z")
     assert "clip_z" in str(info.value)
+
+
+def test_text_is_never_a_path_never_opens_a_file(tmp_path):
+    """A server node passes confined files as Path objects and all else as text: a file name given as text is then
+    parsed as a (bad) document, never opened."""
+    from trackdiffusion.data.tracklets import load
+
+    doc = {"version": 1, "width": 64, "height": 64, "num_frames": 2, "objects": [
+        {"id": 1, "label": "secret-label", "keyframes": [{"frame": 0, "box": [1, 1, 9, 9]}]}]}
+    path = tmp_path / "t.json"
+    path.write_text(json.dumps(doc))
+    assert load(str(path)).objects[0].label == "secret-label"  # the command line reads any path it is given
+    with pytest.raises(InvalidInputError) as info:
+        load(str(path), text_is_never_a_path=True)
+    assert "secret-label" not in str(info.value)
+    assert load(path, text_is_never_a_path=True).objects[0].label == "secret-label"  # a Path is a file

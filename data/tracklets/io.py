@@ -47,7 +47,7 @@ def _as_existing_file(text: str) -> Path | None:
         return None
 
 
-def _looks_like_path(text: str) -> bool:
+def looks_like_path(text: str) -> bool:
     """A missing file the user meant to name, as opposed to a one-line document (say, a single MOT row)."""
     stripped = text.strip()
     return ("\n" not in stripped and not stripped.startswith(("{", "["))
@@ -55,7 +55,7 @@ def _looks_like_path(text: str) -> bool:
 
 
 def load(path_or_text, format: str | None = None, *, strict: bool = False, width=None, height=None,
-         num_frames=None, fps=None, video=None, box_size=64.0) -> Tracklets:
+         num_frames=None, fps=None, video=None, box_size=64.0, text_is_never_a_path: bool = False) -> Tracklets:
     """Read tracklets from a file path, a text, a parsed dict/list, a TRACKS dict or a ``Tracklets``.
 
     Args:
@@ -65,6 +65,8 @@ def load(path_or_text, format: str | None = None, *, strict: bool = False, width
         num_frames: frame count; for MOT the default is the last frame, for KJNodes the spline resamples to it.
         video: YouTube-VIS video id or name when the file holds several.
         box_size: box size in pixels for point formats (TRACKS, KJNodes).
+        text_is_never_a_path: a ``str`` is always the document's text, never a file name (a server node passes
+            the files it has confined to its folders as ``Path`` objects and everything else as text).
     """
     if format is not None and format not in FORMATS:
         raise InvalidInputError(f"unknown format {format!r}.", fix=f"use one of {', '.join(FORMATS)}.",
@@ -82,9 +84,11 @@ def load(path_or_text, format: str | None = None, *, strict: bool = False, width
         if not path.is_file():
             raise InvalidInputError("file not found.", fix="check the path (relative paths start from the current "
                                     "folder).", source=str(path))
+    elif isinstance(path_or_text, str) and text_is_never_a_path:
+        text = path_or_text
     elif isinstance(path_or_text, str):
         path = _as_existing_file(path_or_text)
-        if path is None and _looks_like_path(path_or_text):
+        if path is None and looks_like_path(path_or_text):
             raise InvalidInputError("file not found.", fix="check the path (relative paths start from the current "
                                     "folder), or paste the file's text instead.", source=path_or_text.strip())
         if path is None:
