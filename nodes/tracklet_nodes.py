@@ -9,8 +9,8 @@ from comfy_api.latest import io
 
 from ..data.errors import InvalidInputError
 from ..data.tracklets import FORMATS, load
-from ..data.tracklets.io import looks_like_path
 from ..data.tracklets.formats import write_tracks
+from ..data.tracklets.io import looks_like_path
 from ..data.visualize import draw_tracklets
 from .convert import image_to_numpy, numpy_to_image
 from .types import CATEGORY, Tracklets, Tracks

@@ -70,5 +70,5 @@ def test_paths_leaving_the_input_folder_are_refused_alike(comfy_with_probe, file
 
 
 def test_pasted_text_still_loads(comfy_with_probe):
-    outputs, messages, success = comfy_with_probe.run_prompt(_load(json.dumps(STREET)))
+    _outputs, messages, success = comfy_with_probe.run_prompt(_load(json.dumps(STREET)))
     assert success, messages
