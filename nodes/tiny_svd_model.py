@@ -1,16 +1,17 @@
 """The tiny SVD as ComfyUI's native objects: ``MODEL`` (an SVD_img2vid ModelPatcher), ``CLIP_VISION`` and ``VAE``.
 
-Everything goes through ComfyUI's own loaders, so every stock node treats them as it treats the real SVD:
+Built with ComfyUI's own pieces, so every stock node treats them as it treats the real SVD:
 
-* the UNet: ``comfy.sd.load_diffusion_model_state_dict`` with ComfyUI's own detection; ComfyUI's list of supported
-  models knows SVD at width 320 only, so for the duration of the call (under a lock) it also holds
-  :func:`_tiny_svd_config`, an ``SVD_img2vid`` entry at the tiny width that matches nothing else;
+* the UNet: ComfyUI's detection reads the UNet config from the state dict (``detect_unet_config``), an
+  ``SVD_img2vid`` model config at the tiny width (:func:`_tiny_svd_config`; ComfyUI's own list knows SVD at width 320
+  only, and is left untouched) builds the model, and ComfyUI picks its dtype and devices as its own loader does;
 * the VAE: ``comfy.sd.VAE`` on the TAESD-layout state dict (ComfyUI's TAESD VAE);
 * the image encoder: ``comfy.clip_vision.ClipVisionModel`` built from the encoder's own ``config.json``.
 """
 
 from __future__ import annotations
 
+import inspect
 import threading
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ from typing import Any
 from ..data.errors import InvalidInputError
 
 SOURCE = "Load Tiny SVD"
-_detection_lock = threading.Lock()
+PREFIX = "model.diffusion_model."
 _cache: dict = {}
 _cache_lock = threading.Lock()
 
@@ -38,22 +39,37 @@ def _tiny_svd_config(unet_config: dict) -> type:
     return TinySVD
 
 
-def load_model(parts: dict[str, Any]) -> Any:
-    """The UNet as an SVD_img2vid ModelPatcher (ComfyUI picks its dtype and devices as for any model)."""
-    import comfy.sd
-    import comfy.supported_models
+def _call(fn, *args, **kwargs):
+    """``fn`` with the keyword arguments its signature (in this ComfyUI version) accepts."""
+    params = inspect.signature(fn).parameters
+    if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        kwargs = {k: v for k, v in kwargs.items() if k in params}
+    return fn(*args, **kwargs)
 
-    entry = _tiny_svd_config(parts["unet_config"])
-    with _detection_lock:
-        comfy.supported_models.models.insert(0, entry)
-        try:
-            model = comfy.sd.load_diffusion_model_state_dict(dict(parts["unet"]))
-        finally:
-            comfy.supported_models.models.remove(entry)
-    if model is None or type(model.model).__name__ != "SVD_img2vid":
-        raise InvalidInputError("ComfyUI did not recognise the tiny SVD UNet as an SVD img2vid model.",
+
+def load_model(parts: dict[str, Any]) -> Any:
+    """The UNet as an SVD_img2vid ModelPatcher, dtype and devices chosen by ComfyUI as for any diffusion model."""
+    import comfy.model_detection
+    import comfy.model_management as mm
+    import comfy.model_patcher
+    import comfy.utils
+
+    sd = {k[len(PREFIX):]: v for k, v in parts["unet"].items() if k.startswith(PREFIX)}
+    detected = _call(comfy.model_detection.detect_unet_config, sd, "")
+    config_class = _tiny_svd_config(parts["unet_config"])
+    if detected is None or not config_class.matches(detected):
+        raise InvalidInputError("ComfyUI does not read the tiny SVD UNet as an SVD img2vid model.",
                                 fix="update ComfyUI, or report the ComfyUI version.", source=SOURCE)
-    return model
+    model_config = config_class(detected)
+    load_device, offload_device = mm.get_torch_device(), mm.unet_offload_device()
+    weight_dtype = comfy.utils.weight_dtype(sd) if hasattr(comfy.utils, "weight_dtype") else None
+    dtype = _call(mm.unet_dtype, model_params=comfy.utils.calculate_parameters(sd),
+                  supported_dtypes=list(model_config.supported_inference_dtypes), weight_dtype=weight_dtype)
+    manual_cast = mm.unet_manual_cast(dtype, load_device, model_config.supported_inference_dtypes)
+    model_config.set_inference_dtype(dtype, manual_cast)
+    model = model_config.get_model(sd, "").to(offload_device)
+    model.load_model_weights(sd, "")
+    return comfy.model_patcher.ModelPatcher(model, load_device=load_device, offload_device=offload_device)
 
 
 def load_vae(parts: dict[str, Any]) -> Any:

@@ -15,7 +15,7 @@ class LoadTinySVD(io.ComfyNode):
             display_name="Load Tiny SVD (CPU, no download)",
             category=CATEGORY,
             description="The tiny Stable Video Diffusion trained on SynTrack (coloured shapes) that ships inside this "
-            "pack: SVD's UNet architecture at a small width (6 M parameters), a TAESD-architecture VAE and a tiny "
+            "pack: SVD's UNet architecture at a small width (8 M parameters), a TAESD-architecture VAE and a tiny "
             "CLIP image encoder. Its outputs are ComfyUI's own MODEL, CLIP_VISION and VAE, so the stock SVD nodes "
             "(SVD_img2vid_Conditioning, VideoLinearCFGGuidance, KSampler, VAE Decode) and this pack's patches and "
             "sampler work on it unchanged. It makes 64x64 videos of 16 frames at 8 fps; a few seconds on a CPU.",

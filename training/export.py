@@ -72,7 +72,8 @@ def export_adapter(attachment: Any, config: TrainConfig, out: str | Path, step: 
         return export_unet(attachment, adapter_path(config, out))
     if config.model == "trackdiffusion-svd":
         tensors, metadata = ckpt.svd_delta(attachment, stage=config.stage, trained_steps=step, base=base)
-        export_official_layout(attachment.unet, out, config.stage, step)
+        if step >= config.steps:  # the whole UNet (GBs for the real SVD): once, when the run is done
+            export_official_layout(attachment.unet, out, config.stage, step)
     else:
         from ..models.trackgo.diffusers import adapter_file
 

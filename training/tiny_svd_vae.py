@@ -182,9 +182,12 @@ def main(argv=None) -> int:
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--save-every", type=int, default=100)
+    p.add_argument("--latent-noise", type=float, default=0.0, help="std of the noise added to the decoder's input")
+    p.add_argument("--latent-l2", type=float, default=0.0, help="weight of the latents' mean square in the loss")
     a = p.parse_args(argv)
     try:
-        train_vae(a.out, a.steps, a.batch, lr=a.lr, seed=a.seed, save_every=a.save_every)
+        train_vae(a.out, a.steps, a.batch, lr=a.lr, seed=a.seed, save_every=a.save_every,
+                  latent_noise=a.latent_noise, latent_l2=a.latent_l2)
     except InvalidInputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

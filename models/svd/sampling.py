@@ -1,7 +1,8 @@
 """Sampling a diffusers SVD UNet the way ComfyUI's stock SVD workflow does, number for number: ``SVD_img2vid_
 Conditioning`` -> ``VideoLinearCFGGuidance`` (or the TrackDiffusion Sampler's linear per-frame CFG) -> ``KSampler``
 with ``euler`` / ``karras``. Used by the diffusers backend (``trackdiffusion demo``) so that it and ComfyUI give the
-same video for the same seed.
+same video for the same seed (on the CPU in float32 within the tolerance ``tests/integration/test_tiny_svd.py``
+states: the operations are the same, their float rounding is not always).
 
 What ComfyUI does, and this module repeats:
 
@@ -12,7 +13,8 @@ What ComfyUI does, and this module repeats:
   ``c_noise = log(s) / 4``) on ``[noisy latent, image latent]``, the added time ids ``[fps - 1, motion bucket,
   augmentation]``;
 * CFG per frame: ``uncond + scale_f * (cond - uncond)`` with ``scale_f`` linear from ``min_cfg`` (frame 0) to
-  ``max_cfg`` (last frame); the unconditional half has a zero image embedding and a zero image latent;
+  ``max_cfg`` (last frame); the unconditional half has a zero image embedding and a zero image latent. At
+  ``max_cfg`` 1 ComfyUI skips the unconditional half and its per-frame CFG then gives ``scale_f * cond``: so here;
 * Euler steps ``x += (x - denoised) / s * (s_next - s)``.
 """
 
@@ -87,8 +89,8 @@ def sample_svd(unet: Any, image_latent: torch.Tensor, embedding: torch.Tensor, *
         s, s_next = float(sigmas[i]), float(sigmas[i + 1])
         with conditioned(True):
             cond = edm_denoise(unet, x, s, image_latent, embedding, time_ids)
-        if bool((scales == 1.0).all()):
-            denoised = cond
+        if math.isclose(max_cfg, 1.0):  # ComfyUI's cfg-1 shortcut: no unconditional half, "uncond" is 0
+            denoised = scales * cond
         else:
             with conditioned(False):
                 uncond = edm_denoise(unet, x, s, zero_latent, zero_embedding, time_ids)

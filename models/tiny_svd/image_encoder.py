@@ -5,7 +5,7 @@ gives the UNet's cross-attention an image embedding of the right shape and that 
 concatenated image latent; the embedding adds a global summary the UNet may use.
 
 Its weights are the transformers ``CLIPVisionModelWithProjection`` keys, which are also the keys of ComfyUI's
-``ClipVisionModel`` built from the same config (:func:`comfyui_config`).
+``ClipVisionModel`` built from the same ``config.json`` (its mean and std are CLIP's, ComfyUI's defaults).
 """
 
 from __future__ import annotations
@@ -35,17 +35,11 @@ def build_image_encoder(seed: int = IMAGE_ENCODER_SEED) -> Any:
 
 @torch.no_grad()
 def image_embeddings(encoder: Any, images: torch.Tensor) -> torch.Tensor:
-    """images [N, 3, H, W] in [-1, 1] -> the UNet's context [N, 1, projection_dim] (``image_embeds``)."""
+    """images [N, 3, H, W] in [0, 1] (ComfyUI's IMAGE range) -> the UNet's context [N, 1, projection_dim]."""
     ref = next(encoder.parameters())
     size = int(encoder.config.image_size)
-    pixels = clip_pixel_values((images.float() + 1) / 2, size, CLIP_VISION_CONFIG["image_mean"],
-                               CLIP_VISION_CONFIG["image_std"])
+    pixels = clip_pixel_values(images.float(), size, CLIP_VISION_CONFIG["image_mean"], CLIP_VISION_CONFIG["image_std"])
     return encoder(pixel_values=pixels.to(ref)).image_embeds.float().unsqueeze(1)
-
-
-def comfyui_config() -> dict[str, Any]:
-    """The JSON config ComfyUI's ``ClipVisionModel`` builds this encoder from."""
-    return dict(CLIP_VISION_CONFIG)
 
 
 def comfyui_state_dict(encoder: Any) -> dict[str, torch.Tensor]:

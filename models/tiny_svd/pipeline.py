@@ -53,9 +53,11 @@ def generate(model: TinySVD, first_frame: np.ndarray, *, tracklets: Any = None, 
     ``attachment`` (a TrackDiffusion-SVD attachment on ``model.unet``) its objects follow their boxes. With
     ``return_latents`` also the sampled UNet latents [F, 4, h, w]."""
     image = torch.from_numpy(np.ascontiguousarray(first_frame[..., :3])).float().div(255.0).movedim(-1, 0)[None]
-    pixels = fit_frame(image, width, height) * 2 - 1
-    image_latent = encode_condition(model.vae, pixels)[0]
-    embedding = image_embeddings(model.image_encoder, image * 2 - 1)
+    pixels = fit_frame(image, width, height)
+    if augmentation > 0:  # ComfyUI adds this noise to [0, 1] pixels, from its unseeded global generator
+        pixels = pixels + torch.randn(pixels.shape, generator=torch.Generator().manual_seed(seed)) * augmentation
+    image_latent = encode_condition(model.vae, pixels * 2 - 1)[0]
+    embedding = image_embeddings(model.image_encoder, image)
     conditioned = None
     if tracklets is not None and attachment is not None:
         conditioned = box_condition(attachment, tracklets, frames, overflow)

@@ -5,8 +5,9 @@ Latent conventions (the same numbers as ComfyUI's SVD path, so both backends fee
 * ``e = encoder(x)`` for frames ``x`` in [-1, 1]: the encoder's own output;
 * the UNet's latent ``z = e * scaling_factor`` (the config's ``scaling_factor``, chosen when the VAE was trained so
   that ``z`` has unit standard deviation over SynTrack frames); the decoder takes ``z / scaling_factor``;
-* the image latent SVD concatenates is the unscaled VAE latent, ``z / 0.18215`` (ComfyUI's ``VAE.encode`` output,
-  which its SVD model multiplies by SD's 0.18215 before the UNet; the official pipeline's ``latent_dist.mode()``).
+* the image latent SVD concatenates is the unscaled VAE latent, ``z / 0.18215``: ComfyUI's ``VAE.encode`` output,
+  which its SVD model concatenates as it is (``SVD_img2vid.extra_conds`` applies no latent format), as the official
+  pipeline concatenates ``latent_dist.mode()``; only the noisy latent is ``z`` (SD's format: times 0.18215).
 
 ComfyUI loads the same weights as its TAESD VAE (:func:`comfyui_state_dict`): the 32 channels are embedded in TAESD's
 fixed 64 (the extra channels' weights and biases are zero, so they stay zero through every ReLU and skip), and

@@ -67,7 +67,7 @@ def test_loader_returns_comfyui_native_objects(comfy_tiny_svd):
     assert isinstance(clip_vision, comfy.clip_vision.ClipVisionModel)
     assert isinstance(vae, comfy.sd.VAE)
     assert type(vae.first_stage_model).__name__ == "TAESD"
-    # the stock loader's ComfyUI state is untouched: the tiny entry was only in the supported-model list during loading
+    # ComfyUI's own list of supported models is left as it was
     import comfy.supported_models
 
     assert all(getattr(m, "__name__", "") != "TinySVD" for m in comfy.supported_models.models)
