@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 
 from .errors import InvalidInputError
+from .limits import check_output
 from .tracklets import Tracklets, load
 
 TRAJECTORY_FORMAT = "trackdiffusion.trajectory_editor"
@@ -91,6 +92,8 @@ def parse_trajectory_state(text: str, width: int, height: int) -> tuple[np.ndarr
     if not isinstance(data, dict) or data.get("format", TRAJECTORY_FORMAT) != TRAJECTORY_FORMAT:
         raise InvalidInputError(f"expected a {TRAJECTORY_FORMAT} object.", source=source)
     comps = data.get("components", [])
+    if isinstance(comps, list):
+        check_output("masks output", (len(comps), height, width), 4, source)  # before any mask is decoded
     if not isinstance(comps, list) or not comps:
         raise InvalidInputError("no components yet.", fix="paint a mask on the first frame and draw its arrow "
                                 "(one component per moving part).", source=source)

@@ -27,6 +27,7 @@ import torch
 from comfy_api.latest import io
 
 from ..data.editor_state import box_masks, parse_editor_tracklets, parse_trajectory_state
+from ..data.limits import check_output, check_state
 from ..data.tracklets.formats import write_tracks
 from ..data.trajectories import build_point_trajectories
 from ..data.visualize import as_frames, draw_tracklets
@@ -107,7 +108,10 @@ class TrackletEditor(io.ComfyNode):
 
     @classmethod
     def execute(cls, tracklets_json, width, height, num_frames, background=None) -> io.NodeOutput:
+        check_state(tracklets_json, "editor state", "Tracklet Editor")
+        check_output("preview", (num_frames, height, width, 3), 4, "Tracklet Editor")
         tracklets = parse_editor_tracklets(tracklets_json, width, height, num_frames)
+        check_output("masks output", (len(tracklets.objects), num_frames, height, width), 4, "Tracklet Editor")
         images = None if background is None else image_to_numpy(background)
         if images is not None and images.shape[0] > 1 and images.shape[0] != num_frames:
             # Draw on the background frame each editor frame shows (the editor maps frames the same way).
@@ -155,6 +159,8 @@ class PointTrajectoryEditor(io.ComfyNode):
 
     @classmethod
     def execute(cls, trajectory_json, width, height, num_frames, seed, point_size, background=None) -> io.NodeOutput:
+        check_state(trajectory_json, "editor state", "Point Trajectory Editor")
+        check_output("trajectory video", (num_frames, height, width, 3), 4, "Point Trajectory Editor")
         masks, arrows = parse_trajectory_state(trajectory_json, width, height)
         trajectories = build_point_trajectories(masks, [a.tolist() for a in arrows], num_frames, seed=seed)
         video = numpy_to_image(trajectories.render(point_size=point_size))

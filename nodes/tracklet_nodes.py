@@ -8,6 +8,7 @@ from pathlib import Path
 from comfy_api.latest import io
 
 from ..data.errors import InvalidInputError
+from ..data.limits import check_output
 from ..data.tracklets import FORMATS, load
 from ..data.tracklets.formats import write_tracks
 from ..data.tracklets.io import looks_like_path
@@ -124,6 +125,9 @@ class VisualizeTracklets(io.ComfyNode):
 
     @classmethod
     def execute(cls, tracklets, trail, thickness, labels, images=None) -> io.NodeOutput:
+        if images is None:
+            check_output("image output", (tracklets.num_frames, tracklets.height, tracklets.width, 3), 4,
+                         "Visualize Tracklets")
         frames = draw_tracklets(tracklets, None if images is None else image_to_numpy(images), trail=trail,
                                 thickness=thickness, show_labels=labels)
         return io.NodeOutput(numpy_to_image(frames))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from comfy_api.latest import io
 
+from ..data.limits import check_output
 from ..data.trajectories import build_point_trajectories
 from .convert import numpy_to_image
 from .types import CATEGORY, PointTrajectories, Tracks
@@ -38,6 +39,7 @@ class PointTrajectoryBuilder(io.ComfyNode):
 
     @classmethod
     def execute(cls, masks, arrows, num_frames, seed, point_size) -> io.NodeOutput:
+        check_output("trajectory video", (num_frames, *masks.shape[-2:], 3), 4, "Point Trajectory Builder")
         trajectories = build_point_trajectories(masks, arrows, num_frames, seed=seed)
         video = numpy_to_image(trajectories.render(point_size=point_size))
         return io.NodeOutput(trajectories, trajectories.to_tracks(), video)
