@@ -65,7 +65,29 @@ def summarize(tracklets) -> str:
     return "\n".join(lines)
 
 
+def check_output(output: str | Path, inputs: list[str | Path], force: bool, *, folder_ok: bool = False) -> Path:
+    """Refuse an output that is one of the inputs (also through links: writing it would destroy the input, even
+    with --force), a folder where a file is written, or an existing file without ``force``."""
+    out = Path(output)
+    for given in inputs:
+        try:
+            same = Path(given).exists() and out.exists() and out.samefile(given)
+        except OSError:
+            same = False
+        if same:
+            raise InvalidInputError("the output is the input file; writing it would destroy the input.",
+                                    fix="give another output path.", source=str(out))
+    if out.is_dir() and not folder_ok:
+        raise InvalidInputError("the output is a folder.", fix="give a file name (for example out.json).",
+                                source=str(out))
+    if out.exists() and not (out.is_dir() and not any(out.iterdir())) and not force:
+        raise InvalidInputError("the output already exists.", fix="pass --force to replace it, or give another "
+                                "path.", source=str(out))
+    return out
+
+
 def _cmd_convert(args) -> int:
+    check_output(args.output, [args.input], args.force)
     tracklets = _load(args)
     out = save(tracklets, args.output, args.to)
     print(f"wrote {out} ({len(tracklets.objects)} objects, {tracklets.num_frames} frames)")
@@ -80,6 +102,8 @@ def _cmd_show(args) -> int:
 def _cmd_render(args) -> int:
     from .visualize import draw_tracklets, write_frames
 
+    check_output(args.output, [args.input, *([args.image] if args.image else [])], args.force,
+                 folder_ok=not str(args.output).lower().endswith((".mp4", ".gif")))
     tracklets = _load(args)
     images = None
     if args.image:
@@ -115,6 +139,7 @@ def add_tracklets_parsers(sub) -> None:
     conv.add_argument("input")
     conv.add_argument("output")
     conv.add_argument("--to", choices=EXPORT_FORMATS, help="output format (default: .txt -> mot, else json)")
+    conv.add_argument("--force", action="store_true", help="replace OUT if it exists (never the input itself)")
     _add_input_options(conv)
     conv.set_defaults(func=_cmd_convert)
 
@@ -128,6 +153,7 @@ def add_tracklets_parsers(sub) -> None:
     render.add_argument("output")
     render.add_argument("--image", help="background image (default: a grey grid)")
     render.add_argument("--fps", type=float, help="frame rate (default: the tracklets' fps)")
+    render.add_argument("--force", action="store_true", help="replace OUT if it exists (never an input itself)")
     _add_input_options(render)
     render.set_defaults(func=_cmd_render)
 

@@ -109,3 +109,28 @@ def test_bad_input_leaves_no_output_file(tmp_path, capsys):
 def test_strict_mode_rejects_off_canvas_boxes(capsys):
     assert main(["tracklets", "show", str(STREET), "--strict"]) == 2
     assert "object 3, frame 3" in capsys.readouterr().err
+
+
+def test_outputs_never_destroy_inputs_and_are_not_overwritten_without_force(tmp_path, capsys):
+    import os
+
+    src = tmp_path / "street.json"
+    src.write_text(json.dumps({"version": 1, "width": 64, "height": 64, "num_frames": 3, "objects": [
+        {"id": 1, "label": "a", "keyframes": [{"frame": 0, "box": [1, 1, 20, 20]}]}]}))
+    original = src.read_bytes()
+    link = tmp_path / "link.json"
+    os.symlink(src, link)
+    for target in (src, link):  # the input itself, directly or through a link: refused even with --force
+        assert main(["tracklets", "convert", str(src), str(target), "--force"]) == 2
+        assert "destroy the input" in capsys.readouterr().err
+    assert src.read_bytes() == original
+    out = tmp_path / "out.json"
+    out.write_text("keep me")
+    assert main(["tracklets", "convert", str(src), str(out)]) == 2
+    assert "--force" in capsys.readouterr().err and out.read_text() == "keep me"
+    assert main(["tracklets", "convert", str(src), str(out), "--force"]) == 0 and out.read_text() != "keep me"
+    assert main(["tracklets", "convert", str(src), str(tmp_path)]) == 2  # a folder where a file goes
+    assert "is a folder" in capsys.readouterr().err
+    video = tmp_path / "v.gif"
+    video.write_bytes(b"old")
+    assert main(["tracklets", "render", str(src), str(video)]) == 2 and video.read_bytes() == b"old"

@@ -29,7 +29,7 @@ from trackdiffusion.models.tiny_svd import files, pipeline
 from trackdiffusion.models.tiny_svd.vae import decode, encode
 from trackdiffusion.training.latents import _to_float
 
-METRICS = ("TrackAP", "AP50", "mIoU", "CTE_px", "IDSW", "n_gt_tracks", "n_pred_tracks")
+METRICS = ("TrackAP", "AP50", "AP75", "mIoU", "CTE_px", "IDSW", "n_gt_tracks", "n_pred_tracks")
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -50,7 +50,7 @@ def curve(path: Path | None, every: int = 250) -> dict | None:
 
 
 def summary(result: dict) -> dict:
-    return {k: result["metrics"].get(k) for k in METRICS} | {"ci": result.get("ci")}
+    return {"metrics": {k: result["metrics"].get(k) for k in METRICS}, "ci": result.get("ci")}
 
 
 def main() -> None:
@@ -94,7 +94,7 @@ def main() -> None:
     }
     for name, r in doc["conditions"].items():
         print(f"{name}: " + ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}"
-                                      for k, v in r.items() if k != "ci"))
+                                      for k, v in r["metrics"].items()))
     print({k: v for k, v in doc.items() if k.endswith("_db")})
     if str(args.json) != "-":
         write_json(args.json, doc)

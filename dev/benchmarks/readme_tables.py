@@ -236,7 +236,21 @@ def demo_params(docs) -> str:
     return f"{doc['results']['demo_model']['millions']:.1f} M-parameter"
 
 
-RENDERERS: dict[str, Callable[[list[dict]], str]] = {f.__name__: f for f in (
+def tiny_svd_base(docs) -> str:
+    """The tiny SVD without boxes: its VAE's round trip and the base model (dev/benchmarks/results_tiny_svd_base.json)."""
+    (doc,) = docs
+    table = _metric_table(doc, [("ground truth", "the clips themselves"),
+                                ("vae round trip", "VAE round trip (encode, decode)"),
+                                ("base, no boxes", "the base model, first frame only")], "video")
+    train = doc["training"]
+    text = (f"Frame-0 PSNR of the base model's videos {doc['base_frame0_psnr_db']:.1f} dB (the VAE round trip: "
+            f"{doc['vae_round_trip_psnr_db']:.1f} dB over whole clips). Training on this project's 2-core CPU: the VAE "
+            f"{train['vae']['steps']} steps in {train['vae']['train_hours']:.1f} h, the base "
+            f"{train['base']['steps']} steps of 8 clips in {train['base']['train_hours']:.1f} h.")
+    return table + "\n\n" + text
+
+
+RENDERERS: dict[str, Callable[[list[dict]], str]] = {f.__name__: f for f in (tiny_svd_base,
     controllability, controllability_differences, ablation, ablation_differences, controllability_minutes, guidance,
     ceiling, ceiling_short, demo_time, sgi2v_cost, patch_cost, slots, trajectories, svd_delta_size, trackgo_params,
     demo_params)}
