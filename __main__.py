@@ -50,11 +50,23 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     from .data.errors import InvalidInputError
 
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    if not (sys.argv[1:] if argv is None else argv):
+        parser.print_help()  # the bare command lists the commands
+        return 0
+    args = parser.parse_args(argv)
     try:
         return args.func(args)
     except InvalidInputError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:  # `trackdiffusion ... | head`: the reader left; say nothing more
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    except (IsADirectoryError, NotADirectoryError, PermissionError, FileExistsError) as exc:
+        print(f"error: {exc.filename or ''}: {exc.strerror or exc}.", file=sys.stderr)
         return 2
 
 

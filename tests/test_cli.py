@@ -134,3 +134,19 @@ def test_outputs_never_destroy_inputs_and_are_not_overwritten_without_force(tmp_
     video = tmp_path / "v.gif"
     video.write_bytes(b"old")
     assert main(["tracklets", "render", str(src), str(video)]) == 2 and video.read_bytes() == b"old"
+
+
+def test_bare_command_lists_the_commands_and_a_closed_pipe_is_quiet(capsys, tmp_path):
+    import subprocess
+    import sys
+
+    assert main([]) == 0
+    listed = capsys.readouterr().out
+    assert all(name in listed for name in ("tracklets", "weights", "demo", "run", "train", "synth", "eval"))
+    # `trackdiffusion tracklets show ... | head -1`: no BrokenPipeError traceback
+    many = tmp_path / "many.json"  # 3000 objects: 3000 lines, far more than the pipe holds
+    many.write_text(json.dumps({"version": 1, "width": 64, "height": 64, "num_frames": 2, "objects": [
+        {"id": i, "label": "a", "keyframes": [{"frame": 0, "box": [1, 1, 20, 20]}]} for i in range(1, 3001)]}))
+    cmd = f"{sys.executable} -m trackdiffusion tracklets show {many} | head -1"
+    done = subprocess.run(["bash", "-c", cmd], capture_output=True, text=True, timeout=120)
+    assert "Traceback" not in done.stderr and "BrokenPipe" not in done.stderr
