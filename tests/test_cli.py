@@ -148,5 +148,5 @@ def test_bare_command_lists_the_commands_and_a_closed_pipe_is_quiet(capsys, tmp_
     many.write_text(json.dumps({"version": 1, "width": 64, "height": 64, "num_frames": 2, "objects": [
         {"id": i, "label": "a", "keyframes": [{"frame": 0, "box": [1, 1, 20, 20]}]} for i in range(1, 3001)]}))
     cmd = f"{sys.executable} -m trackdiffusion tracklets show {many} | head -1"
-    done = subprocess.run(["bash", "-c", cmd], capture_output=True, text=True, timeout=120)
+    done = subprocess.run(["bash", "-c", cmd], capture_output=True, text=True, timeout=120, check=False)
     assert "Traceback" not in done.stderr and "BrokenPipe" not in done.stderr
