@@ -150,3 +150,13 @@ def test_bare_command_lists_the_commands_and_a_closed_pipe_is_quiet(capsys, tmp_
     cmd = f"{sys.executable} -m trackdiffusion tracklets show {many} | head -1"
     done = subprocess.run(["bash", "-c", cmd], capture_output=True, text=True, timeout=120, check=False)
     assert "Traceback" not in done.stderr and "BrokenPipe" not in done.stderr
+
+
+@pytest.mark.parametrize("option", [["--steps", "-5"], ["--steps", "0"], ["--frames", "0"], ["--frames", "1"]])
+def test_demo_refuses_counts_out_of_range_in_one_line(option, capsys, tmp_path):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["demo", str(tmp_path / "x.mp4"), *option])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert f"argument {option[0]}" in err and "outside" in err and "Traceback" not in err
+    assert not (tmp_path / "x.mp4").exists()
