@@ -61,8 +61,31 @@ def summarize(tracklets) -> str:
             line += f"  | partly out of frame {_spans(outside & ~gone)}" if (outside & ~gone).any() else ""
             line += f"  | wholly out of frame {_spans(gone)}" if gone.any() else ""
         lines.append(line)
-    lines += [f"  warning: {w}" for w in tracklets.warnings]
     return "\n".join(lines)
+
+
+def condense_warnings(warnings: list[str], per_object: int = 3, objects: int = 20) -> list[str]:
+    """One line per object (how many of its boxes were clamped, the first few) instead of one per frame: a real
+    MOT file can clamp thousands of boxes."""
+    import re
+
+    groups: dict[str, list[str]] = {}
+    for w in warnings:
+        m = re.match(r"object (\S+), frame (\d+): (.*)$", w)
+        key, detail = (m.group(1), f"frame {m.group(2)}: {m.group(3)}") if m else ("", w)
+        groups.setdefault(key, []).append(detail)
+    out = []
+    for key, details in list(groups.items())[:objects]:
+        if not key:
+            out += details[:per_object]
+            continue
+        shown = "; ".join(d.rstrip(".") for d in details[:per_object])
+        more = f" (and {len(details) - per_object} more)" if len(details) > per_object else ""
+        out.append(f"object {key}: {len(details)} box{'es' if len(details) > 1 else ''} clamped to the canvas: "
+                   f"{shown}{more}.")
+    if len(groups) > objects:
+        out.append(f"... and {len(groups) - objects} more objects with clamped boxes.")
+    return out
 
 
 def check_output(output: str | Path, inputs: list[str | Path], force: bool, *, folder_ok: bool = False) -> Path:
@@ -95,7 +118,12 @@ def _cmd_convert(args) -> int:
 
 
 def _cmd_show(args) -> int:
-    print(summarize(_load(args)))
+    import sys
+
+    tracklets = _load(args)
+    print(summarize(tracklets))
+    for line in condense_warnings(tracklets.warnings):  # stderr: the summary on stdout stays clean to pipe
+        print(f"warning: {line}", file=sys.stderr)
     return 0
 
 

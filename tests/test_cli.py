@@ -160,3 +160,19 @@ def test_demo_refuses_counts_out_of_range_in_one_line(option, capsys, tmp_path):
     err = capsys.readouterr().err
     assert f"argument {option[0]}" in err and "outside" in err and "Traceback" not in err
     assert not (tmp_path / "x.mp4").exists()
+
+
+def test_show_condenses_clamping_warnings_per_object_on_stderr(tmp_path, capsys):
+    keyframes = [{"frame": f, "box": [-10 - f, 1, 20, 20]} for f in range(200)]  # 200 clamped boxes
+    src = tmp_path / "t.json"
+    src.write_text(json.dumps({"version": 1, "width": 64, "height": 64, "num_frames": 200, "objects": [
+        {"id": 7, "label": "a", "keyframes": keyframes},
+        {"id": 8, "label": "b", "keyframes": [{"frame": 0, "box": [50, 50, 70, 60]}]}]}))
+    assert main(["tracklets", "show", str(src)]) == 0
+    out, err = capsys.readouterr()
+    assert "warning" not in out and "id   7" in out
+    lines = err.strip().splitlines()
+    assert len(lines) == 2
+    assert lines[0].startswith("warning: object 7: 200 boxes clamped to the canvas: frame 0: box [-10,")
+    assert "(and 197 more)" in lines[0]
+    assert lines[1].startswith("warning: object 8: 1 box clamped")
