@@ -191,3 +191,27 @@ def test_trackdiffusion_runs_also_write_the_official_release_layout(tiny_folder,
     own = load_file(str(run.adapter))
     assert meta["stage"] == "2" and set(converted) == set(own)
     assert all(torch.equal(converted[k].float(), own[k].float()) for k in own)
+
+
+def test_latents_are_normalised_per_channel_and_the_decoder_compensates():
+    """normalize_latents centres and scales each latent channel (folded into the encoder's last convolution) and
+    undoes it in the decoder's first one: latents zero-mean, unit-variance; decoded frames nearly as before (TAESD's
+    tanh clamp sits between the two, near-linear at these magnitudes)."""
+    from trackdiffusion.evaluation.synth import make_split
+    from trackdiffusion.training.latents import _to_float
+    from trackdiffusion.training.tiny_svd_vae import normalize_latents
+
+    vae = random_vae(seed=3, scaling_factor=1.0)
+    with torch.no_grad():
+        for p in vae.encoder.parameters():  # give the channels distinct offsets, as a trained encoder has
+            p.add_(0.02)
+        before = vae.decoder(vae.encoder(_to_float(make_split("val", "eval", 2)[0].video)))
+        sf = normalize_latents(vae, clips=2)
+        vae.register_to_config(scaling_factor=sf)
+        x = torch.cat([_to_float(c.video) for c in make_split("val", "eval", 2)])
+        z = encode(vae, x)
+        assert torch.allclose(z.mean((0, 2, 3)), torch.zeros(4), atol=1e-3)
+        assert torch.allclose(z.std((0, 2, 3)), torch.ones(4) * float(z.std((0, 2, 3)).mean()), rtol=1e-3)
+        assert abs(float(z.std()) - 1.0) < 0.05
+        after = vae.decoder(vae.encoder(x[:16]))
+        assert float((after - before).abs().mean()) < 0.01

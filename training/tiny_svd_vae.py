@@ -9,8 +9,9 @@ passes), with the decoder fed the latent plus Gaussian noise of std ``latent_noi
 model's latents decode to small changes). AdamW, cosine decay to 10 %.
 
 Output: ``OUT/checkpoints/`` (every ``save_every`` steps, the newest 3 kept), ``OUT/loss.csv`` and, at the end,
-``OUT/vae/`` (a diffusers ``AutoencoderTiny`` folder) whose ``scaling_factor`` makes the UNet's latents unit-variance
-over 32 SynTrack validation clips.
+``OUT/vae/`` (a diffusers ``AutoencoderTiny`` folder) whose latents are centred and scaled per channel, and whose
+``scaling_factor`` makes the UNet's latents unit-variance, over 32 SynTrack validation clips
+(:func:`normalize_latents`).
 """
 
 from __future__ import annotations
@@ -97,13 +98,31 @@ def reconstruction_losses(vae, x: torch.Tensor, generator: torch.Generator, late
 
 
 @torch.no_grad()
-def latent_scale(vae, clips: int = 32) -> float:
-    """1 / the std of the encoder's output over ``clips`` SynTrack validation clips (4 significant digits)."""
+def normalize_latents(vae, clips: int = 32) -> float:
+    """Make the UNet's latents zero-mean and unit-variance per channel over ``clips`` SynTrack validation clips, and
+    return the ``scaling_factor`` that does it.
+
+    Diffusion (EDM with sigma_data 1) wants centred, unit latents; the trained encoder's channels have means of
+    -2.5 to -3.5 of their own std (its start is centred average pooling, which training moved). ComfyUI's TAESD has
+    one scalar shift, so the per-channel affine map ``e' = a_c e + b_c`` is folded into the encoder's last
+    convolution and undone in the decoder's first one (which reads ``e'`` through TAESD's tanh clamp: at these
+    magnitudes, below 0.35, the clamp is the identity within 0.2 %); every channel keeps the mean std, so the
+    values stay that small. ``scaling_factor`` is then 1 / that std."""
     from ..evaluation.synth import make_split
 
     videos = [c.video for c in make_split("val", "eval", clips)]
     e = torch.cat([vae.encoder(_to_float(v)) for v in videos])
-    return float(f"{1.0 / float(e.std()):.4g}")
+    mean, std = e.mean((0, 2, 3)), e.std((0, 2, 3))
+    target = float(std.mean())
+    a, b = target / std, -mean * target / std
+    enc_last = [m for m in vae.encoder.layers if isinstance(m, torch.nn.Conv2d)][-1]
+    dec_first = [m for m in vae.decoder.layers if isinstance(m, torch.nn.Conv2d)][0]
+    enc_last.weight.mul_(a.view(-1, 1, 1, 1))
+    enc_last.bias.mul_(a).add_(b)
+    # decoder: W e + c = W (e' - b) / a + c
+    dec_first.bias.sub_((dec_first.weight * (b / a).view(1, -1, 1, 1)).sum((1, 2, 3)))
+    dec_first.weight.div_(a.view(1, -1, 1, 1))
+    return float(f"{1.0 / target:.4g}")
 
 
 def train_vae(out: str | Path, steps: int = 1500, batch: int = 8, frames_per_clip: int = 4, lr: float = 1e-3,
@@ -162,7 +181,7 @@ def train_vae(out: str | Path, steps: int = 1500, batch: int = 8, frames_per_cli
                 say(f"step {done}/{steps}  loss {float(losses['loss']):.4f}  mse {float(losses['mse']):.5f}  "
                     f"{(time.monotonic() - t_start) / max(1, done - start):.2f} s/step")
         vae.eval()
-        scale = latent_scale(vae)
+        scale = normalize_latents(vae)
         vae.register_to_config(scaling_factor=scale)
         folder = out / "vae"
         tmp = out / ".vae.tmp"
