@@ -116,7 +116,7 @@ def normalize_latents(vae, clips: int = 32) -> float:
     target = float(std.mean())
     a, b = target / std, -mean * target / std
     enc_last = [m for m in vae.encoder.layers if isinstance(m, torch.nn.Conv2d)][-1]
-    dec_first = [m for m in vae.decoder.layers if isinstance(m, torch.nn.Conv2d)][0]
+    dec_first = next(m for m in vae.decoder.layers if isinstance(m, torch.nn.Conv2d))
     enc_last.weight.mul_(a.view(-1, 1, 1, 1))
     enc_last.bias.mul_(a).add_(b)
     # decoder: W e + c = W (e' - b) / a + c
