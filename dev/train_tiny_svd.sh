@@ -11,7 +11,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${1:?usage: dev/train_tiny_svd.sh RUNS_DIR [BASE_STEPS]}
-BASE_STEPS=${2:-3000}
+BASE_STEPS=${2:-1750}
 PY=.venv/bin/python
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
 
