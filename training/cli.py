@@ -1,6 +1,6 @@
 """``trackdiffusion train``: the command line of :func:`trackdiffusion.training.train.train`.
 
-    trackdiffusion train {trackdiffusion-svd,trackgo} --data syntrack|PATH --out DIR
+    trackdiffusion train {trackdiffusion-svd,trackgo,svd-base} --data syntrack|PATH --out DIR
                          (--base UNET_FOLDER [--vae VAE_FOLDER] [--image-encoder FOLDER] | --tiny [small|svd-layout])
                          [--stage 1|2] [--init FILE] [--steps N] [--batch B] [--lr LR] [--frames F] [--size WxH]
                          [--resume] [--seed S] [--save-every N] [--device cpu|cuda] [--warmup N]
@@ -37,7 +37,8 @@ def add_train_parser(sub) -> None:
                                    "trackdiffusion.training.train for the recipe.",
                        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("model", choices=MODELS, help="trackdiffusion-svd: position net + fusers (+ conv_in/conv_out/mix "
-                   "factors, the official set); trackgo: the TrackAdapter only")
+                   "factors, the official set); trackgo: the TrackAdapter only; svd-base: the whole UNet (a base "
+                   "model, e.g. the tiny SVD's)")
     p.add_argument("--data", required=True, help="'syntrack' (synthetic, no download), or a dataset folder: MOT "
                    "sequences (seqinfo.ini, gt/gt.txt, img1/) or YouTube-VIS (json + frames)")
     p.add_argument("--out", required=True, help="run folder: checkpoints, loss.csv, run.json, the adapter file")

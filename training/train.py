@@ -17,7 +17,11 @@ What is trained (reference ``trackdiffusion_official.md`` section 5.2; ``evaluat
   (:func:`~trackdiffusion.training.data.training_points`). The attention loss (Eq. 8) uses each moving object's mask
   on every frame, M_i (:func:`~trackdiffusion.training.data.object_masks`), and is normalised per query position.
 
-Objective (both): the SVD EDM loss of SVD_Xtend. sigma ~ LogNormal(0.7, 1.6); the conditioning image is the clean
+* ``svd-base``: a whole SVD UNet from ``--base`` (e.g. a fresh one from
+  :func:`trackdiffusion.models.tiny_svd.files.init_folder`), every parameter trained, on clean targets: how the tiny
+  SVD's base model is trained (``dev/train_tiny_svd.sh``). Exported as a diffusers ``unet/`` folder.
+
+Objective (all three): the SVD EDM loss of SVD_Xtend. sigma ~ LogNormal(0.7, 1.6); the conditioning image is the clean
 frame 0 plus noise of sigma_c ~ LogNormal(-3, 0.5) (also the third added time id, after fps 7 and motion bucket 127);
 conditioning dropout: with r ~ U(0, 1) the image embedding is zeroed for r < 0.2 and the image latent for
 0.1 <= r < 0.3. AdamW (0.9, 0.999, weight decay 1e-2), gradient clipping 1.0, linear LR schedule with warmup
