@@ -8,7 +8,7 @@
     trackdiffusion dataset FRAMES TRACKLETS OUT --name NAME
     trackdiffusion weights inspect|convert ...
     trackdiffusion run WORKFLOW.json [--comfyui PATH] [--set NODE.INPUT=VALUE ...] [--batch DIR] [--out DIR]
-    trackdiffusion train {trackdiffusion-svd,trackgo} --data syntrack|PATH --out DIR (--base UNET [--vae VAE]
+    trackdiffusion train {trackdiffusion-svd,trackgo,svd-base} --data syntrack|PATH --out DIR (--base UNET [--vae VAE]
                          [--image-encoder ENC] | --tiny [small|svd-layout]) [--stage 1|2] [--steps N] [--resume] ...
     trackdiffusion synth OUT [--split test|val|train] [--tier eval|ci] [--clips N] [--flat] [--format npz|png|mp4]
     trackdiffusion eval syntrack [--videos DIR] [--corrupt NAME] [--bootstrap N] | eval clips MANIFEST.json |
