@@ -1,7 +1,7 @@
 """Sampling a diffusers SVD UNet the way ComfyUI's stock SVD workflow does, number for number: ``SVD_img2vid_
 Conditioning`` -> ``VideoLinearCFGGuidance`` (or the TrackDiffusion Sampler's linear per-frame CFG) -> ``KSampler``
 with ``euler`` / ``karras``. Used by the diffusers backend (``trackdiffusion demo``) so that it and ComfyUI give the
-same video for the same seed (on the CPU in float32 within the tolerance ``tests/integration/test_tiny_svd.py``
+same video for the same seed (on the CPU in float32 within the tolerance ``tests/integration/test_tiny_svd_in_comfyui.py``
 states: the operations are the same, their float rounding is not always).
 
 What ComfyUI does, and this module repeats:
