@@ -15,6 +15,13 @@ from trackdiffusion.models.tiny_svd import files
 from trackdiffusion.models.tiny_svd.vae import build_vae, comfyui_state_dict, decode, encode, encode_condition
 
 
+def safe_metadata(path) -> dict:
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as handle:
+        return dict(handle.metadata() or {})
+
+
 def random_vae(seed=0, scaling_factor=0.7):
     torch.manual_seed(seed)
     vae = build_vae(scaling_factor).eval()
@@ -190,6 +197,9 @@ def test_trackdiffusion_runs_also_write_the_official_release_layout(tiny_folder,
     converted, meta = load_delta(result.path)
     own = load_file(str(run.adapter))
     assert meta["stage"] == "2" and set(converted) == set(own)
+    # the tiny SVD is recognised as the base (told apart from SVD img2vid by its widths), in both files, unwarned
+    own_meta = safe_metadata(run.adapter)
+    assert meta["base"] == own_meta["base"] == "tiny_svd" and "warnings" not in meta
     assert all(torch.equal(converted[k].float(), own[k].float()) for k in own)
 
 
@@ -221,3 +231,25 @@ def test_latents_are_normalised_per_channel_and_the_decoder_compensates():
         uncompensated = original_decoder(vae.encoder(x[:16]))
         change = float((after - before).abs().mean())
         assert change < 0.1 * float((uncompensated - before).abs().mean()), change
+
+
+def test_comfyui_parts_need_no_diffusers(tiny_folder):
+    """ComfyUI does not install diffusers: Load Tiny SVD's parts come from the files alone (a child process where
+    importing diffusers fails), and the VAE's equal what the diffusers model's conversion gives."""
+    import subprocess
+    import sys
+
+    from diffusers import AutoencoderTiny
+    from safetensors.torch import load_file
+
+    out = tiny_folder.parent / "parts.safetensors"
+    code = ("import sys; sys.modules['diffusers'] = None\n"
+            "from safetensors.torch import save_file\n"
+            "from trackdiffusion.models.tiny_svd.files import comfyui_parts\n"
+            f"save_file(comfyui_parts({str(tiny_folder)!r})['vae'], {str(out)!r})\n")
+    done = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    vae = AutoencoderTiny.from_pretrained(str(tiny_folder / "vae"), local_files_only=True)
+    expected, got = comfyui_state_dict(vae), load_file(str(out))
+    assert sorted(got) == sorted(expected)
+    assert all(torch.equal(got[k], expected[k]) for k in expected)

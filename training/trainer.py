@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from ..data.errors import InvalidInputError
+from ..models.checkpoints.inspect import FRAMES_TO_BASE, TINY_SVD_BASE, is_tiny_svd
 from ..models.svd.clip_image import clip_pixel_values
 from . import checkpoints as ckpt
 from .config import SOURCE, TrainConfig
@@ -92,7 +93,8 @@ class Trainer:
         else:
             unet = load_base_unet(cfg.base)
             frames = getattr(unet.config, "num_frames", None)
-            self.base_name = {14: "svd_img2vid", 25: "svd_img2vid_xt"}.get(frames, "custom")
+            self.base_name = (TINY_SVD_BASE if is_tiny_svd(unet.config)
+                              else FRAMES_TO_BASE.get(frames, "custom"))
         unet.requires_grad_(False)
         self.unet = unet.to(self.device).train()
         if cfg.gradient_checkpointing:

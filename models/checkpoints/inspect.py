@@ -19,6 +19,7 @@ from pathlib import Path
 from safetensors import SafetensorError, safe_open
 
 from ...data.errors import InvalidInputError
+from ..tiny_svd.config import UNET_CONFIG as TINY_SVD_UNET_CONFIG
 
 SVD_DELTA_FORMAT = "trackdiffusion.svd_delta"
 MODELSCOPE_ADAPTER_FORMAT = "trackdiffusion.modelscope_adapter"
@@ -41,7 +42,15 @@ OFFICIAL_MODELSCOPE_FILE = f"{OFFICIAL_REPO}: modelscope_ft/unet/diffusion_pytor
 #: training step in config.json ``_name_or_path`` of the released SVD files -> stage
 STAGE_CHECKPOINTS = {191500: 1, 87000: 2}
 FRAMES_TO_BASE = {14: "svd_img2vid", 25: "svd_img2vid_xt"}
-BASE_TO_FRAMES = {v: k for k, v in FRAMES_TO_BASE.items()}
+#: the pack's own tiny SVD (``models/tiny_svd``, Load Tiny SVD): told apart from SVD by its config's widths
+TINY_SVD_BASE = "tiny_svd"
+BASE_TO_FRAMES = {**{v: k for k, v in FRAMES_TO_BASE.items()}, TINY_SVD_BASE: 16}
+
+
+def is_tiny_svd(config) -> bool:
+    """Whether a diffusers SVD UNet config (a dict or diffusers' FrozenDict) is the pack's tiny SVD's."""
+    return (list(config.get("block_out_channels") or ()) == list(TINY_SVD_UNET_CONFIG["block_out_channels"])
+            and config.get("num_frames") == TINY_SVD_UNET_CONFIG["num_frames"])
 
 
 @dataclass
@@ -265,6 +274,8 @@ def inspect_checkpoint(path: str | os.PathLike) -> CheckpointInfo:
         if isinstance(frames, int):
             info.frames = frames
             info.base = FRAMES_TO_BASE.get(frames)
+        if is_tiny_svd(config):
+            info.base = TINY_SVD_BASE
     if kind in (KIND_TD_SVD, KIND_STOCK_SVD):
         info.stage, info.stage_source = _stage(config, p, notes) if kind == KIND_TD_SVD else (None, None)
         if config is None:

@@ -39,6 +39,7 @@ from .inspect import (
     OFFICIAL_REPO,
     OFFICIAL_SVD_FILE,
     SVD_DELTA_FORMAT,
+    TINY_SVD_BASE,
     CheckpointInfo,
     _has,
 )
@@ -251,6 +252,8 @@ def _svd_plan(info: CheckpointInfo) -> _Plan:
     elif info.base is None:
         warnings.append(f"config.json says num_frames {info.frames}, neither 14 (img2vid) nor 25 (XT): assuming the "
                         "img2vid base (svd.safetensors).")
+    elif base == TINY_SVD_BASE:
+        pass  # the pack's tiny SVD: Load Tiny SVD gives the base model, nothing to warn about
     elif base == "svd_img2vid_xt":
         warnings.append("config.json says num_frames 25: this UNet was fine-tuned from SVD-XT, so load "
                         "svd_xt.safetensors as the base model (the official release is img2vid, 14 frames).")

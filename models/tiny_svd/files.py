@@ -21,6 +21,10 @@ from ...data.errors import InvalidInputError
 from .config import UNET_CONFIG
 
 WEIGHTS = Path(__file__).resolve().parent / "weights"  #: the folder shipped in the pack
+#: TrackDiffusion trained on the tiny SVD, converted by ``trackdiffusion weights convert`` from its official-layout
+#: ``svd_stage2/unet``; ComfyUI lists this folder under ``models/trackdiffusion`` (Load TrackDiffusion Adapter)
+ADAPTERS = Path(__file__).resolve().parent / "adapters"
+TRACKDIFFUSION_ADAPTER = "tiny_svd_trackdiffusion_stage2_fp16.safetensors"
 PARTS = ("unet", "vae", "image_encoder")
 SOURCE = "tiny SVD"
 
@@ -118,17 +122,17 @@ def _safetensors(folder: Path) -> dict[str, torch.Tensor]:
 def comfyui_parts(folder: str | Path = WEIGHTS) -> dict[str, Any]:
     """What ComfyUI needs, without importing it: ``unet`` (the UNet's state dict in ComfyUI naming, under
     ``model.diffusion_model.``), ``vae`` (TAESD layout) and ``clip_vision`` (state dict) with
-    ``clip_vision_config`` (the path of the JSON config ComfyUI's ``ClipVisionModel`` reads)."""
-    from diffusers import AutoencoderTiny
-
+    ``clip_vision_config`` (the path of the JSON config ComfyUI's ``ClipVisionModel`` reads). Needs no diffusers:
+    ComfyUI does not install it."""
     from ..svd.naming import diffusers_to_comfyui
     from .vae import comfyui_state_dict
 
     folder = Path(folder)
     _check(folder)
     unet = {"model.diffusion_model." + diffusers_to_comfyui(k): v for k, v in _safetensors(folder / "unet").items()}
-    vae = AutoencoderTiny.from_pretrained(str(folder / "vae"), local_files_only=True)
+    vae_config = json.loads((folder / "vae" / "config.json").read_text())
+    vae = comfyui_state_dict(_safetensors(folder / "vae"), float(vae_config["scaling_factor"]))
     clip = {k: v for k, v in _safetensors(folder / "image_encoder").items() if not k.endswith("position_ids")}
     config = json.loads((folder / "unet" / "config.json").read_text())
-    return {"unet": unet, "vae": comfyui_state_dict(vae), "clip_vision": clip,
+    return {"unet": unet, "vae": vae, "clip_vision": clip,
             "clip_vision_config": str(folder / "image_encoder" / "config.json"), "unet_config": config}

@@ -60,13 +60,23 @@ def _pad(t: torch.Tensor, out_width: int | None, in_width: int | None) -> torch.
     return out
 
 
-def comfyui_state_dict(vae: Any) -> dict[str, torch.Tensor]:
-    """The VAE in ComfyUI's TAESD layout (``taesd_encoder.*``, ``taesd_decoder.*``, ``vae_scale``, ``vae_shift``)."""
+def comfyui_state_dict(vae: Any, scaling_factor: float | None = None) -> dict[str, torch.Tensor]:
+    """The VAE in ComfyUI's TAESD layout (``taesd_encoder.*``, ``taesd_decoder.*``, ``vae_scale``, ``vae_shift``).
+
+    ``vae``: a diffusers ``AutoencoderTiny``, or its state dict with ``scaling_factor`` (its config's): key renames and
+    zero padding only, so ComfyUI's loader needs no diffusers (ComfyUI does not install it)."""
+    if isinstance(vae, dict):
+        if scaling_factor is None:
+            raise ValueError("a VAE state dict needs its config's scaling_factor")
+        state = vae
+    else:
+        state = vae.state_dict()
+        scaling_factor = float(vae.config.scaling_factor)
     width = TAESD_CHANNELS
-    enc_last = max(int(k.split(".")[2]) for k in vae.state_dict() if k.startswith("encoder.layers."))
-    dec_last = max(int(k.split(".")[2]) for k in vae.state_dict() if k.startswith("decoder.layers."))
+    enc_last = max(int(k.split(".")[2]) for k in state if k.startswith("encoder.layers."))
+    dec_last = max(int(k.split(".")[2]) for k in state if k.startswith("decoder.layers."))
     out = {}
-    for key, value in vae.state_dict().items():
+    for key, value in state.items():
         part, _, index, *rest = key.split(".")
         i = int(index)
         if part == "encoder":
@@ -78,6 +88,6 @@ def comfyui_state_dict(vae: Any) -> dict[str, torch.Tensor]:
         out_w = None if last else width  # the last conv keeps its 4 (encoder) / 3 (decoder) outputs
         in_w = None if first else width  # the first conv keeps its 3 / 4 inputs
         out[".".join([name, *rest])] = _pad(value.detach().float(), out_w, in_w if value.dim() > 1 else None)
-    out["vae_scale"] = torch.tensor(SD_SCALE_FACTOR / float(vae.config.scaling_factor))
+    out["vae_scale"] = torch.tensor(SD_SCALE_FACTOR / float(scaling_factor))
     out["vae_shift"] = torch.tensor(0.0)
     return out
