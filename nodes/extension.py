@@ -6,6 +6,7 @@ from comfy_api.latest import ComfyExtension, io
 from .dataset_nodes import SaveTrackingDataset
 from .demo_nodes import TrackDiffusionDemo
 from .editor_nodes import EDITOR_NODES
+from .example_inputs import copy_example_inputs
 from .modelscope_nodes import LoadModelScopeTrackDiffusion, ModelScopeTrackDiffusionSampler
 from .sampler_nodes import TrackDiffusionSampler
 from .tiny_svd_nodes import LoadTinySVD
@@ -21,4 +22,6 @@ NODES: list[type[io.ComfyNode]] = [LoadTracklets, TrackletsToTracks, VisualizeTr
 
 class TrackDiffusionExtension(ComfyExtension):
     async def get_node_list(self) -> list[type[io.ComfyNode]]:
+        # ComfyUI calls this once, when it loads the pack (v0.8.0 never calls ComfyExtension.on_load)
+        copy_example_inputs()
         return list(NODES)
