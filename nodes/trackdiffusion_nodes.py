@@ -9,16 +9,20 @@ from comfy_api.latest import io
 
 from ..data.errors import InvalidInputError
 from ..models.checkpoints import MODELSCOPE_ADAPTER_FORMAT, SVD_DELTA_FORMAT, load_delta
+from ..models.tiny_svd import files as tiny_svd_files
 from ..models.trackgo.adapter import TRACKGO_FORMAT
 from .patches.svd import SVDAdapterBundle, apply_trackdiffusion_svd, load_svd_adapter
 from .patches.trackgo import TrackGoAdapterBundle, apply_trackgo, load_trackgo_adapter
 from .types import CATEGORY, OVERFLOW_CHOICES, PointTrajectories, Tracklets, overflow_input
 
 MODEL_FOLDER = "trackdiffusion"
-# models/trackdiffusion/ holds converted deltas (or the official files, converted on load).
+# models/trackdiffusion/ holds converted deltas (or the official files, converted on load); the pack's own adapter
+# for the tiny SVD is listed beside them (appended to the folder list, so a user's file of the same name wins).
 if MODEL_FOLDER not in folder_paths.folder_names_and_paths:
     folder_paths.folder_names_and_paths[MODEL_FOLDER] = (
         [os.path.join(folder_paths.models_dir, MODEL_FOLDER)], {".safetensors", ".sft"})
+if str(tiny_svd_files.ADAPTERS) not in folder_paths.folder_names_and_paths[MODEL_FOLDER][0]:
+    folder_paths.folder_names_and_paths[MODEL_FOLDER][0].append(str(tiny_svd_files.ADAPTERS))
 
 TrackDiffusionAdapter = io.Custom("TRACKDIFFUSION_ADAPTER")
 
