@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import ClassVar
 
 from comfy_api.latest import io
 
@@ -17,18 +18,23 @@ from .convert import image_to_numpy, numpy_to_image
 from .types import CATEGORY, Tracklets, Tracks
 
 
-def _resolve_source(text: str) -> str | Path:
+def _resolve_source(text: str, trusted: tuple[Path, ...] = ()) -> str | Path:
     """A file name -> the file inside ComfyUI's input folder (a ``Path``); anything else stays text.
 
     Anyone who can queue a workflow sets this input, so a name never leaves the input folder: absolute paths, ``..``
     and symlinks pointing outside are refused with the same words as a missing file (nothing tells whether a file
     outside exists). A single line that is not JSON and names no file in the folder is parsed as text (a MOT row).
+    ``trusted``: folders whose files may also be named by absolute path (:attr:`LoadTracklets.trusted_folders`).
     """
     import folder_paths
 
     stripped = text.strip()
     if not stripped or "\n" in stripped or stripped.startswith(("{", "[")):
         return stripped
+    if trusted and os.path.isabs(stripped):
+        candidate = Path(os.path.realpath(stripped))
+        if candidate.is_file() and any(candidate.is_relative_to(folder) for folder in trusted):
+            return candidate
     root = Path(os.path.realpath(folder_paths.get_input_directory()))
     inside = not os.path.isabs(stripped) and not stripped.startswith("~")
     if inside:
@@ -44,6 +50,10 @@ def _resolve_source(text: str) -> str | Path:
 
 
 class LoadTracklets(io.ComfyNode):
+    #: folders besides the input folder whose files may be named by absolute path: set only in-process, by the
+    #: headless runner for the tracklet folder of its ``--batch`` (a workflow queued on a server cannot set it)
+    trusted_folders: ClassVar[tuple[Path, ...]] = ()
+
     @classmethod
     def define_schema(cls):
         return io.Schema(
@@ -78,7 +88,7 @@ class LoadTracklets(io.ComfyNode):
 
     @classmethod
     def execute(cls, source, format, width, height, num_frames, video, box_size, strict) -> io.NodeOutput:
-        tracklets = load(_resolve_source(source), None if format == "auto" else format, strict=strict,
+        tracklets = load(_resolve_source(source, cls.trusted_folders), None if format == "auto" else format, strict=strict,
                          width=width or None, height=height or None, num_frames=num_frames or None,
                          video=video or None, box_size=box_size, text_is_never_a_path=True)
         return io.NodeOutput(tracklets, tracklets.width, tracklets.height, tracklets.num_frames)

@@ -112,7 +112,15 @@ def run_batch(workflow, tracklets_dir, *, out, comfyui=None, overrides: Iterable
                                 fix=f"add a {TRACKLETS_NODE} node feeding the tracklets.", source=_name)
     jobs = [(f.stem, data, [*overrides, *(f"{t}.{TRACKLETS_INPUT}={json.dumps(str(f.resolve()))}"
                                           for t in targets)]) for f in files]
-    return runner.run(jobs, Path(out), subfolders=True)
+    # Load Tracklets reads only ComfyUI's input folder (a server's safety); the batch folder is the local user's own
+    # choice, so it is trusted for this run, in this process only
+    loader = runtime.nodes.NODE_CLASS_MAPPINGS[TRACKLETS_NODE]
+    before = loader.trusted_folders
+    loader.trusted_folders = (*before, Path(os.path.realpath(tracklets_dir)))
+    try:
+        return runner.run(jobs, Path(out), subfolders=True)
+    finally:
+        loader.trusted_folders = before
 
 
 __all__ = ["ProgressLine", "RunResult", "Runner", "StubServer", "WorkflowFailed", "WorkflowInvalid",

@@ -11,7 +11,8 @@ PromptExecutor, in process), with tiny random models placed under the file names
 - ``models/diffusers/TrackDiffusion_Pretrain``: a tiny text-to-video folder with a *stock* UNet3D, and
   ``models/trackdiffusion/modelscope_ft/unet``: the tiny TrackDiffusion UNet3D in the released layout (so the
   ModelScope workflows cannot run unless they load it: the stock folder alone is refused);
-- ``input/example.png`` and ``input/tracklets/street.json``.
+- ``input/example.png`` (``input/tracklets/street.json`` is there already: the pack copies its example inputs when
+  ComfyUI loads it).
 
 Overrides only make the runs small (canvas, frames, steps); no model name and no mode is changed. Each run checks
 the files the workflow writes (frame counts, sizes, content), and the SVD ones check that what they add acts: the
@@ -130,17 +131,18 @@ def example_models(comfy, tmp_path_factory):
                folders["trackdiffusion"] / "trackdiffusion_svd_stage2_fp16.safetensors",
                folders["trackdiffusion"] / "trackadapter_svd.safetensors",
                folders["trackdiffusion"] / "modelscope_ft", folders["diffusers"] / "TrackDiffusion_Pretrain",
-               inputs / "example.png", inputs / "tracklets"]
+               inputs / "example.png"]
     assert not any(p.exists() for p in created), "another test left files under the examples' names"
+    # the pack itself copied example_workflows/input/ into the input folder when ComfyUI loaded it (the workflows'
+    # tracklet files and first frames); example.png is the user's own picture in svd_*.json, so it is made here
+    assert (inputs / "tracklets" / "street.json").read_bytes() == (
+        REPO / "example_workflows" / "input" / "tracklets" / "street.json").read_bytes()
 
     files = _svd_files(folders["checkpoints"], folders["trackdiffusion"], scratch)
     # ModelScope: the stock text-to-video folder, and the released modelscope_ft/unet (config.json beside it)
     build_tiny_t2v_folder(folders["diffusers"] / "TrackDiffusion_Pretrain", trackdiffusion=False)
     tiny_trackdiffusion_unet3d(seed=0).save_pretrained(str(folders["trackdiffusion"] / "modelscope_ft" / "unet"))
-    inputs.mkdir(parents=True, exist_ok=True)
     shutil.copy(comfy.path / "input" / "example.png", inputs / "example.png")
-    (inputs / "tracklets").mkdir()
-    shutil.copy(REPO / "example_workflows" / "input" / "tracklets" / "street.json", inputs / "tracklets" / "street.json")
     try:
         with tiny_detection(write_clip_vision_json(scratch / "clip_vision_tiny.json")):
             yield files
@@ -272,4 +274,6 @@ def test_dataset_example_makes_one_sequence_per_tracklet_file(comfy, example_mod
               overrides=small_overrides(json.loads(path.read_text())))
     # the runner gathers everything a job wrote under ComfyUI's output folder into out/<tracklet file stem>/
     check_dataset(tmp_path / "out", ("a", "b"))
+    # the batch folder (outside the input folder) was readable for that run only: Load Tracklets is confined again
+    assert comfy.node_class("LoadTracklets").trusted_folders == ()
 
