@@ -49,6 +49,7 @@ NOT_MEASURED = {
     "95 %": "the level of the bootstrap intervals, a setting",
     "64 px, enlarged 4x": "the demo's output size and its upscaling, settings",
     "50 ms budgets": "the budget the slot and trajectory benchmarks are held to, a goal",
+    "default 4 GiB per output": "the default of TRACKDIFFUSION_MAX_OUTPUT_GB, a setting",
 }
 
 NUMBER = re.compile(r"(?:(?<![\w.])|(?<=x)(?<![\w.]x))(?P<num>[+-]?\d+(?:\.\d+)?)(?:(?=x(?!\w))|(?!\w)(?!\.\d))")

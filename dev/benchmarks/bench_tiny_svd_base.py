@@ -2,7 +2,7 @@
 decoded by it can reach) and the base model's own videos (what it does with a first frame alone).
 
     OMP_NUM_THREADS=2 python dev/benchmarks/bench_tiny_svd_base.py [--clips 64] [--steps 25] [--weights FOLDER]
-        [--vae-log RUN/loss.csv] [--base-log RUN/loss.csv] [--json dev/benchmarks/results_tiny_svd_base.json]
+        [--vae-log RUN/loss.csv] [--base-log RUN1/loss.csv RUN2/loss.csv ...] [--json dev/benchmarks/results_tiny_svd_base.json]
 
 Every video is scored against its clip's true tracklets with the SynTrack metric stack (colour-blob tracker). The
 base model cannot know where objects go, so its tracking scores measure how much of the first frame it keeps and
@@ -49,6 +49,16 @@ def curve(path: Path | None, every: int = 250) -> dict | None:
     return {"steps": int(rows[-1]["step"]), "train_hours": float(seconds.sum() / 3600), "loss_curve": points}
 
 
+def shipped(folder: Path) -> dict:
+    """What the pack ships: the weights' size on disk and the UNet's parameter count."""
+    from safetensors import safe_open
+
+    files_ = sorted(folder.glob("*/*.safetensors"))
+    with safe_open(str(folder / "unet" / "diffusion_pytorch_model.safetensors"), framework="pt") as handle:
+        params = sum(int(np.prod(handle.get_slice(k).get_shape())) for k in handle.keys())
+    return {"megabytes": sum(f.stat().st_size for f in files_) / 1e6, "unet_parameters_millions": params / 1e6}
+
+
 def summary(result: dict) -> dict:
     return {"metrics": {k: result["metrics"].get(k) for k in METRICS}, "ci": result.get("ci")}
 
@@ -60,7 +70,8 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--weights", type=Path, default=files.WEIGHTS)
     p.add_argument("--vae-log", type=Path)
-    p.add_argument("--base-log", type=Path)
+    p.add_argument("--base-log", type=Path, nargs="+", default=[],
+                   help="the base's runs' loss.csv, in training order (each run continues from the one before)")
     p.add_argument("--bootstrap", type=int, default=1000)
     p.add_argument("--json", type=Path, default=default_json("tiny_svd_base"))
     args = p.parse_args()
@@ -90,7 +101,8 @@ def main() -> None:
         "base_frame0_psnr_db": float(np.mean([psnr(g[0], c.video[0]) for g, c in zip(generated, clips)])),
         "base_last_frame_psnr_db": float(np.mean([psnr(g[-1], c.video[-1]) for g, c in zip(generated, clips)])),
         "seconds": {"vae_round_trip": vae_s, "base_generate": base_s},
-        "training": {"vae": curve(args.vae_log), "base": curve(args.base_log)},
+        "training": {"vae": curve(args.vae_log), "base_runs": [curve(log) for log in args.base_log]},
+        "shipped": shipped(args.weights),
     }
     for name, r in doc["conditions"].items():
         print(f"{name}: " + ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}"
