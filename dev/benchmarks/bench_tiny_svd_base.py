@@ -55,7 +55,7 @@ def shipped(folder: Path) -> dict:
 
     files_ = sorted(folder.glob("*/*.safetensors"))
     with safe_open(str(folder / "unet" / "diffusion_pytorch_model.safetensors"), framework="pt") as handle:
-        params = sum(int(np.prod(handle.get_slice(k).get_shape())) for k in handle.keys())
+        params = sum(int(np.prod(handle.get_slice(k).get_shape())) for k in handle.keys())  # noqa: SIM118 (not a dict)
     return {"megabytes": sum(f.stat().st_size for f in files_) / 1e6, "unet_parameters_millions": params / 1e6}
 
 
