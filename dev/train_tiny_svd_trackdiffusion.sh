@@ -28,4 +28,4 @@ $PY -m trackdiffusion train trackdiffusion-svd --stage 1 --out "$RUNS/stage1" --
 $PY -m trackdiffusion train trackdiffusion-svd --stage 2 --out "$RUNS/stage2" --steps "$S2" --lr 1e-4 --warmup 100 \
     --init "$RUNS/stage1/trackdiffusion_svd_stage1.safetensors" --seed 1 "${COMMON[@]}"
 $PY -m trackdiffusion weights convert "$RUNS/stage2/svd_stage2/unet" \
-    models/tiny_svd/adapters/tiny_svd_trackdiffusion_stage2_fp16.safetensors --overwrite
+    models/tiny_svd/adapters/tiny_svd_trackdiffusion_stage2_fp16.safetensors --force

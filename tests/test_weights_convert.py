@@ -386,7 +386,7 @@ def test_failure_keeps_the_old_file_when_overwriting(stage2, tmp_path, monkeypat
 def test_refuses_to_overwrite(stage2, tmp_path):
     dst = tmp_path / "delta.safetensors"
     dst.write_bytes(b"keep me")
-    with pytest.raises(InvalidInputError, match="already exists.*--overwrite"):
+    with pytest.raises(InvalidInputError, match="already exists.*--force"):
         convert_svd(stage2, dst)
     assert dst.read_bytes() == b"keep me"
     convert_svd(stage2, dst, overwrite=True)
@@ -519,9 +519,15 @@ def test_cli_convert_inspect_and_errors(tmp_path, capsys):
     assert "svd_delta" in capsys.readouterr().out
     assert cli_main(["weights", "convert", str(p), str(out)]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("error: ") and err.count("\n") == 1 and "--overwrite" in err
+    assert err.startswith("error: ") and err.count("\n") == 1 and "--force" in err
     assert cli_main(["weights", "convert", str(p), str(out), "--overwrite", "--kind", "modelscope"]) == 2
     assert "--kind svd" in capsys.readouterr().err
+    # --force (the spelling every command shares) replaces the existing output
+    from safetensors.torch import load_file
+
+    assert {t.dtype for t in load_file(str(out)).values()} == {torch.bfloat16}
+    assert cli_main(["weights", "convert", str(p), str(out), "--force", "--dtype", "fp32"]) == 0
+    assert "wrote" in capsys.readouterr().out and {t.dtype for t in load_file(str(out)).values()} == {torch.float32}
 
 
 def test_add_weights_parser_plugs_into_a_parent_cli(stage2, capsys):

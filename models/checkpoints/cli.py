@@ -1,7 +1,7 @@
 """``trackdiffusion weights ...``: inspect and convert the official TrackDiffusion checkpoints.
 
     trackdiffusion weights inspect SRC
-    trackdiffusion weights convert SRC DST [--kind auto|svd|modelscope] [--dtype fp16|bf16|fp32] [--overwrite]
+    trackdiffusion weights convert SRC DST [--kind auto|svd|modelscope] [--dtype fp16|bf16|fp32] [--force]
 
 SRC is the official ``diffusion_pytorch_model.safetensors`` (or its ``unet`` folder); DST a ``.safetensors`` file or
 a folder. Bad input exits with status 2 and one ``error:`` line; warnings go to stderr as ``warning:`` lines.
@@ -59,7 +59,8 @@ def add_weights_parser(subparsers) -> argparse.ArgumentParser:
     conv.add_argument("--kind", choices=("auto", "svd", "modelscope"), default="auto",
                       help="what SRC must be (default: detected from its keys)")
     conv.add_argument("--dtype", choices=DTYPES, default="fp16", help="output precision (default fp16)")
-    conv.add_argument("--overwrite", action="store_true", help="replace DST if it exists")
+    conv.add_argument("--force", "--overwrite", dest="overwrite", action="store_true",
+                      help="replace DST if it exists (like every other command's --force; never the input itself)")
     conv.set_defaults(func=lambda a: _run(_cmd_convert, a))
     return weights
 

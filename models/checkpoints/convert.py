@@ -147,7 +147,7 @@ def _resolve_destination(dst: str | os.PathLike, src: Path, default_name: str, o
                                     source=str(d))
         if not overwrite:
             raise InvalidInputError("the output file already exists; not overwriting it.",
-                                    fix="choose another name, or pass --overwrite (overwrite=True).", source=str(d))
+                                    fix="choose another name, or pass --force (overwrite=True).", source=str(d))
     return d
 
 
