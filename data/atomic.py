@@ -23,6 +23,27 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
+def current_umask() -> int:
+    """The process's umask (Linux reads it from /proc without changing it; elsewhere set and restored at once)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def as_ordinary(path: str | os.PathLike) -> None:
+    """Give a file or folder made by ``tempfile`` (0600 / 0700, private) the mode an ordinary ``open()`` /
+    ``mkdir()`` would have given it: 0666 / 0777 less the umask."""
+    base = 0o777 if os.path.isdir(path) else 0o666
+    os.chmod(path, base & ~current_umask())
+
+
 def atomic_write(path: str | os.PathLike, write: Callable[[Any], None]) -> Path:
     """Call ``write(binary file)`` on a temporary file beside ``path``, fsync it and rename it into place.
 
@@ -36,7 +57,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Any], None]) -> Path:
             write(fh)
             fh.flush()
             os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)
+        as_ordinary(tmp)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -17,6 +17,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from .atomic import as_ordinary
 from .errors import InvalidInputError
 from .tracklets.formats import write_mot, write_ytvis
 from .visualize import as_frames
@@ -81,6 +82,7 @@ def write_tracking_sequence(frames, tracklets, root, name: str, fps: float | Non
         ytvis = write_ytvis(clamped, video_name=name, file_names=file_names)
         (tmp / "ytvis.json").write_text(json.dumps(ytvis), encoding="utf-8")
         (tmp / "tracklets.json").write_text(fitted.to_json(), encoding="utf-8")
+        as_ordinary(tmp)  # mkdtemp makes it private; the result is an ordinary folder
         try:
             os.rename(tmp, target)  # atomic; fails rather than replacing a folder that appeared meanwhile
         except OSError:

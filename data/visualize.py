@@ -13,6 +13,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from .atomic import as_ordinary
 from .errors import InvalidInputError
 from .tracklets.model import color_to_rgb
 
@@ -148,7 +149,7 @@ def write_frames(frames: np.ndarray, path, fps: float = 8.0) -> Path:
         tmp = Path(tmp_name)
         try:
             (_write_mp4 if suffix == ".mp4" else _write_gif)(frames, tmp, fps)
-            os.chmod(tmp, 0o644)  # mkstemp makes it private; the result is an ordinary file
+            as_ordinary(tmp)  # mkstemp makes it private; the result is an ordinary file
             os.replace(tmp, path)
         finally:
             tmp.unlink(missing_ok=True)
@@ -161,7 +162,7 @@ def write_frames(frames: np.ndarray, path, fps: float = 8.0) -> Path:
         for i, frame in enumerate(frames):
             if not cv2.imwrite(str(tmp_dir / f"frame_{i:05d}.png"), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR)):
                 raise InvalidInputError("OpenCV could not write a PNG frame.", source=str(path))
-        os.chmod(tmp_dir, 0o755)  # mkdtemp makes it private; the result is an ordinary folder
+        as_ordinary(tmp_dir)  # mkdtemp makes it private; the result is an ordinary folder
         if path.exists():
             path.rmdir()
         os.replace(tmp_dir, path)
