@@ -21,6 +21,7 @@ Bad input exits with status 2 and one line saying what was wrong and what to do;
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 
 
@@ -55,8 +56,12 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()  # the bare command lists the commands
         return 0
     args = parser.parse_args(argv)
+    previous = _sigterm_as_interrupt()
     try:
         return args.func(args)
+    except KeyboardInterrupt:  # Ctrl-C or kill: the writers have removed their partial files on the way out
+        print("interrupted; no output was left half-written.", file=sys.stderr)
+        return 130
     except InvalidInputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -68,6 +73,22 @@ def main(argv: list[str] | None = None) -> int:
     except (IsADirectoryError, NotADirectoryError, PermissionError, FileExistsError) as exc:
         print(f"error: {exc.filename or ''}: {exc.strerror or exc}.", file=sys.stderr)
         return 2
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _sigterm_as_interrupt():
+    """``kill`` (SIGTERM) stops a command as Ctrl-C does, so every writer's clean-up runs (temporary files removed,
+    training names its last checkpoint). Returns the previous handler (None off the main thread)."""
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    try:
+        return signal.signal(signal.SIGTERM, handler)
+    except (ValueError, OSError):
+        return None
 
 
 if __name__ == "__main__":

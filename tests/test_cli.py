@@ -176,3 +176,30 @@ def test_show_condenses_clamping_warnings_per_object_on_stderr(tmp_path, capsys)
     assert lines[0].startswith("warning: object 7: 200 boxes clamped to the canvas: frame 0: box [-10,")
     assert "(and 197 more)" in lines[0]
     assert lines[1].startswith("warning: object 8: 1 box clamped")
+
+
+@pytest.mark.parametrize("suffix", [".mp4", ""])
+def test_kill_during_render_leaves_no_partial_output(tmp_path, suffix):
+    """SIGTERM while a render is writing: exit 130 with one line, the hidden temporary file (or folder) removed, no
+    output, as on Ctrl-C."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "out" / f"long{suffix}"
+    out.parent.mkdir()
+    cmd = [sys.executable, "-m", "trackdiffusion", "tracklets", "render", str(STREET), str(out), "--frames", "1500", "--fps", "8"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    deadline = time.monotonic() + 60
+    while not any(p.name.startswith(".") for p in out.parent.iterdir()):  # the writer has started
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "the render never started writing"
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert err.strip().count("\n") == 0 and "interrupted" in err
+    assert list(out.parent.iterdir()) == []
