@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -127,6 +128,17 @@ def _cmd_show(args) -> int:
     return 0
 
 
+def warn_size(width: int, height: int, canvas_w: int, canvas_h: int) -> None:
+    """The boxes are drawn scaled from the canvas to the image: say so when the two differ (and loudly when the aspect
+    ratio differs, since the boxes are then stretched)."""
+    if (width, height) == (canvas_w, canvas_h):
+        return
+    stretched = abs(width / height - canvas_w / canvas_h) > 0.01 * (canvas_w / canvas_h)
+    print(f"warning: the image is {width}x{height}, the tracklets' canvas {canvas_w}x{canvas_h}: the boxes are scaled "
+          f"to the image{' and STRETCHED (another aspect ratio)' if stretched else ''}; for boxes as drawn, give an "
+          f"image of {canvas_w}x{canvas_h}.", file=sys.stderr)
+
+
 def _cmd_render(args) -> int:
     from .visualize import draw_tracklets, write_frames
 
@@ -141,6 +153,7 @@ def _cmd_render(args) -> int:
         if bgr is None:
             raise InvalidInputError("cannot read this image.", fix="give a PNG or JPEG file.", source=args.image)
         images = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+        warn_size(images.shape[1], images.shape[0], tracklets.width, tracklets.height)
     frames = draw_tracklets(tracklets, images)
     out = write_frames(frames, args.output, args.fps or tracklets.fps)
     print(f"wrote {out} ({frames.shape[0]} frames, {frames.shape[2]}x{frames.shape[1]})")

@@ -203,3 +203,26 @@ def test_kill_during_render_leaves_no_partial_output(tmp_path, suffix):
     assert proc.returncode == 130, err
     assert err.strip().count("\n") == 0 and "interrupted" in err
     assert list(out.parent.iterdir()) == []
+
+
+def test_a_folder_given_as_tracklets_is_named_a_folder(tmp_path, capsys):
+    assert main(["tracklets", "show", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "is a folder, not a tracklets file" in err and "not found" not in err
+    with pytest.raises(Exception, match="is a folder"):
+        load(str(tmp_path))
+
+
+@pytest.mark.parametrize("size, stretched", [((64, 64), True), ((512, 288), False), ((1024, 576), None)])
+def test_render_says_when_the_image_is_not_the_canvas(tmp_path, capsys, size, stretched):
+    """street.json's canvas is 1024x576: another image size is said (stretched when its aspect ratio differs)."""
+    image = tmp_path / "bg.png"
+    cv2.imwrite(str(image), np.full((size[1], size[0], 3), 90, np.uint8))
+    assert main(["tracklets", "render", str(STREET), str(tmp_path / "o.gif"), "--image", str(image),
+                 "--frames", "2"]) == 0
+    err = capsys.readouterr().err
+    if stretched is None:
+        assert "warning" not in err
+    else:
+        assert f"the image is {size[0]}x{size[1]}, the tracklets' canvas 1024x576" in err
+        assert ("STRETCHED" in err) == stretched

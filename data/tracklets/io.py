@@ -54,6 +54,12 @@ def looks_like_path(text: str) -> bool:
             and (stripped.lower().endswith(PATH_SUFFIXES) or ("/" in stripped and "," not in stripped)))
 
 
+def _a_folder(path: Path) -> InvalidInputError:
+    return InvalidInputError("this is a folder, not a tracklets file.",
+                             fix="give one file in it (our JSON, MOT gt.txt, YouTube-VIS / COCO-VID JSON, ...).",
+                             source=str(path))
+
+
 def load(path_or_text, format: str | None = None, *, strict: bool = False, width=None, height=None,
          num_frames=None, fps=None, video=None, box_size=64.0, text_is_never_a_path: bool = False) -> Tracklets:
     """Read tracklets from a file path, a text, a parsed dict/list, a TRACKS dict or a ``Tracklets``.
@@ -81,6 +87,8 @@ def load(path_or_text, format: str | None = None, *, strict: bool = False, width
     path = None
     if isinstance(path_or_text, os.PathLike):
         path = Path(path_or_text)
+        if path.is_dir():
+            raise _a_folder(path)
         if not path.is_file():
             raise InvalidInputError("file not found.", fix="check the path (relative paths start from the current "
                                     "folder).", source=str(path))
@@ -88,6 +96,8 @@ def load(path_or_text, format: str | None = None, *, strict: bool = False, width
         text = path_or_text
     elif isinstance(path_or_text, str):
         path = _as_existing_file(path_or_text)
+        if path is None and looks_like_path(path_or_text) and Path(path_or_text.strip()).expanduser().is_dir():
+            raise _a_folder(Path(path_or_text.strip()))
         if path is None and looks_like_path(path_or_text):
             raise InvalidInputError("file not found.", fix="check the path (relative paths start from the current "
                                     "folder), or paste the file's text instead.", source=path_or_text.strip())
