@@ -174,7 +174,10 @@ def write_frames(frames: np.ndarray, path, fps: float = 8.0) -> Path:
 
 def _write_mp4(frames: np.ndarray, path: Path, fps: float) -> None:
     height, width = frames.shape[1:3]
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), float(fps), (width, height))
+    # MPEG-4 stores the frame rate as a fraction whose parts must stay under 65536; OpenCV keeps 3 decimals, so
+    # above 65 fps (motion resampled to many frames) only a whole number of frames per second can be written
+    fps = float(max(1, round(fps))) if fps > 65 else float(fps)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
     if not writer.isOpened():
         raise InvalidInputError("OpenCV cannot encode mp4 here.", fix="write a .gif or a folder of PNG frames.",
                                 source=str(path))

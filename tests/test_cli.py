@@ -226,3 +226,13 @@ def test_render_says_when_the_image_is_not_the_canvas(tmp_path, capsys, size, st
     else:
         assert f"the image is {size[0]}x{size[1]}, the tracklets' canvas 1024x576" in err
         assert ("STRETCHED" in err) == stretched
+
+
+def test_render_to_mp4_at_a_high_frame_rate(tmp_path):
+    """Resampling street.json (14 frames, 7 fps) to 400 frames keeps its duration: 215 fps, which MPEG-4 can store
+    only as a whole number (OpenCV refused the file before)."""
+    out = tmp_path / "fast.mp4"
+    assert main(["tracklets", "render", str(STREET), str(out), "--frames", "400"]) == 0
+    capture = cv2.VideoCapture(str(out))
+    assert int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) == 400 and round(capture.get(cv2.CAP_PROP_FPS)) == 215
+    capture.release()
