@@ -236,3 +236,29 @@ def test_render_to_mp4_at_a_high_frame_rate(tmp_path):
     capture = cv2.VideoCapture(str(out))
     assert int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) == 400 and round(capture.get(cv2.CAP_PROP_FPS)) == 215
     capture.release()
+
+
+def test_every_argument_has_help_and_says_its_default():
+    """Every positional and option of every command has help text; one with a default worth knowing names it."""
+    import argparse
+
+    from trackdiffusion.__main__ import build_parser
+
+    missing, silent = [], []
+
+    def walk(parser, path):
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    walk(sub, [*path, name])
+            elif not isinstance(action, argparse._HelpAction):
+                where = " ".join([*path, *(action.option_strings[:1] or [action.dest])])
+                if not action.help:
+                    missing.append(where)
+                elif (action.default not in (None, False, True, [], argparse.SUPPRESS)
+                      and "default" not in action.help.lower()):
+                    silent.append(f"{where} (default {action.default!r})")
+
+    walk(build_parser(), ["trackdiffusion"])
+    assert not missing, f"no help text: {missing}"
+    assert not silent, f"help does not say the default: {silent}"

@@ -146,8 +146,9 @@ def add_eval_parser(sub) -> None:
     esub = ev.add_subparsers(dest="command", required=True)
 
     syn = esub.add_parser("syntrack", help="score videos generated for SynTrack clips (or the clips' own renders)")
-    syn.add_argument("--split", choices=tuple(SPLITS), default="test")
-    syn.add_argument("--tier", choices=tuple(TIERS), default="eval")
+    syn.add_argument("--split", choices=tuple(SPLITS), default="test", help="SynTrack split (default test)")
+    syn.add_argument("--tier", choices=tuple(TIERS), default="eval", help="clip size tier (default eval: 64x64, 16 "
+                     "frames)")
     syn.add_argument("--clips", type=int, default=128, help="the first N clips of the split (default 128)")
     syn.add_argument("--flat", action="store_true", help="clips without the checker texture")
     syn.add_argument("--videos", help="folder of generated videos named by seed")
@@ -157,16 +158,16 @@ def add_eval_parser(sub) -> None:
     syn.set_defaults(func=_cmd_syntrack)
 
     clips = esub.add_parser("clips", help="score real videos listed in a manifest JSON")
-    clips.add_argument("manifest")
+    clips.add_argument("manifest", help="JSON list of {\"video\", \"gt\"[, \"pred\", \"scenario\"]}, paths relative to it")
     _common(clips)
     clips.set_defaults(func=_cmd_clips)
 
     cmp_ = esub.add_parser("compare", help="paired bootstrap CIs of A - B (two results on the same clips)")
-    cmp_.add_argument("a")
-    cmp_.add_argument("b")
+    cmp_.add_argument("a", help="a results JSON of `eval` (with per-clip records)")
+    cmp_.add_argument("b", help="another, on the same clips: the difference is a - b")
     cmp_.add_argument("--metric", action="append", help="metric to compare (repeatable; default all)")
-    cmp_.add_argument("--bootstrap", type=int, default=1000)
-    cmp_.add_argument("--seed", type=int, default=0)
+    cmp_.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples (default 1000)")
+    cmp_.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
     cmp_.set_defaults(func=_cmd_compare)
 
 

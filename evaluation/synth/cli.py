@@ -74,12 +74,13 @@ def add_synth_parser(sub) -> None:
     from .generator import TIERS
 
     p = sub.add_parser("synth", help="write SynTrack synthetic clips with ground-truth tracklets")
-    p.add_argument("output", metavar="OUT")
-    p.add_argument("--split", choices=("test", "val", "train"), default="test")
-    p.add_argument("--tier", choices=tuple(TIERS), default="eval")
-    p.add_argument("--clips", type=int, default=16, help="number of clips (held-out: the first N seeds)")
+    p.add_argument("output", metavar="OUT", help="folder to write the clips into")
+    p.add_argument("--split", choices=("test", "val", "train"), default="test", help="which seeds (default test)")
+    p.add_argument("--tier", choices=tuple(TIERS), default="eval", help="clip size tier (default eval: 64x64, 16 "
+                   "frames)")
+    p.add_argument("--clips", type=int, default=16, help="number of clips (held-out: the first N seeds; default 16)")
     p.add_argument("--step", type=int, default=0, help="train stream step (with --split train)")
     p.add_argument("--flat", action="store_true", help="no checker texture")
     p.add_argument("--format", choices=("npz", "png", "mp4"), default="npz",
-                   help="video container (npz is lossless; mp4 compression changes colours)")
+                   help="video container (default npz, lossless; mp4 compression changes colours)")
     p.set_defaults(func=_cmd_synth)

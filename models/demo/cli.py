@@ -84,11 +84,11 @@ def _count(low: int, high: int):
 
 def add_demo_parser(sub) -> None:
     p = sub.add_parser("demo", help="generate a clip whose objects follow their boxes, with the embedded demo model")
-    p.add_argument("output", nargs="?", default="out/demo.mp4", help="video file (.mp4/.gif) or PNG folder")
-    p.add_argument("--clip", type=int, default=20000, help="SynTrack test clip giving the first frame and boxes")
+    p.add_argument("output", nargs="?", default="out/demo.mp4", help="video file (.mp4/.gif) or PNG folder (default out/demo.mp4)")
+    p.add_argument("--clip", type=int, default=20000, help="SynTrack test clip giving the first frame and boxes (default 20000)")
     p.add_argument("--tracklets", help="tracklets file to follow instead of the clip's own (any supported format)")
     p.add_argument("--image", help="first frame instead of the clip's (resized to 64x64)")
     p.add_argument("--frames", type=_count(2, 64), help="frame count, 2..64 (default: the tracklets')")
     p.add_argument("--steps", type=_count(1, 200), default=20, help="denoising steps, 1..200 (default 20)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
     p.set_defaults(func=_cmd_demo)
