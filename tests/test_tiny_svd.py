@@ -253,3 +253,29 @@ def test_comfyui_parts_need_no_diffusers(tiny_folder):
     expected, got = comfyui_state_dict(vae), load_file(str(out))
     assert sorted(got) == sorted(expected)
     assert all(torch.equal(got[k], expected[k]) for k in expected)
+
+
+def test_demo_runs_trackdiffusion_on_the_shipped_tiny_svd(tmp_path, capsys):
+    """`trackdiffusion demo --model tiny-svd`: the official path on the shipped weights (a one-step training run's
+    svd_stage2/unet, converted by `weights convert`, given with --adapter); a missing adapter is one line."""
+    from PIL import Image
+
+    from trackdiffusion.__main__ import main
+    from trackdiffusion.training.train import TrainConfig, train
+
+    weights = files.WEIGHTS
+    train(TrainConfig(model="trackdiffusion-svd", data="syntrack", out=str(tmp_path / "td"),
+                      base=str(weights / "unet"), vae=str(weights / "vae"),
+                      image_encoder=str(weights / "image_encoder"), size=(64, 64), frames=16, stage=2, steps=1,
+                      lr=1e-3, warmup=0, progress=False))
+    adapter = tmp_path / "adapter.safetensors"
+    assert main(["weights", "convert", str(tmp_path / "td" / "svd_stage2" / "unet"), str(adapter)]) == 0
+    out = tmp_path / "demo.gif"
+    assert main(["demo", str(out), "--model", "tiny-svd", "--adapter", str(adapter), "--steps", "2",
+                 "--frames", "4"]) == 0
+    assert "by the tiny SVD with TrackDiffusion" in capsys.readouterr().out
+    with Image.open(out) as gif:
+        assert gif.n_frames == 4 and gif.size == (2 * 64 * 4, 64 * 4)
+    assert main(["demo", str(tmp_path / "x.gif"), "--model", "tiny-svd", "--adapter", str(tmp_path / "no")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "adapter is missing" in err and not (tmp_path / "x.gif").exists()

@@ -36,32 +36,53 @@ def load_demo_model(path: Path | str = WEIGHTS):
     return model.eval().requires_grad_(False)
 
 
+def _first_frame(args, clip):
+    if not args.image:
+        return clip.video[0]
+    import cv2
+
+    from ...data.errors import InvalidInputError
+
+    bgr = cv2.imread(str(args.image), cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise InvalidInputError("cannot read this image.", fix="give a PNG or JPEG file.", source=args.image)
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
 def _cmd_demo(args) -> int:
     from ...data.tracklets import load
     from ...data.visualize import draw_tracklets, write_frames
     from ...evaluation.synth import make_clip
-    from .sampling import generate
 
     started = time.time()
     clip = make_clip(args.clip, "eval")
-    first = clip.video[0]
     tracklets = clip.tracklets if args.tracklets is None else load(Path(args.tracklets))
-    if args.image:
+    first = _first_frame(args, clip)
+    if args.model == "tiny-svd":
+        from ..tiny_svd import demo as tiny_demo
+
+        tiny_demo.warn_if_cropped(first, tracklets)
+        model = tiny_demo.load_with_adapter(adapter=args.adapter)
+        frames = args.frames or tiny_demo.FRAMES
+        video = tiny_demo.generate(first, tracklets.resample(num_frames=frames), frames=frames,
+                                   steps=args.steps or 25, seed=args.seed, model_and_attachment=model)
+        what = "the tiny SVD with TrackDiffusion"
+    else:
         import cv2
 
-        from ...data.errors import InvalidInputError
+        from .sampling import generate
 
-        bgr = cv2.imread(str(args.image), cv2.IMREAD_COLOR)
-        if bgr is None:
-            raise InvalidInputError("cannot read this image.", fix="give a PNG or JPEG file.", source=args.image)
-        first = cv2.resize(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), (64, 64), interpolation=cv2.INTER_AREA)
-    video = generate(load_demo_model(), first, tracklets, num_frames=args.frames or tracklets.num_frames,
-                     steps=args.steps, seed=args.seed)
-    boxes = draw_tracklets(tracklets, video, thickness=1, show_labels=False)
+        if args.image:
+            first = cv2.resize(first, (64, 64), interpolation=cv2.INTER_AREA)
+        video = generate(load_demo_model(), first, tracklets, num_frames=args.frames or tracklets.num_frames,
+                         steps=args.steps or 20, seed=args.seed)
+        what = "the convolution-only demo model"
+    boxes = draw_tracklets(tracklets.resample(num_frames=video.shape[0], width=video.shape[2],
+                                              height=video.shape[1]), video, thickness=1, show_labels=False)
     side_by_side = np.concatenate([video, boxes], axis=2)
     big = np.repeat(np.repeat(side_by_side, 4, axis=1), 4, axis=2)  # 64 px is small to look at
     out = write_frames(big, args.output, fps=8)
-    print(f"wrote {out} ({video.shape[0]} frames; left: generated, right: with the conditioning boxes) in "
+    print(f"wrote {out} ({video.shape[0]} frames by {what}; left: generated, right: with the conditioning boxes) in "
           f"{time.time() - started:.1f} s")
     return 0
 
@@ -89,6 +110,11 @@ def add_demo_parser(sub) -> None:
     p.add_argument("--tracklets", help="tracklets file to follow instead of the clip's own (any supported format)")
     p.add_argument("--image", help="first frame instead of the clip's (resized to 64x64)")
     p.add_argument("--frames", type=_count(2, 64), help="frame count, 2..64 (default: the tracklets')")
-    p.add_argument("--steps", type=_count(1, 200), default=20, help="denoising steps, 1..200 (default 20)")
+    p.add_argument("--steps", type=_count(1, 200), help="denoising steps, 1..200 (default: 25 tiny SVD, 20 conv)")
+    p.add_argument("--model", choices=("conv", "tiny-svd"), default="conv",
+                   help="conv: the convolution-only demo model; tiny-svd: TrackDiffusion on the tiny SVD (the "
+                   "method's own modules, diffusers backend) (default conv)")
+    p.add_argument("--adapter", help="with --model tiny-svd: a converted TrackDiffusion adapter for the tiny SVD "
+                   "(default: the one that ships in models/tiny_svd/adapters)")
     p.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
     p.set_defaults(func=_cmd_demo)

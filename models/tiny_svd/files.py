@@ -100,14 +100,29 @@ def _check(folder: Path) -> None:
 def load(folder: str | Path = WEIGHTS, dtype: torch.dtype = torch.float32) -> TinySVD:
     """The three modules of the folder, in ``dtype``, in eval mode."""
     from diffusers import AutoencoderTiny, UNetSpatioTemporalConditionModel
+    from diffusers.utils import logging as diffusers_logging
     from transformers import CLIPVisionModelWithProjection
+    from transformers.utils import logging as transformers_logging
 
     folder = Path(folder)
     _check(folder)
-    unet = UNetSpatioTemporalConditionModel.from_pretrained(str(folder / "unet"), local_files_only=True)
-    vae = AutoencoderTiny.from_pretrained(str(folder / "vae"), local_files_only=True)
-    enc = CLIPVisionModelWithProjection.from_pretrained(str(folder / "image_encoder"), local_files_only=True)
-    return TinySVD(*(m.to(dtype).eval().requires_grad_(False) for m in (unet, vae, enc)), folder)
+    # diffusers' advice about `accelerate` and fp32 modules concerns big models, not these: keep the console clean
+    levels = diffusers_logging.get_verbosity(), transformers_logging.get_verbosity()
+    bar = transformers_logging.is_progress_bar_enabled()
+    diffusers_logging.set_verbosity_error()
+    transformers_logging.set_verbosity_error()
+    transformers_logging.disable_progress_bar()
+    try:
+        unet = UNetSpatioTemporalConditionModel.from_pretrained(str(folder / "unet"), local_files_only=True)
+        vae = AutoencoderTiny.from_pretrained(str(folder / "vae"), local_files_only=True)
+        enc = CLIPVisionModelWithProjection.from_pretrained(str(folder / "image_encoder"), local_files_only=True)
+        modules = [m.to(dtype).eval().requires_grad_(False) for m in (unet, vae, enc)]
+    finally:
+        diffusers_logging.set_verbosity(levels[0])
+        transformers_logging.set_verbosity(levels[1])
+        if bar:
+            transformers_logging.enable_progress_bar()
+    return TinySVD(*modules, folder)
 
 
 def _safetensors(folder: Path) -> dict[str, torch.Tensor]:
