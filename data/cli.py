@@ -24,7 +24,7 @@ def _add_input_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--height", type=int, help="canvas height in pixels")
     p.add_argument("--frames", type=int, help="resample the motion to this many frames (every format; the clip's "
                    "duration is kept, so its fps scales with the count; default: as in the file)")
-    p.add_argument("--video", help="YouTube-VIS video id or name, when the file holds several")
+    p.add_argument("--video", help="YouTube-VIS / COCO-VID video id or name, when the file holds several")
     p.add_argument("--box-size", type=float, default=64.0, help="box size in pixels for point formats (default 64)")
     p.add_argument("--strict", action="store_true", help="boxes outside the canvas are an error, not clamped")
 

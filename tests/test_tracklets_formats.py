@@ -21,7 +21,15 @@ from trackdiffusion.data.tracklets import (
     parse_tracklets_dict,
     save,
 )
-from trackdiffusion.data.tracklets.formats import read_kj, read_ytvis, write_mot, write_tracks, write_ytvis
+from trackdiffusion.data.tracklets.formats import (
+    read_cocovid,
+    read_kj,
+    read_ytvis,
+    write_cocovid,
+    write_mot,
+    write_tracks,
+    write_ytvis,
+)
 
 
 # ---------------------------------------------------------------------------------------------------------- helpers
@@ -551,3 +559,55 @@ def test_text_is_never_a_path_never_opens_a_file(tmp_path):
         load(str(path), text_is_never_a_path=True)
     assert "secret-label" not in str(info.value)
     assert load(path, text_is_never_a_path=True).objects[0].label == "secret-label"  # a Path is a file
+
+
+def cocovid_doc() -> dict:
+    """mmtracking's COCO-VID shape: two videos, frames counted from 1, a box per annotation, an instance missing
+    from a frame, a zero-size box (absent), boxes of another video interleaved."""
+    images = [{"id": 100 + f, "video_id": 7, "frame_id": f + 1, "file_name": f"v7/{f}.jpg", "width": 320,
+               "height": 240} for f in range(4)]
+    images += [{"id": 200 + f, "video_id": 8, "frame_id": f, "file_name": f"v8/{f}.jpg"} for f in range(2)]
+    ann = [{"image_id": 100, "instance_id": 11, "category_id": 2, "bbox": [10, 20, 30, 40]},
+           {"image_id": 200, "instance_id": 5, "category_id": 1, "bbox": [1, 1, 5, 5]},
+           {"image_id": 102, "instance_id": 11, "category_id": 2, "bbox": [14, 24, 30, 40.5]},
+           {"image_id": 103, "instance_id": 11, "category_id": 2, "bbox": [16, 26, 31, 41]},
+           {"image_id": 102, "instance_id": 4, "category_id": 1, "bbox": [100, 50, 20, 10]},
+           {"image_id": 103, "instance_id": 4, "category_id": 1, "bbox": [100, 50, 0, 10]}]
+    for i, a in enumerate(ann):
+        a.update(id=i + 1, iscrowd=0)
+    return {"videos": [{"id": 7, "name": "clip_a", "width": 320, "height": 240}, {"id": 8, "name": "clip_b",
+                                                                                  "width": 64, "height": 48}],
+            "images": images, "annotations": ann,
+            "categories": [{"id": 1, "name": "person"}, {"id": 2, "name": "dog"}]}
+
+
+def test_cocovid_is_read_and_told_apart_from_youtube_vis():
+    """Frames from frame_id (counted from 1 here), objects from instance_id, the canvas from the video (or its
+    images), a zero-size box absent; --video picks a video; the format is guessed."""
+    assert tio.guess_format(cocovid_doc()) == "cocovid" and tio.guess_format(ytvis_doc()) == "ytvis"
+    with pytest.raises(InvalidInputError, match="holds 2 videos"):
+        load(cocovid_doc())
+    a = load(cocovid_doc(), video="clip_a")
+    assert (a.width, a.height, a.num_frames) == (320, 240, 4)
+    assert_matches_source(a, {(11, 0): [10, 20, 40, 60], (11, 2): [14, 24, 44, 64.5], (11, 3): [16, 26, 47, 67],
+                              (4, 2): [100, 50, 120, 60]})
+    assert {o.id: o.label for o in a.objects} == {11: "dog", 4: "person"}
+    b = load(json.dumps(cocovid_doc()), video="8", format="cocovid")
+    assert (b.width, b.height, b.num_frames) == (64, 48, 2)
+    assert_matches_source(b, {(5, 0): [1, 1, 6, 6]})
+
+
+def test_cocovid_export_reads_back_equal():
+    t = parse_tracklets_dict(doc([
+        {"id": 2, "label": "cat", "keyframes": [kf(1, [10, 10, 30, 30]), kf(5, [50, 30, 90, 70], False),
+                                                 kf(7, [0, 0, 8, 8])]},
+        {"id": 0, "label": "dog", "interpolation": "catmull-rom",
+         "keyframes": [kf(0, [0, 5, 20, 25]), kf(4, [30, 5, 60, 45]), kf(10, [100, 5, 150, 25])]},
+    ]))
+    data = write_cocovid(t)
+    assert json.loads(dumps(t, "cocovid")) == json.loads(json.dumps(data))
+    assert len(data["images"]) == t.num_frames and all(a["instance_id"] in (0, 2) for a in data["annotations"])
+    back = parse_tracklets_dict(read_cocovid(data))
+    assert_same_dense(t, back, clamp=False, visible_only=True)
+    assert {o.id: o.label for o in back.objects} == {2: "cat", 0: "dog"}
+    assert load(json.dumps(data)) == back  # guessed as COCO-VID

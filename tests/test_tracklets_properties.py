@@ -28,7 +28,15 @@ from trackdiffusion.data.tracklets import (
     load,
     parse_tracklets_dict,
 )
-from trackdiffusion.data.tracklets.formats import parse_kj_points, read_kj, read_tracks, read_ytvis
+from trackdiffusion.data.tracklets.formats import (
+    parse_kj_points,
+    read_cocovid,
+    read_kj,
+    read_tracks,
+    read_ytvis,
+    write_cocovid,
+    write_ytvis,
+)
 
 FUZZ = settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                                          HealthCheck.data_too_large])
@@ -248,6 +256,26 @@ def test_mutated_ytvis(d, video):
     only_invalid_input(load, d, format="ytvis", video=video)
     if isinstance(d, dict):
         only_invalid_input(read_ytvis, d, video=video)
+
+
+VALID_COCOVID = {
+    "videos": [{"id": 1, "name": "a", "width": 64, "height": 48}, {"id": 2, "name": "b", "width": 32, "height": 32}],
+    "images": [{"id": 10, "video_id": 1, "frame_id": 0}, {"id": 11, "video_id": 1, "frame_id": 1},
+               {"id": 20, "video_id": 2, "frame_id": 0}],
+    "annotations": [{"id": 1, "image_id": 10, "instance_id": 3, "category_id": 1, "bbox": [1, 2, 10, 12]},
+                    {"id": 2, "image_id": 11, "instance_id": 3, "category_id": 1, "bbox": [2, 2, 10, 12]},
+                    {"id": 3, "image_id": 20, "instance_id": 4, "category_id": 2, "bbox": [0, 0, 5, 5]}],
+    "categories": [{"id": 1, "name": "person"}, {"id": 2, "name": "dog"}],
+}
+
+
+@FUZZ
+@given(d=st.one_of(mutated(VALID_COCOVID, SANE_GARBAGE), mutated(VALID_COCOVID, GARBAGE)),
+       video=st.sampled_from([None, 1, 2, "a", "b", "2", 3, 1.0, "", True]))
+def test_mutated_cocovid(d, video):
+    only_invalid_input(load, d, format="cocovid", video=video)
+    if isinstance(d, dict):
+        only_invalid_input(read_cocovid, d, video=video)
 
 
 # ---------------------------------------------------------------------------------------------------------- TRACKS
@@ -542,3 +570,20 @@ def test_resample_to_one_frame_keeps_late_objects_hidden():
     t = parse_tracklets_dict({**VALID_DOC, "objects": [{"id": 1, "keyframes": [{"frame": 5, "box": [0, 0, 9, 9]}]}]})
     assert not t.dense(1).visible[0, 0]
     assert not t.resample(num_frames=1).dense().visible[0, 0]
+
+
+@FUZZ
+@given(t=valid_tracklets(), fmt=st.sampled_from(["ytvis", "cocovid"]))
+def test_video_json_round_trips_keep_every_visible_box(t, fmt):
+    """Our tracklets -> YouTube-VIS or COCO-VID -> our tracklets: canvas, frame count, ids, labels (an empty one
+    becomes "object"), visibility and every visible box (unclamped) come back."""
+    write, read = (write_ytvis, read_ytvis) if fmt == "ytvis" else (write_cocovid, read_cocovid)
+    back = parse_tracklets_dict(read(json.loads(json.dumps(write(t)))))
+    a, b = t.dense(clamp=False), back.dense(clamp=False)
+    shown = [j for j in range(len(a.ids)) if a.visible[:, j].any()]  # an object never visible is not written
+    assert (back.width, back.height, back.num_frames) == (t.width, t.height, t.num_frames)
+    assert b.ids == [a.ids[j] for j in shown]
+    assert b.labels == [a.labels[j] or "object" for j in shown]
+    np.testing.assert_array_equal(b.visible, a.visible[:, shown])
+    tol = 1e-9 * max(t.width, t.height) * 8
+    assert np.all(np.abs(b.boxes - a.boxes[:, shown])[b.visible] <= tol)

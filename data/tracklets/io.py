@@ -8,11 +8,23 @@ from pathlib import Path
 
 from ..atomic import atomic_write_text
 from ..errors import InvalidInputError
-from .formats import find_seqinfo, read_kj, read_mot, read_seqinfo, read_tracks, read_ytvis, write_mot, write_ytvis
+from .formats import (
+    find_seqinfo,
+    is_cocovid,
+    read_cocovid,
+    read_kj,
+    read_mot,
+    read_seqinfo,
+    read_tracks,
+    read_ytvis,
+    write_cocovid,
+    write_mot,
+    write_ytvis,
+)
 from .model import FORMAT_NAME, MAX_FRAMES, Tracklets, bounded_int, parse_tracklets_dict
 
-FORMATS = ("json", "mot", "ytvis", "tracks", "kj")
-EXPORT_FORMATS = ("json", "mot", "ytvis")
+FORMATS = ("json", "mot", "ytvis", "cocovid", "tracks", "kj")
+EXPORT_FORMATS = ("json", "mot", "ytvis", "cocovid")
 
 
 def guess_format(data) -> str:
@@ -21,7 +33,7 @@ def guess_format(data) -> str:
         if data.get("format") == FORMAT_NAME or "objects" in data:
             return "json"
         if "videos" in data and "annotations" in data:
-            return "ytvis"
+            return "cocovid" if is_cocovid(data) else "ytvis"
         if "track_path" in data:
             return "tracks"
     elif isinstance(data, list):
@@ -145,6 +157,11 @@ def load(path_or_text, format: str | None = None, *, strict: bool = False, width
             raise InvalidInputError("YouTube-VIS input must be a JSON object.", source=source)
         tracklets = parse_tracklets_dict(read_ytvis(data, video=video, fps=fps, source=source), strict=strict,
                                          source=source)
+    elif fmt == "cocovid":
+        if not isinstance(data, dict):
+            raise InvalidInputError("COCO-VID input must be a JSON object.", source=source)
+        tracklets = parse_tracklets_dict(read_cocovid(data, video=video, fps=fps, source=source), strict=strict,
+                                         source=source)
     elif fmt == "tracks":
         tracklets = parse_tracklets_dict(read_tracks(data, width=width, height=height, box_size=box_size, fps=fps,
                                                      source=source), strict=strict, source=source)
@@ -162,6 +179,8 @@ def dumps(tracklets: Tracklets, format: str = "json") -> str:
         return write_mot(tracklets)
     if format == "ytvis":
         return json.dumps(write_ytvis(tracklets), indent=1)
+    if format == "cocovid":
+        return json.dumps(write_cocovid(tracklets), indent=1)
     raise InvalidInputError(f"cannot export to {format!r}.", fix=f"use one of {', '.join(EXPORT_FORMATS)}.",
                             source="export")
 

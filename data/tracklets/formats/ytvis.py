@@ -20,6 +20,31 @@ def _video_names(video: dict) -> set[str]:
     return names
 
 
+def choose_video(videos: list[dict], video, source: str) -> dict:
+    """The entry of ``videos`` that ``video`` names (id or name); the only one when ``video`` is None."""
+    if video is None:
+        if len(videos) > 1:
+            listed = ", ".join(sorted(n for v in videos[:10] for n in _video_names(v)))
+            raise InvalidInputError(f"holds {len(videos)} videos; say which one.",
+                                    fix=f"pass video=<id or name> (CLI: --video), e.g. one of: {listed}.",
+                                    source=source)
+        return videos[0]
+    matches = [v for v in videos if str(video) in _video_names(v)]
+    if not matches:
+        raise InvalidInputError(f"has no video {video!r}.", fix="check --video against the file's video ids "
+                                "and names.", source=source)
+    return matches[0]
+
+
+def categories_of(data: dict, source: str) -> dict:
+    """``categories`` -> {id: name} (only int/str ids can be referenced by an annotation)."""
+    raw_categories = data.get("categories") or []
+    if not isinstance(raw_categories, list):
+        raise InvalidInputError("\"categories\" must be a list of {\"id\", \"name\"}.", source=source)
+    return {cat["id"]: str(cat.get("name", cat["id"])) for cat in raw_categories
+            if isinstance(cat, dict) and isinstance(cat.get("id"), (int, str))}
+
+
 def read_ytvis(data: dict, *, video=None, fps=None, source: str = "YouTube-VIS JSON") -> dict:
     """One video of a YouTube-VIS dict -> our JSON dict. ``video`` picks it by id or name (needed when several)."""
     videos = data.get("videos")
@@ -28,29 +53,10 @@ def read_ytvis(data: dict, *, video=None, fps=None, source: str = "YouTube-VIS J
         raise InvalidInputError("needs a non-empty \"videos\" list and an \"annotations\" list.", source=source)
     if not all(isinstance(v, dict) for v in videos):
         raise InvalidInputError("every entry of \"videos\" must be an object.", source=source)
-    if video is None:
-        if len(videos) > 1:
-            listed = ", ".join(sorted(n for v in videos[:10] for n in _video_names(v)))
-            raise InvalidInputError(f"holds {len(videos)} videos; say which one.",
-                                    fix=f"pass video=<id or name> (CLI: --video), e.g. one of: {listed}.",
-                                    source=source)
-        chosen = videos[0]
-    else:
-        matches = [v for v in videos if str(video) in _video_names(v)]
-        if not matches:
-            raise InvalidInputError(f"has no video {video!r}.", fix="check --video against the file's video ids "
-                                    "and names.", source=source)
-        chosen = matches[0]
+    chosen = choose_video(videos, video, source)
     width, height = chosen.get("width"), chosen.get("height")
     width, height = require_canvas(width, height, f"video {chosen.get('id')!r}", source)
-    raw_categories = data.get("categories") or []
-    if not isinstance(raw_categories, list):
-        raise InvalidInputError("\"categories\" must be a list of {\"id\", \"name\"}.", source=source)
-    categories = {}
-    for cat in raw_categories:
-        # Only int/str ids can name a category; anything else cannot be referenced by an annotation.
-        if isinstance(cat, dict) and isinstance(cat.get("id"), (int, str)):
-            categories[cat["id"]] = str(cat.get("name", cat["id"]))
+    categories = categories_of(data, source)
 
     own = [a for a in annotations if isinstance(a, dict) and a.get("video_id") == chosen.get("id")]
     length = chosen.get("length")
