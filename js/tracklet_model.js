@@ -58,13 +58,19 @@ export function parseDoc(textOrObj, defaults = {}) {
       }
       if (!Array.isArray(k.box) || k.box.length !== 4 || !k.box.every(isNum) || k.box[2] <= k.box[0]
           || k.box[3] <= k.box[1]) fail(`object ${o.id}, frame ${k.frame}: bad box ${JSON.stringify(k.box)}`);
-      return { frame: k.frame, box: k.box.slice(), visible: k.visible ?? true };
+      return withMot({ frame: k.frame, box: k.box.slice(), visible: k.visible ?? true }, k);
     }).sort((a, b) => a.frame - b.frame);
     return { id: o.id, label: typeof o.label === "string" ? o.label : "", color: validColor(o.color) ?? PALETTE[index % 20],
       interpolation, keyframes };
   });
   return { format: FORMAT_NAME, version: FORMAT_VERSION, width: d.width, height: d.height, num_frames: d.num_frames,
     fps: isNum(d.fps) && d.fps > 0 ? d.fps : 8, objects };
+}
+
+/** A keyframe's MOT columns (read from a MOT file, written back by the MOT writer) travel with it unchanged. */
+function withMot(keyframe, source) {
+  if (Array.isArray(source?.mot) && source.mot.every(isNum)) keyframe.mot = source.mot.slice();
+  return keyframe;
 }
 
 function validColor(c) {
@@ -81,7 +87,7 @@ export function serializeDoc(doc, indent = 0) {
     fps: doc.fps,
     objects: doc.objects.filter((o) => o.keyframes.length).map((o) => ({
       id: o.id, label: o.label, color: o.color, interpolation: o.interpolation,
-      keyframes: o.keyframes.map((k) => ({ frame: k.frame, box: k.box.slice(), visible: k.visible })),
+      keyframes: o.keyframes.map((k) => withMot({ frame: k.frame, box: k.box.slice(), visible: k.visible }, k)),
     })),
   };
   return JSON.stringify(out, null, indent || undefined);
@@ -172,7 +178,8 @@ export function resampleDoc(doc, numFrames = doc.num_frames, width = doc.width, 
   const objects = doc.objects.map((o) => {
     const mapped = o.keyframes.map((k) => roundHalfEven(k.frame * timeScale));
     if (numFrames > 1 && new Set(mapped).size === mapped.length) {
-      return { ...o, keyframes: o.keyframes.map((k, i) => ({ frame: mapped[i], box: scale(k.box), visible: k.visible })) };
+      return { ...o, keyframes: o.keyframes.map((k, i) => withMot({ frame: mapped[i], box: scale(k.box),
+        visible: k.visible }, k)) };
     }
     if (!o.keyframes.length) return { ...o, keyframes: [] };
     // Keyframes would collide (down-sampling): re-key every new frame from the exact interpolated path.
@@ -204,18 +211,26 @@ export function denseTracks(doc) {
 
 // Shortest text that reads back to the same number, without ".0" (formats/common.py fmt_number).
 const fmtNumber = (v) => String(v);
+// high - low rounded to 15 significant digits of the coordinates (formats/mot.py _extent): a width that was read
+// comes back as written
+const fmtExtent = (low, high) =>
+  String(Number((high - low).toFixed(Math.max(0, 14 - Math.floor(Math.log10(Math.max(Math.abs(low), Math.abs(high), 1)))))));
 
 /** MOT gt.txt text (formats/mot.py write_mot): visible (object, frame) rows, 1-based frames, unclamped boxes. */
 export function toMOT(doc) {
   const classIds = Object.fromEntries(Object.entries(MOT_CLASSES).map(([k, v]) => [v, Number(k)]));
   const tracks = denseTracks(doc);
+  const kept = new Map();  // the MOT columns a keyframe brought from a MOT file, written back as they were
+  for (const o of doc.objects) for (const k of o.keyframes) if (k.mot) kept.set(`${o.id}/${k.frame}`, k.mot);
   const lines = [];
   for (let f = 0; f < doc.num_frames; f++) {
     for (const t of tracks) {
       if (!t.visible[f]) continue;
       const [x1, y1, x2, y2] = t.boxes[f];
-      lines.push([f + 1, t.id, fmtNumber(x1), fmtNumber(y1), fmtNumber(x2 - x1), fmtNumber(y2 - y1), 1,
-        classIds[t.label] ?? -1, 1].join(","));
+      const mot = kept.get(`${t.id}/${f}`);
+      const rest = mot ? mot.map(fmtNumber) : [1, classIds[t.label] ?? -1, 1];
+      lines.push([f + 1, t.id, fmtNumber(x1), fmtNumber(y1), fmtExtent(x1, x2), fmtExtent(y1, y2), ...rest]
+        .join(","));
     }
   }
   return lines.length ? lines.join("\n") + "\n" : "";
@@ -234,13 +249,14 @@ export function toTracks(doc) {
 
 // formats/common.py keyframes_from_presence: every present frame a visible keyframe, the first absent frame after a
 // present one a hidden keyframe holding the last box (a disappearance is a visibility gap).
-function keyframesFromPresence(boxes, present) {
+function keyframesFromPresence(boxes, present, mot = null) {
   const kfs = [];
   let last = null;
   for (let f = 0; f < present.length; f++) {
     if (present[f]) {
       last = boxes[f].slice();
       kfs.push({ frame: f, box: last, visible: true });
+      if (mot?.has(f)) kfs[kfs.length - 1].mot = mot.get(f);
     } else if (last && kfs[kfs.length - 1].visible) {
       kfs.push({ frame: f, box: last.slice(), visible: false });
     }
@@ -256,21 +272,25 @@ function docFromObjects(width, height, numFrames, fps, objects) {
 
 /** MOT text -> document (formats/mot.py read_mot); numFrames defaults to the last frame in the file. */
 export function fromMOT(text, width, height, numFrames = null, fps = 8) {
-  const rows = new Map(), classes = new Map();
+  const rows = new Map(), classes = new Map(), extras = new Map();
   text.split(/\r?\n/).forEach((raw, i) => {
     const line = raw.trim();
     if (!line || line.startsWith("#")) return;
     const cols = line.split(/\s*,\s*|\s+/).filter((c) => c !== "");
     if (cols.length < 6) fail(`MOT line ${i + 1}: needs at least 6 columns (frame, id, left, top, width, height)`);
-    const nums = cols.slice(0, 9).map(Number);
+    if (cols.length > 22) fail(`MOT line ${i + 1}: ${cols.length} columns; at most 22 are read`);
+    const nums = cols.map(Number);
     const [frame, tid, left, top, w, h] = nums;
-    if (nums.slice(0, 6).some((v) => !Number.isFinite(v))) fail(`MOT line ${i + 1}: not a number`);
+    if (nums.some((v) => !Number.isFinite(v))) fail(`MOT line ${i + 1}: not a number`);
     if (!Number.isInteger(frame) || frame < 1) fail(`MOT line ${i + 1}: frame ${cols[0]} is not 1-based`);
     if (!Number.isInteger(tid) || tid < 0) fail(`MOT line ${i + 1}: track id ${cols[1]} must be a non-negative integer`);
     if (w <= 0 || h <= 0) fail(`MOT line ${i + 1}: box width/height must be positive`);
     if (!rows.has(tid)) rows.set(tid, new Map());
     if (rows.get(tid).has(frame - 1)) fail(`MOT line ${i + 1}: track ${tid} appears twice in frame ${frame}`);
     rows.get(tid).set(frame - 1, [left, top, left + w, top + h]);
+    // the columns after the box (also none) travel with the keyframe and are written back (formats/mot.py)
+    if (!extras.has(tid)) extras.set(tid, new Map());
+    extras.get(tid).set(frame - 1, nums.slice(6));
     if (nums.length >= 8 && Number.isInteger(nums[7]) && !classes.has(tid)) classes.set(tid, nums[7]);
   });
   if (!rows.size) fail("the MOT text has no tracks");
@@ -282,7 +302,7 @@ export function fromMOT(text, width, height, numFrames = null, fps = 8) {
     for (let i = 0; i < f; i++) { boxes.push(per.get(i) ?? [0, 0, 0, 0]); present.push(per.has(i)); }
     const cid = classes.get(tid);
     const label = cid === undefined || cid < 1 ? "" : (MOT_CLASSES[cid] ?? `class ${cid}`);
-    return { id: tid, label, keyframes: keyframesFromPresence(boxes, present) };
+    return { id: tid, label, keyframes: keyframesFromPresence(boxes, present, extras.get(tid)) };
   });
   return docFromObjects(width, height, f, fps, objects);
 }

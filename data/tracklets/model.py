@@ -58,6 +58,9 @@ class Keyframe:
     frame: int
     box: tuple[float, float, float, float]  # x1, y1, x2, y2 in canvas pixels
     visible: bool = True
+    #: the MOT columns after the box, as read from a MOT file (gt: consider flag, class, visibility; MOT15: conf and
+    #: world x, y, z), written back by the MOT writer; carried through JSON, the editor and resampling
+    mot: tuple[float, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -126,7 +129,7 @@ class Tracklets:
                     "label": o.label,
                     "color": o.color,
                     "interpolation": o.interpolation,
-                    "keyframes": [{"frame": k.frame, "box": list(k.box), "visible": k.visible} for k in o.keyframes],
+                    "keyframes": [_keyframe_dict(k) for k in o.keyframes],
                 }
                 for o in self.objects
             ],
@@ -200,7 +203,7 @@ class Tracklets:
             mapped = [round(k.frame * time_scale) for k in obj.keyframes]
             if f_new > 1 and len(set(mapped)) == len(mapped):
                 kfs = tuple(
-                    Keyframe(f, tuple(float(v) for v in np.asarray(k.box) * scale), k.visible)
+                    Keyframe(f, tuple(float(v) for v in np.asarray(k.box) * scale), k.visible, k.mot)
                     for f, k in zip(mapped, obj.keyframes)
                 )
                 new_objects.append(replace(obj, keyframes=kfs))
@@ -390,4 +393,28 @@ def _parse_keyframe(raw, oid, width, height, num_frames, strict, source, warning
             raise InvalidInputError(message + ".", fix="move the box inside the canvas, or load without strict mode "
                                     "to clamp it.", source=source, obj=oid, frame=frame)
         warnings.append(f"object {oid}, frame {frame}: {message}; clamped to the canvas.")
-    return Keyframe(frame, (x1, y1, x2, y2), visible)
+    return Keyframe(frame, (x1, y1, x2, y2), visible, _parse_mot_columns(raw.get("mot"), source, oid, frame))
+
+
+#: at most this many MOT columns after the box (MOT15 has 4, MOT16-20 3)
+MAX_MOT_COLUMNS = 16
+
+
+def _parse_mot_columns(raw, source, oid, frame) -> tuple[float, ...] | None:
+    if raw is None:
+        return None
+    if not (isinstance(raw, (list, tuple)) and len(raw) <= MAX_MOT_COLUMNS and all(_is_number(v) for v in raw)):
+        raise InvalidInputError(f"mot must be a list of up to {MAX_MOT_COLUMNS} numbers (the MOT columns after the "
+                                f"box), got {raw!r:.80}.", source=source, obj=oid, frame=frame)
+    values = [bounded_number(v, MAX_COORD) for v in raw]
+    if any(v is None for v in values):
+        raise InvalidInputError(f"mot {raw!r:.80} has a value that is not finite or beyond +-{MAX_COORD:g}.",
+                                source=source, obj=oid, frame=frame)
+    return tuple(float(v) for v in values)
+
+
+def _keyframe_dict(k: Keyframe) -> dict:
+    out = {"frame": k.frame, "box": list(k.box), "visible": k.visible}
+    if k.mot is not None:
+        out["mot"] = list(k.mot)
+    return out

@@ -82,3 +82,14 @@ test("boxes reaching outside the canvas give the same warnings as the Python par
   const want = REF.warnings.map((w) => w.replace(/: box \[[^\]]*\]/, ": box"));
   assert.deepEqual(got, want);
 });
+
+test("MOT columns after the box (consider flag, class, visibility; MOT15's world coordinates) survive the editor", () => {
+  const text = "1,1,794.2,47.5,71.2,174.8,1,1,0.8\n2,1,795.1,47.1,71.2,174.8,0,7,0.25\n1,2,10,20,30,40,1,-1,-1,-1\n";
+  const doc = fromMOT(text, 1920, 1080);
+  const again = parseDoc(serializeDoc(doc));
+  assert.deepEqual(again.objects[0].keyframes.map((k) => k.mot), [[1, 1, 0.8], [0, 7, 0.25]]);
+  const lines = (t) => t.trim().split("\n").sort();
+  assert.deepEqual(lines(toMOT(again)), lines(text));
+  const bigger = resampleDoc(again, 4, 3840, 2160);  // keyframes kept: so are their columns
+  assert.deepEqual(bigger.objects[1].keyframes[0].mot, [1, -1, -1, -1]);
+});

@@ -8,12 +8,13 @@ from ...errors import InvalidInputError
 from ..model import FORMAT_NAME, FORMAT_VERSION, MAX_CANVAS, MAX_COORD, bounded_int, bounded_number, default_color
 
 
-def keyframes_from_presence(boxes: np.ndarray, present: np.ndarray) -> list[dict]:
+def keyframes_from_presence(boxes: np.ndarray, present: np.ndarray, mot: dict | None = None) -> list[dict]:
     """One object's per-frame boxes -> keyframe dicts of our JSON format.
 
     Args:
         boxes: [F, 4] xyxy pixels (rows where ``present`` is False are ignored).
         present: [F] bool.
+        mot: frame -> the MOT columns after the box, kept on that frame's keyframe (``"mot"``).
     Every present frame becomes a visible keyframe (so the boxes round-trip exactly); the first absent frame after a
     present one becomes a hidden keyframe holding the last box, which encodes a disappearance as a visibility gap.
     """
@@ -23,6 +24,8 @@ def keyframes_from_presence(boxes: np.ndarray, present: np.ndarray) -> list[dict
         if present[f]:
             last_box = [float(v) for v in boxes[f]]
             keyframes.append({"frame": f, "box": last_box, "visible": True})
+            if mot and f in mot:
+                keyframes[-1]["mot"] = list(mot[f])
         elif last_box is not None and keyframes[-1]["visible"]:
             keyframes.append({"frame": f, "box": last_box, "visible": False})
     return keyframes

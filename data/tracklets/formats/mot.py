@@ -1,18 +1,22 @@
-"""MOT Challenge text files (gt.txt, tracker results): ``frame, id, left, top, width, height, conf, class, vis``.
+"""MOT Challenge text files (gt.txt, tracker results): ``frame, id, left, top, width, height, conf, class, vis``
+(MOT16-20; in gt files ``conf`` is the consider flag) or ``..., conf, x, y, z`` (MOT15, world coordinates).
 
 Frames are 1-based; columns after ``height`` are optional. Our JSON is 0-based, so frame f of MOT is frame f-1 here.
+The columns after the box are kept on each keyframe (``"mot"``) and written back as they were, so MOT -> our JSON ->
+MOT gives every row and every column back.
 """
 
 from __future__ import annotations
 
 import configparser
+import math
 import re
 from pathlib import Path
 
 import numpy as np
 
 from ...errors import InvalidInputError
-from ..model import MAX_FRAMES
+from ..model import MAX_FRAMES, MAX_MOT_COLUMNS
 from .common import finite_float, fmt_number, keyframes_from_presence, require_canvas, tracklets_dict
 
 # MOT16/17/20 class ids.
@@ -62,6 +66,7 @@ def read_mot(text: str, *, width=None, height=None, num_frames=None, fps=None, s
     width, height = require_canvas(width, height, "MOT files", source)
     rows: dict[int, dict[int, list[float]]] = {}
     classes: dict[int, int] = {}
+    extras: dict[int, dict[int, list[float]]] = {}
     for line_no, line in enumerate(text.splitlines(), start=1):
         line = line.strip()
         if not line or line.startswith("#"):
@@ -71,7 +76,10 @@ def read_mot(text: str, *, width=None, height=None, num_frames=None, fps=None, s
             raise InvalidInputError(
                 f"has {len(cols)} columns; a MOT line needs at least 6: frame, id, left, top, width, height "
                 "(then optional conf, class, visibility).", source=source, line=line_no)
-        nums = [finite_float(c, f"column {i + 1}", source, line=line_no) for i, c in enumerate(cols[:9])]
+        if len(cols) > 6 + MAX_MOT_COLUMNS:
+            raise InvalidInputError(f"has {len(cols)} columns; at most {6 + MAX_MOT_COLUMNS} are read.",
+                                    source=source, line=line_no)
+        nums = [finite_float(c, f"column {i + 1}", source, line=line_no) for i, c in enumerate(cols)]
         frame, tid, left, top, w, h = nums[:6]
         if not frame.is_integer() or not 1 <= frame <= MAX_FRAMES:
             raise InvalidInputError(f"frame {cols[0]} is not a 1-based frame number up to {MAX_FRAMES}.",
@@ -92,6 +100,7 @@ def read_mot(text: str, *, width=None, height=None, num_frames=None, fps=None, s
             raise InvalidInputError("the same track id appears twice in one frame.", fix="keep one row per id "
                                     "and frame.", source=source, line=line_no, obj=tid, frame=f0)
         per_frame[f0] = [left, top, left + w, top + h]
+        extras.setdefault(tid, {})[f0] = nums[6:]  # also none: the row is written back with 6 columns
         if len(nums) >= 8 and nums[7].is_integer():
             classes.setdefault(tid, int(nums[7]))
     if not rows:
@@ -111,23 +120,35 @@ def read_mot(text: str, *, width=None, height=None, num_frames=None, fps=None, s
             boxes[f], present[f] = box, True
         cid = classes.get(tid)
         label = "" if cid is None or cid < 1 else MOT_CLASSES.get(cid, f"class {cid}")
-        objects.append({"id": tid, "label": label, "keyframes": keyframes_from_presence(boxes, present)})
+        objects.append({"id": tid, "label": label,
+                        "keyframes": keyframes_from_presence(boxes, present, extras.get(tid))})
     return tracklets_dict(width, height, num_frames, 8.0 if fps is None else fps, objects)
+
+
+def _extent(low: float, high: float) -> str:
+    """``high - low`` as MOT text, rounded to 15 significant digits of the coordinates (their float precision), so a
+    width that was read comes back as written (794.2 + 71.2 - 794.2 is 71.20000000000005 in floats)."""
+    digits = 14 - math.floor(math.log10(max(abs(low), abs(high), 1.0)))
+    return fmt_number(round(float(high) - float(low), digits))
 
 
 def write_mot(tracklets) -> str:
     """MOT gt.txt text: one row per visible (object, frame), unclamped boxes, 1-based frames, ids as they are.
 
-    The class column comes from the label when it names a MOT class, else -1.
+    The columns after the box are the keyframe's own (``"mot"``, as read from a MOT file) where it has them, else
+    ``1, class, 1`` with the class from the label when it names a MOT class (else -1).
     """
     dense = tracklets.dense(clamp=False)
+    columns = {(o.id, k.frame): k.mot for o in tracklets.objects for k in o.keyframes if k.mot is not None}
     lines = []
     for f in range(dense.boxes.shape[0]):
         for j, oid in enumerate(dense.ids):
             if not dense.visible[f, j]:
                 continue
             x1, y1, x2, y2 = dense.boxes[f, j]
-            cls = MOT_CLASS_IDS.get(dense.labels[j], -1)
-            lines.append(",".join([str(f + 1), str(oid), fmt_number(x1), fmt_number(y1), fmt_number(x2 - x1),
-                                   fmt_number(y2 - y1), "1", str(cls), "1"]))
+            kept = columns.get((oid, f))
+            rest = ([fmt_number(v) for v in kept] if kept is not None
+                    else ["1", str(MOT_CLASS_IDS.get(dense.labels[j], -1)), "1"])
+            lines.append(",".join([str(f + 1), str(oid), fmt_number(x1), fmt_number(y1), _extent(x1, x2),
+                                   _extent(y1, y2), *rest]))
     return "\n".join(lines) + ("\n" if lines else "")
