@@ -262,3 +262,17 @@ def test_every_argument_has_help_and_says_its_default():
     walk(build_parser(), ["trackdiffusion"])
     assert not missing, f"no help text: {missing}"
     assert not silent, f"help does not say the default: {silent}"
+
+
+def test_demo_reads_tracklets_as_the_other_commands_do_and_names_its_slot_limit(tmp_path, capsys):
+    """--from / --width / --height for a MOT file without a canvas; 5 objects on the 4-slot demo model: a warning
+    that says only the first 4 are animated."""
+    mot = tmp_path / "five.txt"
+    mot.write_text("".join(f"{f},{i},{4 + 10 * i},{4 + f},8,8,1,1,1\n" for i in range(1, 6) for f in (1, 4)))
+    out = tmp_path / "demo.gif"
+    assert main(["demo", str(out), "--tracklets", str(mot), "--from", "mot", "--width", "64", "--height", "64",
+                 "--steps", "2"]) == 0
+    err = capsys.readouterr().err
+    assert "5 objects and this model has 4 slots: only the first 4" in err and out.is_file()
+    assert main(["demo", str(tmp_path / "x.gif"), "--tracklets", str(mot), "--steps", "2"]) == 2
+    assert "canvas" in capsys.readouterr().err  # MOT without --width/--height: one line naming the missing canvas

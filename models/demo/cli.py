@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
 WEIGHTS = Path(__file__).resolve().parent / "weights" / "demo_box_i2v.safetensors"
+#: instance slots per model: the demo model's (models/demo/data.py SLOTS) and TrackDiffusion's (the official 20)
+MAX_OBJECTS = {"conv": 4, "tiny-svd": 20}
 
 
 def load_demo_model(path: Path | str = WEIGHTS):
@@ -56,8 +59,15 @@ def _cmd_demo(args) -> int:
 
     started = time.time()
     clip = make_clip(args.clip, "eval")
-    tracklets = clip.tracklets if args.tracklets is None else load(Path(args.tracklets))
+    tracklets = clip.tracklets if args.tracklets is None else load(
+        Path(args.tracklets), args.fmt, width=args.width, height=args.height, video=args.video,
+        box_size=args.box_size)
     first = _first_frame(args, clip)
+    slots = MAX_OBJECTS[args.model]
+    if len(tracklets.objects) > slots:
+        print(f"warning: the tracklets have {len(tracklets.objects)} objects and this model has {slots} slots: only "
+              f"the first {slots} (lowest ids) are animated; the boxes drawn on the right are all of them.",
+              file=sys.stderr)
     if args.model == "tiny-svd":
         from ..tiny_svd import demo as tiny_demo
 
@@ -65,7 +75,8 @@ def _cmd_demo(args) -> int:
         model = tiny_demo.load_with_adapter(adapter=args.adapter)
         frames = args.frames or tiny_demo.FRAMES
         video = tiny_demo.generate(first, tracklets.resample(num_frames=frames), frames=frames,
-                                   steps=args.steps or 25, seed=args.seed, model_and_attachment=model)
+                                   steps=args.steps or 25, seed=args.seed, model_and_attachment=model,
+                                   overflow="first")
         what = "the tiny SVD with TrackDiffusion"
     else:
         import cv2
@@ -104,11 +115,18 @@ def _count(low: int, high: int):
 
 
 def add_demo_parser(sub) -> None:
+    from ...data.tracklets import FORMATS
+
     p = sub.add_parser("demo", help="generate a clip whose objects follow their boxes, with the embedded demo model")
     p.add_argument("output", nargs="?", default="out/demo.mp4", help="video file (.mp4/.gif) or PNG folder (default out/demo.mp4)")
     p.add_argument("--clip", type=int, default=20000, help="SynTrack test clip giving the first frame and boxes (default 20000)")
     p.add_argument("--tracklets", help="tracklets file to follow instead of the clip's own (any supported format)")
     p.add_argument("--image", help="first frame instead of the clip's (resized to 64x64)")
+    p.add_argument("--from", dest="fmt", choices=FORMATS, help="--tracklets format (default: guessed from the content)")
+    p.add_argument("--width", type=int, help="--tracklets canvas width (MOT without seqinfo.ini, TRACKS, KJNodes)")
+    p.add_argument("--height", type=int, help="--tracklets canvas height")
+    p.add_argument("--video", help="--tracklets video id or name (YouTube-VIS / COCO-VID files holding several)")
+    p.add_argument("--box-size", type=float, default=64.0, help="box size for point formats (default 64)")
     p.add_argument("--frames", type=_count(2, 64), help="frame count, 2..64 (default: the tracklets')")
     p.add_argument("--steps", type=_count(1, 200), help="denoising steps, 1..200 (default: 25 tiny SVD, 20 conv)")
     p.add_argument("--model", choices=("conv", "tiny-svd"), default="conv",

@@ -48,10 +48,10 @@ def warn_if_cropped(image: np.ndarray, tracklets) -> None:
 
 
 def generate(first_frame: np.ndarray, tracklets, *, frames: int = FRAMES, steps: int = 25, seed: int = 0,
-             model_and_attachment=None) -> np.ndarray:
+             model_and_attachment=None, overflow: str = "error") -> np.ndarray:
     """A video [frames, 64, 64, 3] uint8 whose objects follow ``tracklets`` (resampled to ``frames``)."""
     from . import pipeline
 
     model, attachment = model_and_attachment or load_with_adapter()
     return pipeline.generate(model, first_frame, tracklets=tracklets, attachment=attachment, frames=frames,
-                             steps=steps, seed=seed)
+                             steps=steps, seed=seed, overflow=overflow)
