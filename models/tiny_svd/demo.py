@@ -27,8 +27,8 @@ def load_with_adapter(weights: Path | str = files.WEIGHTS, adapter: Path | str |
     adapter = Path(adapter) if adapter is not None else adapter_path()
     if not adapter.is_file():
         raise InvalidInputError("the tiny SVD's TrackDiffusion adapter is missing.",
-                                fix="reinstall the pack (it ships with it), or train it: bash "
-                                "dev/train_tiny_svd_trackdiffusion.sh RUNS", source=str(adapter))
+                                fix="train it (bash dev/train_tiny_svd_trackdiffusion.sh RUNS writes it there) or "
+                                "pass --adapter FILE (a converted svd_stage2 of the tiny SVD).", source=str(adapter))
     model = files.load(weights)
     attachment = attach_trackdiffusion_svd(model.unet)
     tensors, _ = load_delta(adapter)
