@@ -12,6 +12,17 @@ class TrackDiffusionError(Exception):
     """Base class of every error this pack raises on purpose."""
 
 
+#: the longest problem / source text an error shows: messages quote what was read (a value, a line), and on a shared
+#: server a message must never carry more than a short excerpt of a file
+MAX_QUOTE_CHARS = 400
+
+
+def _excerpt(text: str, limit: int = MAX_QUOTE_CHARS) -> str:
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... ({len(text) - limit:,} more characters)"
+
+
 class InvalidInputError(TrackDiffusionError, ValueError):
     """Bad user input: malformed file, impossible box, empty mask, mismatched sizes.
 
@@ -34,10 +45,10 @@ class InvalidInputError(TrackDiffusionError, ValueError):
         frame: int | None = None,
         line: int | None = None,
     ) -> None:
-        self.problem = problem
+        self.problem = _excerpt(str(problem))
         self.fix = fix
-        self.source = source
-        self.obj = obj
+        self.source = None if source is None else _excerpt(str(source), MAX_QUOTE_CHARS // 2)
+        self.obj = obj if obj is None or isinstance(obj, int) else _excerpt(str(obj), 80)
         self.frame = frame
         self.line = line
         super().__init__(self._format())

@@ -611,3 +611,14 @@ def test_cocovid_export_reads_back_equal():
     assert_same_dense(t, back, clamp=False, visible_only=True)
     assert {o.id: o.label for o in back.objects} == {2: "cat", 0: "dog"}
     assert load(json.dumps(data)) == back  # guessed as COCO-VID
+
+
+def test_errors_quote_only_a_short_excerpt_of_what_was_read():
+    """A value read from a file is quoted in the error, never more than a short excerpt of it (on a shared server the
+    message reaches whoever queued the workflow)."""
+    secret = ["x" * 50] * 10_000
+    bad = {"version": 1, "width": 64, "height": 64, "num_frames": 2,
+           "objects": [{"id": 1, "keyframes": [{"frame": 0, "box": secret}]}]}
+    with pytest.raises(InvalidInputError) as caught:
+        load(json.dumps(bad))
+    assert len(str(caught.value)) < 1000 and "more characters" in str(caught.value)
