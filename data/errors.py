@@ -14,7 +14,7 @@ class TrackDiffusionError(Exception):
 
 #: the longest problem / source text an error shows: messages quote what was read (a value, a line), and on a shared
 #: server a message must never carry more than a short excerpt of a file
-MAX_QUOTE_CHARS = 400
+MAX_QUOTE_CHARS = 2000
 
 
 def _excerpt(text: str, limit: int = MAX_QUOTE_CHARS) -> str:

@@ -540,3 +540,13 @@ def test_add_weights_parser_plugs_into_a_parent_cli(stage2, capsys):
     assert "trackdiffusion_svd" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         parser.parse_args(["weights", "convert", "a", "b", "--dtype", "int8"])
+
+
+def test_inspect_names_the_demo_models_weights(capsys):
+    """The shipped demo weights are the pack's own model, not an unknown file."""
+    from trackdiffusion.models.checkpoints.inspect import KIND_DEMO
+    from trackdiffusion.models.demo.cli import WEIGHTS
+
+    assert inspect_checkpoint(WEIGHTS).kind == KIND_DEMO
+    assert cli_main(["weights", "inspect", str(WEIGHTS)]) == 0
+    assert "convolution-only demo model" in capsys.readouterr().out

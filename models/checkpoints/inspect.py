@@ -33,7 +33,10 @@ KIND_STOCK_UNET3D = "stock_unet3d_diffusers"  #: a diffusers UNet3D (ModelScope 
 KIND_COMFYUI_SVD = "comfyui_svd"  #: a ComfyUI / SGM-format SVD checkpoint (``model.diffusion_model.*``)
 KIND_SVD_DELTA = "svd_delta"  #: our converted SVD delta
 KIND_MODELSCOPE_ADAPTER = "modelscope_adapter"  #: our converted ModelScope adapter
+KIND_DEMO = "demo_model"  #: the convolution-only demo model's weights (`trackdiffusion demo`)
 KIND_UNKNOWN = "unknown"
+#: metadata format of the demo model's weights (written by models/demo/train.py)
+DEMO_FORMAT = "trackdiffusion.demo_box_i2v"
 
 OFFICIAL_REPO = "pengxiang/trackdiffusion_ytvis"
 OFFICIAL_SVD_FILE = f"{OFFICIAL_REPO}: svd_stage2/unet/diffusion_pytorch_model.safetensors (6.95 GB)"
@@ -196,6 +199,9 @@ def _classify(shapes: dict[str, tuple[int, ...]], metadata: dict[str, str]) -> t
         return KIND_SVD_DELTA, f"converted TrackDiffusion SVD delta (from {metadata.get('source', '?')})"
     if fmt == MODELSCOPE_ADAPTER_FORMAT:
         return KIND_MODELSCOPE_ADAPTER, f"converted TrackDiffusion ModelScope adapter (from {metadata.get('source', '?')})"
+    if fmt == DEMO_FORMAT:
+        return KIND_DEMO, (f"the pack's convolution-only demo model (`trackdiffusion demo`, {metadata.get('steps', '?')} "
+                           "training steps): not a UNet to convert")
     if not keys:
         return KIND_UNKNOWN, "an empty safetensors file (no tensors)"
     comfy = [k for k in keys if k.startswith(("model.diffusion_model.", "diffusion_model.", "input_blocks."))]

@@ -23,6 +23,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from ...evaluation.synth import train_batch
+from ..checkpoints.inspect import DEMO_FORMAT
 from .data import BoxConditioning, clip_tensors
 from .model import BoxVideoDenoiser, widen_input
 from .sampling import add_noise
@@ -96,7 +97,7 @@ def train(out: Path, minutes: float, batch_size: int = 4, lr: float = 2e-3, seed
             _save(model, optimizer, step, out)
     _save(model, optimizer, step, out)
     half = {k: v.half().contiguous() for k, v in model.state_dict().items()}
-    _atomic_save(half, weights_path, {"format": "trackdiffusion.demo_box_i2v", "version": "2", "steps": str(step),
+    _atomic_save(half, weights_path, {"format": DEMO_FORMAT, "version": "2", "steps": str(step),
                                       "data": "SynTrack train stream, eval tier 64x64x16"})
     (out / "train_info.json").write_text(json.dumps({"steps": step, "batch": batch_size, "lr": lr}))
     return weights_path
