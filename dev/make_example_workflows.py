@@ -1,6 +1,6 @@
 """Writes example_workflows/*.json in ComfyUI's UI (canvas) format from compact node lists.
 
-    python dev/make_example_workflows.py
+    python dev/make_example_workflows.py [NAME ...]
 
 Widget values are listed in each node's widget order (KSampler's seed is followed by its control_after_generate
 value, as the frontend saves it). tests/integration/test_example_workflows.py checks the result against real
@@ -15,6 +15,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 STREET = json.loads((REPO / "example_workflows" / "input" / "tracklets" / "street.json").read_text())
 
+
+#: the tiny SVD example: SynTrack validation clip 6 (three objects crossing), its first frame in example_workflows/input
+TINY_CLIP = 6
+TINY_FIRST_FRAME = "tiny_svd_first_frame.png"
 
 # TrackDiffusionSampler's optional SG-I2V widgets, in order: trajectory_guidance, sgi2v_start, sgi2v_end,
 # sgi2v_iterations, sgi2v_lr, sgi2v_fft_ratio, sgi2v_heatmap_sigma, sgi2v_layers, sgi2v_memory_budget_gb.
@@ -63,13 +67,20 @@ def svd_checkpoint(id: int, pos: list) -> dict:
                 outputs=[("MODEL", "MODEL"), ("CLIP_VISION", "CLIP_VISION"), ("VAE", "VAE")])
 
 
-def load_image(id: int, pos: list) -> dict:
-    return node(id, "LoadImage", pos, ["example.png", "image"], outputs=[("IMAGE", "IMAGE"), ("MASK", "MASK")])
+def tiny_svd_loader(id: int, pos: list) -> dict:
+    """Load Tiny SVD: the same three outputs as Image Only Checkpoint Loader, from the files the pack ships."""
+    return node(id, "LoadTinySVD", pos, [], outputs=[("MODEL", "MODEL"), ("CLIP_VISION", "CLIP_VISION"),
+                                                    ("VAE", "VAE")])
 
 
-def tracklet_editor(id: int, pos: list) -> dict:
+def load_image(id: int, pos: list, file: str = "example.png") -> dict:
+    return node(id, "LoadImage", pos, [file, "image"], outputs=[("IMAGE", "IMAGE"), ("MASK", "MASK")])
+
+
+def tracklet_editor(id: int, pos: list, state: dict = STREET) -> dict:
     """The Tracklet Editor drawing over the input image; its state is the tracklet JSON (the street example)."""
-    return node(id, "TrackletEditor", pos, [json.dumps(STREET), 1024, 576, 14], [("background", "IMAGE")],
+    return node(id, "TrackletEditor", pos, [json.dumps(state), state["width"], state["height"], state["num_frames"]],
+                [("background", "IMAGE")],
                 [("tracklets", "TRACKLETS"), ("tracks", "TRACKS"), ("masks", "MASK"), ("preview", "IMAGE")],
                 size=[620, 620])
 
@@ -78,9 +89,9 @@ def load_adapter(id: int, pos: list, file: str) -> dict:
     return node(id, "LoadTrackDiffusionAdapter", pos, [file], outputs=[("adapter", "TRACKDIFFUSION_ADAPTER")])
 
 
-def svd_conditioning(id: int, pos: list, fps: int) -> dict:
+def svd_conditioning(id: int, pos: list, fps: int, size: tuple = (1024, 576, 14), augmentation: float = 0.02) -> dict:
     """1024x576, 14 frames (the editors'), motion bucket 127, augmentation 0.02; ComfyUI passes fps-1 to SVD."""
-    return node(id, "SVD_img2vid_Conditioning", pos, [1024, 576, 14, 127, fps, 0.02],
+    return node(id, "SVD_img2vid_Conditioning", pos, [*size, 127, fps, augmentation],
                 [("clip_vision", "CLIP_VISION"), ("init_image", "IMAGE"), ("vae", "VAE")],
                 [("positive", "CONDITIONING"), ("negative", "CONDITIONING"), ("latent", "LATENT")])
 
@@ -129,23 +140,31 @@ def modelscope_sampler(id: int, pos: list, prompt: str, seed: int, control: str)
                 size=[360, 420])
 
 
-def svd_trackdiffusion() -> dict:
+def svd_trackdiffusion(tiny: bool = False) -> dict:
+    """TrackDiffusion on SVD; ``tiny``: the same graph on the tiny SVD the pack ships (its loader, a SynTrack
+    validation clip's first frame and tracklets, 64x64, 16 frames, no augmentation: what it was trained on)."""
+    if tiny:
+        from trackdiffusion.evaluation.synth import make_split
+        from trackdiffusion.models.tiny_svd.files import TRACKDIFFUSION_ADAPTER
+
+        state = json.loads(make_split("val", "eval", n=TINY_CLIP + 1)[TINY_CLIP].tracklets.to_json())
+    loader = tiny_svd_loader(1, [0, 0]) if tiny else svd_checkpoint(1, [0, 0])
     nodes = [
-        svd_checkpoint(1, [0, 0]),
-        load_image(2, [0, 200]),
-        tracklet_editor(3, [0, 560]),
-        load_adapter(4, [420, 0], "trackdiffusion_svd_stage2_fp16.safetensors"),
+        loader,
+        load_image(2, [0, 200], TINY_FIRST_FRAME if tiny else "example.png"),
+        tracklet_editor(3, [0, 560], state if tiny else STREET),
+        load_adapter(4, [420, 0], TRACKDIFFUSION_ADAPTER if tiny else "trackdiffusion_svd_stage2_fp16.safetensors"),
         node(5, "InstanceEnhancerPatch", [780, 0], [1.0, 0.0, 1.0, "error"],
              [("model", "MODEL"), ("adapter", "TRACKDIFFUSION_ADAPTER"), ("tracklets", "TRACKLETS")],
              [("MODEL", "MODEL")]),
         # fps 8: ComfyUI passes fps-1 = 7, the value TrackDiffusion-SVD was trained with.
         # width, height and frames match the editor's (the patch checks the frame count and says so if it differs)
-        svd_conditioning(7, [420, 300], fps=8),
+        svd_conditioning(7, [420, 300], fps=8, **({"size": (64, 64, 16), "augmentation": 0.0} if tiny else {})),
         trackdiffusion_sampler(8, [1120, 200], seed=42, steps=25, sgi2v=SGI2V_OFF),
         vae_decode(9, [1460, 200]),
-        visualize_tracklets(10, [1460, 400]),
-        save_webp(11, [1800, 200], "trackdiffusion"),
-        save_webp(12, [1800, 500], "trackdiffusion_boxes"),
+        visualize_tracklets(10, [1460, 400], [True, 1, False] if tiny else (True, 2, True)),
+        save_webp(11, [1800, 200], "tiny_svd_trackdiffusion" if tiny else "trackdiffusion"),
+        save_webp(12, [1800, 500], "tiny_svd_trackdiffusion_boxes" if tiny else "trackdiffusion_boxes"),
     ]
     links = [(1, 0, 5, "model"), (4, 0, 5, "adapter"), (3, 0, 5, "tracklets"), (2, 0, 3, "background"),
              (1, 1, 7, "clip_vision"), (2, 0, 7, "init_image"), (1, 2, 7, "vae"), (5, 0, 8, "model"),
@@ -255,6 +274,28 @@ def demo_cpu() -> dict:
     return build(nodes, [(1, 0, 2, "images"), (1, 1, 3, "tracklets"), (1, 0, 3, "images"), (3, 0, 4, "images")])
 
 
+def preview_tiny_svd(path: Path) -> None:
+    """The tiny SVD workflow's own result (the diffusers backend, which ComfyUI's sampling equals): its middle frame,
+    plain and with the boxes it followed; and its first frame, the workflow's Load Image input."""
+    import cv2
+    import numpy as np
+
+    from trackdiffusion.data.visualize import draw_tracklets
+    from trackdiffusion.evaluation.synth import make_split
+    from trackdiffusion.models.tiny_svd import demo
+
+    clip = make_split("val", "eval", n=TINY_CLIP + 1)[TINY_CLIP]
+    cv2.imwrite(str(REPO / "example_workflows" / "input" / TINY_FIRST_FRAME),
+                cv2.cvtColor(clip.video[0], cv2.COLOR_RGB2BGR))
+    video = demo.generate(clip.video[0], clip.tracklets, seed=42)
+    video = np.repeat(np.repeat(video, 4, axis=1), 4, axis=2)
+    middle = len(video) // 2
+    boxes = draw_tracklets(clip.tracklets.resample(width=256, height=256), video, thickness=2, show_labels=False)
+    canvas = np.full((288, 512, 3), 32, np.uint8)
+    canvas[16:272, :256], canvas[16:272, 256:] = video[middle], boxes[middle]
+    cv2.imwrite(str(path), cv2.cvtColor(canvas, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 85])
+
+
 def preview_tracklets(path: Path) -> None:
     """The template browser's thumbnail: the example tracklets drawn over a grey canvas, middle frame."""
     import cv2
@@ -307,13 +348,30 @@ WORKFLOWS = {"svd_trackdiffusion": (svd_trackdiffusion, preview_tracklets),
              "modelscope_trackdiffusion": (modelscope_trackdiffusion, preview_tracklets),
              "dataset_from_tracklets": (dataset_from_tracklets, preview_tracklets),
              "svd_boxes_training_free": (svd_boxes_training_free, preview_tracklets),
-             "demo_cpu": (demo_cpu, preview_demo)}
+             "demo_cpu": (demo_cpu, preview_demo),
+             "tiny_svd_trackdiffusion_cpu": (lambda: svd_trackdiffusion(tiny=True), preview_tiny_svd)}
 
 
-def main() -> None:
+def tiny_adapter_exists() -> bool:
+    from trackdiffusion.models.tiny_svd.files import ADAPTERS, TRACKDIFFUSION_ADAPTER
+
+    return (ADAPTERS / TRACKDIFFUSION_ADAPTER).is_file()
+
+
+def main(names: list[str] | None = None) -> None:
+    """Write every example (or those named on the command line) and its preview."""
     folder = REPO / "example_workflows"
     folder.mkdir(exist_ok=True)
+    unknown = sorted(set(names or ()) - set(WORKFLOWS))
+    if unknown:
+        raise SystemExit(f"error: no example {unknown}; known: {', '.join(WORKFLOWS)}")
     for name, (make, preview) in WORKFLOWS.items():
+        if names and name not in names:
+            continue
+        if name.startswith("tiny_svd") and not tiny_adapter_exists():
+            print(f"skipped {name}: the tiny SVD's TrackDiffusion adapter is not trained yet "
+                  "(bash dev/train_tiny_svd_trackdiffusion.sh RUNS)")
+            continue
         out = folder / f"{name}.json"
         out.write_text(json.dumps(make(), indent=1) + "\n")
         preview(folder / f"{name}.jpg")
@@ -321,4 +379,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    import sys
+
+    main(sys.argv[1:])
