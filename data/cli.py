@@ -161,6 +161,35 @@ def _cmd_render(args) -> int:
     return 0
 
 
+def _cmd_track(args) -> int:
+    import json
+
+    from .atomic import atomic_write_text
+    from .dataset import read_frames
+    from .video_tracking import track_boxes
+
+    check_output(args.output, [args.video, args.boxes], args.force)
+    if args.confidence:
+        check_output(args.confidence, [args.video, args.boxes, args.output], args.force)
+    frames = read_frames(args.video)
+    if len(frames) < 2:
+        raise InvalidInputError(f"the clip has {len(frames)} frame; following boxes needs at least 2.",
+                                source=args.video)
+    args.input = args.boxes
+    tracked, confidence = track_boxes(frames, _load(args), args.out_frames, args.out_width, args.out_height)
+    save(tracked, args.output, "json")
+    if args.confidence:
+        atomic_write_text(args.confidence, json.dumps({"ids": sorted(o.id for o in tracked.objects),
+                                                       "confidence": confidence.round(4).tolist()}))
+    for j, oid in enumerate(sorted(o.id for o in tracked.objects)):
+        held = confidence[:, j] > 0
+        print(f"  object {oid}: followed in {int(held.sum())} of {len(held)} frames, mean confidence "
+              f"{float(confidence[held, j].mean()) if held.any() else 0.0:.2f}")
+    print(f"wrote {args.output} ({len(tracked.objects)} objects, {tracked.num_frames} frames, "
+          f"{tracked.width}x{tracked.height})")
+    return 0
+
+
 def _cmd_dataset(args) -> int:
     from .dataset import read_frames, write_tracking_sequence
 
@@ -198,6 +227,20 @@ def add_tracklets_parsers(sub) -> None:
     render.add_argument("--force", action="store_true", help="replace OUT if it exists (never an input itself)")
     _add_input_options(render)
     render.set_defaults(func=_cmd_render)
+
+    track = tsub.add_parser("track", help="follow boxes drawn on a reference clip's first frame through the clip "
+                            "(motion from a real video; no model download)")
+    track.add_argument("video", help="the reference clip: a video file or a folder of frames")
+    track.add_argument("output", help="the tracklets JSON to write (an existing one only with --force)")
+    track.add_argument("--boxes", required=True, help="where each object starts: a tracklets file (any supported "
+                       "format; usually one box per object on frame 0, any canvas: scaled to the clip)")
+    track.add_argument("--out-frames", type=int, help="resample the motion to this many frames (default: the clip's)")
+    track.add_argument("--out-width", type=int, help="output canvas width (default: the clip's)")
+    track.add_argument("--out-height", type=int, help="output canvas height (default: the clip's)")
+    track.add_argument("--confidence", help="also write the per-frame, per-object confidence (JSON) here")
+    track.add_argument("--force", action="store_true", help="replace OUT if it exists (never an input itself)")
+    _add_input_options(track)
+    track.set_defaults(func=_cmd_track)
 
     ds = sub.add_parser("dataset", help="video frames + tracklets -> a MOT sequence and YouTube-VIS json")
     ds.add_argument("frames_path", metavar="FRAMES", help="a folder of frames or a video file")

@@ -13,11 +13,13 @@ from .tiny_svd_nodes import LoadTinySVD
 from .trackdiffusion_nodes import InstanceEnhancerPatch, LoadTrackDiffusionAdapter, TrackAdapterPatch
 from .tracklet_nodes import LoadTracklets, TrackletsToTracks, VisualizeTracklets
 from .trajectory_nodes import PointTrajectoryBuilder
+from .video_tracking_nodes import PointTrajectoriesFromVideo, TrackFromVideo
 
 NODES: list[type[io.ComfyNode]] = [LoadTracklets, TrackletsToTracks, VisualizeTracklets, PointTrajectoryBuilder,
                                    LoadTrackDiffusionAdapter, InstanceEnhancerPatch, TrackAdapterPatch,
                                    TrackDiffusionSampler, SaveTrackingDataset, LoadModelScopeTrackDiffusion,
-                                   ModelScopeTrackDiffusionSampler, TrackDiffusionDemo, LoadTinySVD, *EDITOR_NODES]
+                                   ModelScopeTrackDiffusionSampler, TrackDiffusionDemo, LoadTinySVD, TrackFromVideo,
+                                   PointTrajectoriesFromVideo, *EDITOR_NODES]
 
 
 class TrackDiffusionExtension(ComfyExtension):
