@@ -256,7 +256,23 @@ def tiny_svd_base(docs) -> str:
     return table + "\n\n" + text
 
 
-RENDERERS: dict[str, Callable[[list[dict]], str]] = {f.__name__: f for f in (tiny_svd_base,
+def track_from_video(docs) -> str:
+    """Track From Video and Point Trajectories From Video on SynTrack (dev/benchmarks/results_track_from_video.json)."""
+    (doc,) = docs
+    names = [("box_mIoU", "boxes: mean IoU with the true box over its visible frames"),
+             ("identity_kept", "boxes: share of visible frames on its own object (IoU >= 0.5, no other closer)"),
+             ("visibility_agreement", "boxes: shown exactly when the object is visible"),
+             ("point_EPE_px", "points: end-point error, px"),
+             ("points_followed", "points: share of truly visible point-frames still followed"),
+             ("points_followed_while_hidden", "points: share of followed point-frames that are truly hidden")]
+    rows = ["| measure | value [CI] |", "|---|---|"]
+    for key, label in names:
+        m = doc["metrics"][key]
+        rows.append(f"| {label} | {m['estimate']:.3f} [{m['lo']:.3f}, {m['hi']:.3f}] |")
+    return "\n".join(rows) + f"\n\n{doc['clips']} clips in {doc['seconds']:.1f} s on one CPU thread."
+
+
+RENDERERS: dict[str, Callable[[list[dict]], str]] = {f.__name__: f for f in (tiny_svd_base, track_from_video,
     controllability, controllability_differences, ablation, ablation_differences, controllability_minutes, guidance,
     ceiling, ceiling_short, demo_time, sgi2v_cost, patch_cost, slots, trajectories, svd_delta_size, trackgo_params,
     demo_params)}
