@@ -274,6 +274,80 @@ def demo_cpu() -> dict:
     return build(nodes, [(1, 0, 2, "images"), (1, 1, 3, "tracklets"), (1, 0, 3, "images"), (3, 0, 4, "images")])
 
 
+#: the motion-from-video example: SynTrack validation clip 10 (two objects crossing the frame), as an mp4 in
+#: example_workflows/input, its first-frame boxes in the Tracklet Editor
+REFERENCE_CLIP, REFERENCE_FILE = 10, "reference_clip.mp4"
+
+
+def reference_clip():
+    from trackdiffusion.evaluation.synth import make_split
+
+    return make_split("val", "eval", n=REFERENCE_CLIP + 1)[REFERENCE_CLIP]
+
+
+def first_frame_boxes(clip) -> dict:
+    """What a user draws: each object's box on the clip's first frame (objects not yet visible left out)."""
+    state = json.loads(clip.tracklets.to_json())
+    dense = clip.tracklets.dense(clamp=False)
+    objects = []
+    for j, obj in enumerate(sorted(state["objects"], key=lambda o: o["id"])):
+        if dense.visible[0, j]:
+            objects.append({**obj, "keyframes": [{"frame": 0, "box": dense.boxes[0, j].tolist(), "visible": True}]})
+    return {**state, "objects": objects}
+
+
+def motion_from_video() -> dict:
+    """Load Video -> boxes drawn on its first frame -> Track From Video -> the CPU demo model animates the first
+    frame along the copied motion -> reference and generated side by side."""
+    nodes = [
+        node(1, "LoadVideo", [0, 0], [REFERENCE_FILE, "image"], outputs=[("VIDEO", "VIDEO")]),
+        node(2, "GetVideoComponents", [0, 160], [], [("video", "VIDEO")],
+             [("images", "IMAGE"), ("audio", "AUDIO"), ("fps", "FLOAT")]),
+        tracklet_editor(3, [0, 360], first_frame_boxes(reference_clip())),
+        node(4, "TrackFromVideo", [660, 0], [0, 0, 0], [("video", "IMAGE"), ("boxes", "TRACKLETS")],
+             [("tracklets", "TRACKLETS"), ("preview", "IMAGE"), ("confidence", "STRING")], size=[320, 200]),
+        node(5, "TrackDiffusionDemo", [1020, 0], [20000, 0, 20, 0, "fixed", 1],
+             [("first_frame", "IMAGE"), ("tracklets", "TRACKLETS")],
+             [("frames", "IMAGE"), ("tracklets", "TRACKLETS")], size=[340, 260]),
+        node(6, "ImageStitch", [1400, 0], ["right", True, 2, "white"], [("image1", "IMAGE"), ("image2", "IMAGE")],
+             [("IMAGE", "IMAGE")]),
+        save_webp(7, [1740, 0], "motion_from_video"),
+        save_webp(8, [1020, 320], "motion_from_video_tracked"),
+    ]
+    links = [(1, 0, 2, "video"), (2, 0, 3, "background"), (2, 0, 4, "video"), (3, 0, 4, "boxes"),
+             (2, 0, 5, "first_frame"), (4, 0, 5, "tracklets"), (4, 1, 6, "image1"), (5, 0, 6, "image2"),
+             (6, 0, 7, "images"), (4, 1, 8, "images")]
+    return build(nodes, links)
+
+
+def preview_motion_from_video(path: Path) -> None:
+    """The reference clip (written here into example_workflows/input) with the followed boxes, and the demo model's
+    clip along them: the middle frame of each."""
+    import cv2
+    import numpy as np
+
+    from trackdiffusion.data.tracklets import load
+    from trackdiffusion.data.video_tracking import track_boxes
+    from trackdiffusion.data.visualize import draw_tracklets, write_frames
+    from trackdiffusion.models.demo.cli import load_demo_model
+    from trackdiffusion.models.demo.sampling import generate
+
+    clip = reference_clip()
+    out = REPO / "example_workflows" / "input" / REFERENCE_FILE
+    out.unlink(missing_ok=True)
+    write_frames(clip.video, out, fps=8)
+    tracked, _ = track_boxes(clip.video, load(json.dumps(first_frame_boxes(clip))))
+    reference = draw_tracklets(tracked, clip.video, thickness=1, show_labels=False)
+    video = generate(load_demo_model(), clip.video[0], tracked, steps=20, seed=0)
+    middle = len(video) // 2
+    def big(v):
+        return np.repeat(np.repeat(v, 4, axis=0), 4, axis=1)
+
+    canvas = np.full((288, 512, 3), 32, np.uint8)
+    canvas[16:272, :256], canvas[16:272, 256:] = big(reference[middle]), big(video[middle])
+    cv2.imwrite(str(path), cv2.cvtColor(canvas, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 85])
+
+
 def preview_tiny_svd(path: Path) -> None:
     """The tiny SVD workflow's own result (the diffusers backend, which ComfyUI's sampling equals): its middle frame,
     plain and with the boxes it followed; and its first frame, the workflow's Load Image input."""
@@ -349,6 +423,7 @@ WORKFLOWS = {"svd_trackdiffusion": (svd_trackdiffusion, preview_tracklets),
              "dataset_from_tracklets": (dataset_from_tracklets, preview_tracklets),
              "svd_boxes_training_free": (svd_boxes_training_free, preview_tracklets),
              "demo_cpu": (demo_cpu, preview_demo),
+             "motion_from_video": (motion_from_video, preview_motion_from_video),
              "tiny_svd_trackdiffusion_cpu": (lambda: svd_trackdiffusion(tiny=True), preview_tiny_svd)}
 
 

@@ -33,7 +33,8 @@ def expected_widget_values(inputs: dict) -> list[tuple[str, object]]:
             out.append((name, kind if not isinstance(kind, list) else "COMBO"))
             if options.get("control_after_generate"):
                 out.append((f"{name} control", "CONTROL"))
-            if options.get("image_upload"):
+            # the frontend adds its upload button (saved as "image") after image, animated-image and video combos
+            if any(options.get(k) for k in ("image_upload", "animated_image_upload", "video_upload")):
                 out.append((f"{name} upload", "UPLOAD"))
     return out
 

@@ -55,6 +55,9 @@ SMALL = {
     "TrackDiffusionDemo": {"frames": FRAMES, "steps": 2},
 }
 DEMO_SIZE = (64 * 4, 64 * 4)  # the demo's 64 px frames, upscale 4 as saved
+#: examples already sized for the CPU (64x64 clips of 16 frames): run at their own size, only with fewer steps
+NATIVE = {"motion_from_video.json": {"TrackDiffusionDemo": {"steps": 2}}}
+NATIVE_FRAMES = 16
 
 #: the animations each example saves: file name prefix -> (width, height) of its FRAMES frames. A workflow not listed
 #: here still runs, with the generic checks only (it wrote files, every file its output nodes report exists).
@@ -65,6 +68,8 @@ EXPECTED = {
     "svd_trackdiffusion.json": {"trackdiffusion": SVD_SIZE, "trackdiffusion_boxes": SVD_SIZE},
     "svd_trackgo.json": {"trackgo": SVD_SIZE, "trackgo_trajectories": SVD_SIZE},
     "dataset_from_tracklets.json": {},  # a MOT sequence, checked in check_dataset
+    # the reference clip with its followed boxes, stitched (2 px apart) to the demo model's clip along them
+    "motion_from_video.json": {"motion_from_video": (64 + 2 + 64, 64), "motion_from_video_tracked": (64, 64)},
 }
 #: where an added model or guidance is the point of the example: the override that takes it away (strength 0, SG-I2V
 #: off) for a second, reference run; the generated video must differ from it
@@ -75,10 +80,12 @@ ABLATION = {
 }
 
 
-def small_overrides(workflow: dict) -> list[str]:
-    """SMALL for every node of the workflow (by node id, so several nodes of one type are all made small)."""
-    return [f"{node['id']}.{name}={json.dumps(value)}" for node in workflow["nodes"]
-            for name, value in SMALL.get(node["type"], {}).items()]
+def small_overrides(workflow: dict, name: str = "") -> list[str]:
+    """SMALL (NATIVE's for a CPU-sized example) for every node of the workflow (by node id, so several nodes of one
+    type are all made small)."""
+    table = NATIVE.get(name, SMALL)
+    return [f"{node['id']}.{key}={json.dumps(value)}" for node in workflow["nodes"]
+            for key, value in table.get(node["type"], {}).items()]
 
 
 # ----------------------------------------------------------------------------------------------- the tiny files
@@ -189,7 +196,7 @@ def frames_of(path: Path) -> np.ndarray:
     return np.stack(out)
 
 
-def check_files(result, expected: dict) -> dict[str, np.ndarray]:
+def check_files(result, expected: dict, frames: int = FRAMES) -> dict[str, np.ndarray]:
     """The run wrote files, and every file its output nodes reported exists; each expected prefix is one animation of
     FRAMES frames of the expected size, not all one colour. Returns the frames per prefix."""
     written = [p for p in result.out_dir.rglob("*") if p.is_file() and p.name not in ("prompt.json", "outputs.json")]
@@ -201,7 +208,7 @@ def check_files(result, expected: dict) -> dict[str, np.ndarray]:
         files = saved(result, prefix)
         assert len(files) == 1, (prefix, [p.name for p in result.files])
         video = frames_of(files[0])
-        assert video.shape == (FRAMES, size[1], size[0], 3), (prefix, video.shape)
+        assert video.shape == (frames, size[1], size[0], 3), (prefix, video.shape)
         assert video.std() > 1.0, f"{prefix}: a flat picture"
         out[prefix] = video
     return out
@@ -232,11 +239,12 @@ def test_every_example_has_expectations():
 @pytest.mark.parametrize("path", WORKFLOWS, ids=[p.name for p in WORKFLOWS])
 def test_example_runs_end_to_end(comfy, example_models, path, tmp_path, caplog):
     workflow = json.loads(path.read_text())
-    overrides = small_overrides(workflow)
+    overrides = small_overrides(workflow, path.name)
+    frames = NATIVE_FRAMES if path.name in NATIVE else FRAMES
     with caplog.at_level(logging.INFO):
         result = run(comfy, path, tmp_path / "run", overrides)
     sgi2v_steps = [r.getMessage() for r in caplog.records if r.getMessage().startswith("SG-I2V step")]
-    videos = check_files(result, EXPECTED.get(path.name, {}))
+    videos = check_files(result, EXPECTED.get(path.name, {}), frames)
     prompt_types = {entry["class_type"] for entry in result.prompt.values()}
     if "SaveTrackingDataset" in prompt_types:
         check_dataset(tmp_path / "run")
@@ -256,7 +264,7 @@ def test_example_runs_end_to_end(comfy, example_models, path, tmp_path, caplog):
     ablation = ABLATION.get(path.name)
     if ablation is not None:
         reference = check_files(run(comfy, path, tmp_path / "ablated", [*overrides, ablation]),
-                                EXPECTED[path.name])
+                                EXPECTED[path.name], frames)
         prefix = next(iter(EXPECTED[path.name]))  # the generated video (the others draw on it)
         difference = np.abs(videos[prefix] - reference[prefix]).mean()
         assert difference > 0.5, f"{ablation} leaves the video as it was (mean difference {difference:.3f})"
