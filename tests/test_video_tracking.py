@@ -120,3 +120,14 @@ def test_the_command_line_follows_boxes_through_a_video_file(tmp_path, capsys):
     assert main(["tracklets", "track", str(folder / "000.png"), str(tmp_path / "x.json"), "--boxes",
                  str(boxes)]) == 2
     assert "at least 2" in capsys.readouterr().err and not (tmp_path / "x.json").exists()
+
+
+def test_an_unreadable_video_is_one_clear_line(tmp_path, capsys):
+    _, truth = moving_square()
+    bad = tmp_path / "broken.mp4"
+    bad.write_bytes(b"not a video")
+    boxes = tmp_path / "boxes.json"
+    boxes.write_text(start_boxes(truth[0], 12, 96).to_json())
+    assert main(["tracklets", "track", str(bad), str(tmp_path / "o.json"), "--boxes", str(boxes)]) == 2
+    err = capsys.readouterr().err
+    assert "no frames could be decoded" in err and "Traceback" not in err and not (tmp_path / "o.json").exists()
