@@ -301,9 +301,9 @@ def motion_from_video() -> dict:
     frame along the copied motion -> reference and generated side by side."""
     nodes = [
         node(1, "LoadVideo", [0, 0], [REFERENCE_FILE, "image"], outputs=[("VIDEO", "VIDEO")]),
-        node(2, "GetVideoComponents", [0, 160], [], [("video", "VIDEO")],
+        node(2, "GetVideoComponents", [0, 200], [], [("video", "VIDEO")],
              [("images", "IMAGE"), ("audio", "AUDIO"), ("fps", "FLOAT")]),
-        tracklet_editor(3, [0, 360], first_frame_boxes(reference_clip())),
+        tracklet_editor(3, [0, 400], first_frame_boxes(reference_clip())),
         node(4, "TrackFromVideo", [660, 0], [0, 0, 0], [("video", "IMAGE"), ("boxes", "TRACKLETS")],
              [("tracklets", "TRACKLETS"), ("preview", "IMAGE"), ("confidence", "STRING")], size=[320, 200]),
         node(5, "TrackDiffusionDemo", [1020, 0], [20000, 0, 20, 0, "fixed", 1],
