@@ -128,7 +128,7 @@ def load_modelscope(id: int, pos: list) -> dict:
 
 
 def load_tracklets(id: int, pos: list, size: list, source: str) -> dict:
-    return node(id, "LoadTracklets", pos, [source, "auto", 0, 0, 0, "", 64.0, False],
+    return node(id, "LoadTracklets", pos, [source, "auto", 0, 0, 0, "", 64.0, False, "(source text)"],
                 outputs=[("tracklets", "TRACKLETS"), ("width", "INT"), ("height", "INT"), ("num_frames", "INT")],
                 size=size)
 

@@ -49,6 +49,30 @@ def _resolve_source(text: str, trusted: tuple[Path, ...] = ()) -> str | Path:
     return stripped
 
 
+#: the file list's first entry: read ``source`` (a pasted text or a file name typed there) instead of a listed file
+FROM_SOURCE = "(source text)"
+TRACKLET_SUFFIXES = (".json", ".txt", ".csv")
+MAX_LISTED = 2000
+
+
+def input_tracklet_files() -> list[str]:
+    """Tracklet-like files in ComfyUI's input folder and its subfolders (two levels), as names relative to it, the
+    way core loaders list theirs; hidden files and folders are left out."""
+    import folder_paths
+
+    root = Path(folder_paths.get_input_directory())
+    found = []
+    for depth in ("*", "*/*", "*/*/*"):
+        for path in root.glob(depth):
+            rel = path.relative_to(root)
+            if (path.is_file() and path.suffix.lower() in TRACKLET_SUFFIXES
+                    and not any(part.startswith(".") for part in rel.parts)):
+                found.append(rel.as_posix())
+            if len(found) >= MAX_LISTED:
+                return sorted(found)
+    return sorted(found)
+
+
 class LoadTracklets(io.ComfyNode):
     #: folders besides the input folder whose files may be named by absolute path: set only in-process, by the
     #: headless runner for the tracklet folder of its ``--batch`` (a workflow queued on a server cannot set it)
@@ -77,6 +101,9 @@ class LoadTracklets(io.ComfyNode):
                                tooltip="Box size in pixels for point formats (TRACKS, KJNodes)."),
                 io.Boolean.Input("strict", default=False,
                                  tooltip="Boxes outside the canvas are an error instead of being clamped."),
+                io.Combo.Input("file", options=[FROM_SOURCE, *input_tracklet_files()], default=FROM_SOURCE,
+                               optional=True, tooltip="A tracklets file in ComfyUI's input folder (.json, .txt, "
+                               ".csv; refresh to list new ones); the first entry reads 'source' instead."),
             ],
             outputs=[
                 Tracklets.Output(display_name="tracklets"),
@@ -87,8 +114,10 @@ class LoadTracklets(io.ComfyNode):
         )
 
     @classmethod
-    def execute(cls, source, format, width, height, num_frames, video, box_size, strict) -> io.NodeOutput:
-        tracklets = load(_resolve_source(source, cls.trusted_folders), None if format == "auto" else format, strict=strict,
+    def execute(cls, source, format, width, height, num_frames, video, box_size, strict,
+                file=FROM_SOURCE) -> io.NodeOutput:
+        chosen = source if not file or file == FROM_SOURCE else file  # a listed name is confined like a typed one
+        tracklets = load(_resolve_source(chosen, cls.trusted_folders), None if format == "auto" else format, strict=strict,
                          width=width or None, height=height or None, num_frames=num_frames or None,
                          video=video or None, box_size=box_size, text_is_never_a_path=True)
         return io.NodeOutput(tracklets, tracklets.width, tracklets.height, tracklets.num_frames)

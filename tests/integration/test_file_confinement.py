@@ -72,3 +72,24 @@ def test_paths_leaving_the_input_folder_are_refused_alike(comfy_with_probe, file
 def test_pasted_text_still_loads(comfy_with_probe):
     _outputs, messages, success = comfy_with_probe.run_prompt(_load(json.dumps(STREET)))
     assert success, messages
+
+
+def test_the_input_folders_tracklet_files_are_offered_as_a_list(comfy_with_probe, files):
+    """As core loaders list their files: the node's 'file' choices are the input folder's tracklet files (hidden ones
+    and other kinds left out); a listed file loads; a name that is not in the list fails ComfyUI's validation."""
+    inside, _ = files
+    (inside / "confinement" / ".hidden.json").write_text(json.dumps(STREET))
+    (inside / "confinement" / "picture.png").write_bytes(b"not tracklets")
+    node = comfy_with_probe.node_class("LoadTracklets")
+    options = node.GET_SCHEMA().inputs[-1].options
+    assert options[0] == "(source text)" and "confinement/nested/ok.json" in options
+    assert "tracklets/street.json" in options  # the example inputs the pack copied
+    assert not any(name.endswith((".png", ".hidden.json")) for name in options)
+    prompt = _load("")
+    prompt["1"]["inputs"]["file"] = "confinement/nested/ok.json"
+    outputs, messages, success = comfy_with_probe.run_prompt(prompt)
+    assert success, messages
+    assert outputs["2"]["probe"][0]["tracklets"]["objects"][0]["label"] == STREET["objects"][0]["label"]
+    prompt["1"]["inputs"]["file"] = "../../etc/passwd"
+    with pytest.raises(AssertionError, match="prompt invalid"):
+        comfy_with_probe.run_prompt(prompt)

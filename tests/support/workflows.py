@@ -36,6 +36,9 @@ NODE_INFOS = {
             "box_size": ["FLOAT", {"default": 64.0, "min": 1.0, "max": 4096.0}],
             "strict": ["BOOLEAN", {"default": False}],
         },
+        optional={
+            "file": ["COMBO", {"default": "(source text)", "options": ["(source text)"]}],
+        },
     ),
     "LoadTrackDiffusionAdapter": node_info("Load TrackDiffusion Adapter", ["TRACKDIFFUSION_ADAPTER"],
         required={
@@ -181,7 +184,7 @@ def ui(nodes: list[dict], links: list[tuple]) -> dict:
 
 
 TRACKS = '{"format": "trackdiffusion.tracklets", "objects": []}'
-LOAD = {"id": 1, "type": "LoadTracklets", "widgets": [TRACKS, "auto", 0, 0, 0, "", 64.0, False]}
+LOAD = {"id": 1, "type": "LoadTracklets", "widgets": [TRACKS, "auto", 0, 0, 0, "", 64.0, False, "(source text)"]}
 VIS = {"id": 2, "type": "VisualizeTracklets", "widgets": [True, 2, True],
        "inputs": [("tracklets", "TRACKLETS"), ("images", "IMAGE")]}
 SAVE = {"id": 3, "type": "SaveImage", "widgets": ["td"], "inputs": [("images", "IMAGE")]}
