@@ -8,7 +8,8 @@ Every video is scored against its clip's true tracklets with the SynTrack metric
 base model cannot know where objects go, so its tracking scores measure how much of the first frame it keeps and
 moves plausibly, not control: they are the floor the TrackDiffusion adapter starts from. Also: frame-0 PSNR (how
 faithfully the first frame is kept), the tracks found per true object, and the training runs' steps, wall time and
-loss curves (every 250 steps, mean of the preceding 250) read from their loss.csv logs.
+loss curves (every 250 steps, mean of the preceding 250) read from their loss.csv logs (a step over 10x the median
+time was the process paused, not training: it counts at the median and the pause is reported).
 """
 
 from __future__ import annotations
@@ -44,9 +45,14 @@ def curve(path: Path | None, every: int = 250) -> dict | None:
         rows = [r for r in csv.DictReader(fh) if r.get("step")]
     loss = np.array([float(r["loss"]) for r in rows])
     seconds = np.array([float(r.get("seconds") or 0) for r in rows])
+    # a step that took over 10x the median was the process paused (SIGSTOP while the test suite had the CPU):
+    # counted at the median, and the pause reported
+    median = float(np.median(seconds)) if len(seconds) else 0.0
+    paused = seconds > 10 * median
     points = [{"step": int(rows[min(i + every, len(rows)) - 1]["step"]), "loss": float(loss[i:i + every].mean())}
               for i in range(0, len(rows), every)]
-    return {"steps": int(rows[-1]["step"]), "train_hours": float(seconds.sum() / 3600), "loss_curve": points}
+    return {"steps": int(rows[-1]["step"]), "train_hours": float(np.where(paused, median, seconds).sum() / 3600),
+            "paused_seconds_excluded": float((seconds[paused] - median).sum()), "loss_curve": points}
 
 
 def shipped(folder: Path) -> dict:
