@@ -9,7 +9,7 @@ base model cannot know where objects go, so its tracking scores measure how much
 moves plausibly, not control: they are the floor the TrackDiffusion adapter starts from. Also: frame-0 PSNR (how
 faithfully the first frame is kept), the tracks found per true object, and the training runs' steps, wall time and
 loss curves (every 250 steps, mean of the preceding 250) read from their loss.csv logs (a step over 10x the median
-time was the process paused, not training: it counts at the median and the pause is reported).
+time was the process paused or starved by another job: it counts at the median and the excess is reported).
 """
 
 from __future__ import annotations
@@ -45,7 +45,8 @@ def curve(path: Path | None, every: int = 250) -> dict | None:
         rows = [r for r in csv.DictReader(fh) if r.get("step")]
     loss = np.array([float(r["loss"]) for r in rows])
     seconds = np.array([float(r.get("seconds") or 0) for r in rows])
-    # a step that took over 10x the median was the process paused (SIGSTOP while the test suite had the CPU):
+    # a step that took over 10x the median was the process paused (SIGSTOP while the test suite had the CPU) or
+    # starved by another job on the 2 cores:
     # counted at the median, and the pause reported
     median = float(np.median(seconds)) if len(seconds) else 0.0
     paused = seconds > 10 * median
