@@ -57,7 +57,11 @@ class LoadTrackDiffusionAdapter(io.ComfyNode):
 
     @classmethod
     def execute(cls, adapter_name) -> io.NodeOutput:
-        path = folder_paths.get_full_path_or_raise(MODEL_FOLDER, adapter_name)
+        path = folder_paths.get_full_path(MODEL_FOLDER, adapter_name)
+        if path is None:  # removed since the list was made, or a name the list never had
+            raise InvalidInputError(f"no adapter {adapter_name!r:.120} in models/{MODEL_FOLDER}.",
+                                    fix="put the converted file there (trackdiffusion weights convert) and refresh "
+                                    "the node's list.", source="Load TrackDiffusion Adapter")
         if _file_format(path) == TRACKGO_FORMAT:
             from safetensors.torch import load_file
 

@@ -29,8 +29,8 @@ def _resolve_source(text: str, trusted: tuple[Path, ...] = ()) -> str | Path:
     import folder_paths
 
     stripped = text.strip()
-    if not stripped or "\n" in stripped or stripped.startswith(("{", "[")):
-        return stripped
+    if not stripped or "\n" in stripped or "\x00" in stripped or stripped.startswith(("{", "[")):
+        return stripped  # text (a NUL byte cannot be in a file name: the OS would refuse the path)
     if trusted and os.path.isabs(stripped):
         candidate = Path(os.path.realpath(stripped))
         if candidate.is_file() and any(candidate.is_relative_to(folder) for folder in trusted):
