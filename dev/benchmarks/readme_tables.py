@@ -244,12 +244,11 @@ def tiny_svd_base(docs) -> str:
                                 ("base, no boxes", "the base model, first frame only")], "video")
     train = doc["training"]
     runs = train.get("base_runs") or [train["base"]]
-    base = " then ".join(f"{r['steps']} steps" for r in runs)
+    base = " then ".join(f"{r['steps']} steps in {r['train_hours']:.1f} h" for r in runs)
     text = (f"Frame-0 PSNR of the base model's videos {doc['base_frame0_psnr_db']:.1f} dB (the VAE round trip: "
             f"{doc['vae_round_trip_psnr_db']:.1f} dB over whole clips). Training on this project's 2-core CPU: the VAE "
             f"{train['vae']['steps']} steps in {train['vae']['train_hours']:.1f} h, the base {base} (batches of 8 "
-            f"clips; the second run from the first's weights with a fresh schedule) in "
-            f"{sum(r['train_hours'] for r in runs):.1f} h.")
+            "clips; the second run from the first's weights with a fresh schedule).")
     if "shipped" in doc:
         text += (f" Shipped: {doc['shipped']['megabytes']:.1f} MB in fp16, the UNet "
                  f"{doc['shipped']['unet_parameters_millions']:.2f} M parameters.")
