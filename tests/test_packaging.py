@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -29,11 +30,58 @@ def test_registry_fields_present():
     assert project["name"] == "trackdiffusion"
     assert project["version"].count(".") == 2
     assert project["description"] and project["license"]
-    for key in ("PublisherId", "DisplayName", "Icon"):
-        assert key in comfy
+    for key in ("PublisherId", "DisplayName", "Icon", "Banner", "requires-comfyui"):
+        assert isinstance(comfy.get(key), str) and comfy[key].strip(), f"[tool.comfy] {key} is empty"
     import trackdiffusion
 
     assert trackdiffusion.__version__ == project["version"]
+
+
+# The registry spec's version syntax and classifier values (docs.comfy.org/registry/specifications; comfy-cli's
+# config_parser drops a field that does not match them, with only a warning).
+VERSION_PART = re.compile(r"^(?:(==|>=|<=|!=|~=|>|<|<>|=)\s*)?\d+\.\d+\.\d+(?:-[a-zA-Z0-9]+)?$")
+OS_PREFIXES = ("Microsoft", "POSIX", "MacOS", "OS Independent")
+ACCELERATORS = {"GPU :: NVIDIA CUDA", "GPU :: AMD ROCm", "GPU :: Intel Arc", "NPU :: Huawei Ascend",
+                "GPU :: Apple Metal"}
+
+
+def test_registry_versions_and_classifiers_are_what_the_registry_reads():
+    required = PYPROJECT["tool"]["comfy"]["requires-comfyui"]
+    assert all(VERSION_PART.match(part.strip()) for part in required.split(",")), required
+    # the range starts at the oldest core issue 19 asks for (0.3.64) and includes the one CI tests (v0.8.0)
+    assert ">=0.3.64" in required.replace(" ", "").split(","), required
+    classifiers = PYPROJECT["project"]["classifiers"]
+    systems = [c.removeprefix("Operating System :: ") for c in classifiers if c.startswith("Operating System :: ")]
+    accelerators = [c.removeprefix("Environment :: ") for c in classifiers if c.startswith("Environment ::")]
+    assert systems and all(s.startswith(OS_PREFIXES) for s in systems), systems
+    assert accelerators and set(accelerators) <= ACCELERATORS, accelerators
+
+
+def _raw_file(url: str) -> Path:
+    """The repository file a raw.githubusercontent.com URL of this repository (per [project.urls]) names."""
+    repo = PYPROJECT["project"]["urls"]["Repository"].removeprefix("https://github.com/").strip("/")
+    prefix = f"https://raw.githubusercontent.com/{repo}/main/"
+    assert url.startswith(prefix), f"{url} is not a raw URL of {repo}'s main branch"
+    return REPO / url.removeprefix(prefix)
+
+
+def test_registry_icon_and_banner_are_committed_images_of_the_sizes_the_registry_wants():
+    from PIL import Image
+
+    comfy = PYPROJECT["tool"]["comfy"]
+    icon, banner = _raw_file(comfy["Icon"]), _raw_file(comfy["Banner"])
+    for path in (icon, banner):
+        assert path.is_file(), f"{path} is missing (python dev/make_icon.py draws it)"
+        if shutil.which("git") and (REPO / ".git").exists():
+            tracked = subprocess.run(["git", "ls-files", "--error-unmatch", str(path.relative_to(REPO))], cwd=REPO,
+                                     capture_output=True, check=False)
+            assert tracked.returncode == 0, f"{path} is not in git: its raw URL would be a 404"
+        with Image.open(path) as image:
+            image.verify()  # a valid file of its format, not just the right name
+    with Image.open(icon) as image:
+        assert image.format == "PNG" and image.width == image.height <= 400, image.size  # square, at most 400 px
+    with Image.open(banner) as image:
+        assert image.format == "PNG" and abs(image.width / image.height - 21 / 9) < 0.01, image.size  # 21:9
 
 
 def test_every_subpackage_is_listed_for_setuptools():
