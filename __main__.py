@@ -6,8 +6,10 @@
     trackdiffusion tracklets show IN [same input options]
     trackdiffusion tracklets render IN OUT.mp4|OUT.gif|FOLDER [--image PATH] [--fps F] [same input options]
     trackdiffusion dataset FRAMES TRACKLETS OUT --name NAME
+    trackdiffusion dataset merge OUT SRC [SRC ...] [--force] [--prefix P] [--link]
     trackdiffusion weights inspect|convert ...
-    trackdiffusion run WORKFLOW.json [--comfyui PATH] [--set NODE.INPUT=VALUE ...] [--batch DIR] [--out DIR]
+    trackdiffusion run WORKFLOW.json [--comfyui PATH] [--set NODE.INPUT=VALUE ...] [--batch DIR [--shard K/N]]
+                       [--out DIR]
     trackdiffusion train {trackdiffusion-svd,trackgo,svd-base} --data syntrack|PATH --out DIR (--base UNET [--vae VAE]
                          [--image-encoder ENC] | --tiny [small|svd-layout]) [--stage 1|2] [--steps N] [--resume] ...
     trackdiffusion synth OUT [--split test|val|train] [--tier eval|ci] [--clips N] [--flat] [--format npz|png|mp4]

@@ -5,6 +5,7 @@
     trackdiffusion tracklets show IN [same input options]
     trackdiffusion tracklets render IN OUT.mp4|OUT.gif|FOLDER [--image PATH] [--fps F] [same input options]
     trackdiffusion dataset FRAMES TRACKLETS OUT --name NAME
+    trackdiffusion dataset merge OUT SRC [SRC ...] [--force] [--prefix P] [--link]
 """
 from __future__ import annotations
 
@@ -201,6 +202,48 @@ def _cmd_dataset(args) -> int:
     return 0
 
 
+def _cmd_merge(args) -> int:
+    from .dataset_merge import merge_datasets
+
+    result = merge_datasets(args.output, args.sources, force=args.force, prefix=args.prefix, link=args.link)
+    for line in result.warnings:
+        print(f"warning: {line}", file=sys.stderr)
+    print(f"wrote {result.out} ({len(result.sequences)} sequence{'s' if len(result.sequences) != 1 else ''}, "
+          f"{result.tracks} track{'s' if result.tracks != 1 else ''}; ytvis.json, cocovid.json, seqmap.txt, "
+          "merge.json)")
+    return 0
+
+
+class DatasetParser(argparse.ArgumentParser):
+    """``dataset FRAMES TRACKLETS OUT --name NAME`` (one sequence) beside ``dataset merge OUT SRC ...``: argparse has
+    no subcommand next to positionals, so the first word picks the parser and the older form keeps working."""
+
+    merge_parser: argparse.ArgumentParser | None = None
+
+    def parse_known_args(self, args=None, namespace=None):
+        args = list(sys.argv[1:] if args is None else args)
+        if self.merge_parser is not None and args[:1] == ["merge"]:
+            return self.merge_parser.parse_known_args(args[1:], namespace)
+        return super().parse_known_args(args, namespace)
+
+
+def _add_merge_parser(ds: DatasetParser) -> None:
+    merge = argparse.ArgumentParser(
+        prog=f"{ds.prog} merge", description="Merge tracker datasets (the --out folders of sharded runs, dataset "
+        "roots, single sequences) into one: sequences renamed PREFIX_00001..., track ids unique across the merge, "
+        "one ytvis.json and cocovid.json for all (unique video, image and annotation ids), seqmap.txt and merge.json "
+        "(where each sequence came from). Written into a temporary folder and renamed: never half a dataset.")
+    merge.add_argument("output", metavar="OUT", help="the merged dataset (new; an existing one only with --force)")
+    merge.add_argument("sources", metavar="SRC", nargs="+", help="folders holding MOT sequences at any depth "
+                       "(folders with seqinfo.ini; hidden folders, i.e. writes in progress, are skipped)")
+    merge.add_argument("--force", action="store_true", help="replace OUT if it exists (never a source)")
+    merge.add_argument("--prefix", default="synth", help="sequence names: PREFIX_00001, ... (default synth)")
+    merge.add_argument("--link", action="store_true", help="hard-link the frames instead of copying them "
+                       "(a copy where links are impossible)")
+    merge.set_defaults(func=_cmd_merge)
+    ds.merge_parser = merge
+
+
 def add_tracklets_parsers(sub) -> None:
     """Add ``tracklets`` and ``dataset`` to the ``trackdiffusion`` command's subparsers."""
     tr = sub.add_parser("tracklets", help="convert, inspect and render tracklet files")
@@ -242,7 +285,13 @@ def add_tracklets_parsers(sub) -> None:
     _add_input_options(track)
     track.set_defaults(func=_cmd_track)
 
-    ds = sub.add_parser("dataset", help="video frames + tracklets -> a MOT sequence and YouTube-VIS json")
+    ds = sub.add_parser("dataset", help="video frames + tracklets -> a MOT sequence and YouTube-VIS json; "
+                        "'dataset merge OUT SRC...' merges datasets",
+                        usage="%(prog)s FRAMES TRACKLETS OUT --name NAME [options]\n"
+                        "       %(prog)s merge OUT SRC [SRC ...] [--force] [--prefix P] [--link]",
+                        epilog="'%(prog)s merge --help' describes the merge.")
+    ds.__class__ = DatasetParser  # the subparsers action makes plain parsers; this one also dispatches 'merge'
+    _add_merge_parser(ds)
     ds.add_argument("frames_path", metavar="FRAMES", help="a folder of frames or a video file")
     ds.add_argument("tracklets", metavar="TRACKLETS", help="the conditioning tracklets (any supported format)")
     ds.add_argument("output", metavar="OUT", help="dataset root; the sequence goes to OUT/NAME (never overwritten)")

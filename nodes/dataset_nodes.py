@@ -9,7 +9,7 @@ from pathlib import Path
 import folder_paths
 from comfy_api.latest import io, ui
 
-from ..data.dataset import next_free_name, write_tracking_sequence
+from ..data.dataset import claim_next_sequence_name, write_tracking_sequence
 from ..data.errors import InvalidInputError
 from .convert import image_to_numpy
 from .types import CATEGORY, Tracklets
@@ -57,9 +57,11 @@ class SaveTrackingDataset(io.ComfyNode):
         if os.path.commonpath([root, output_dir]) != output_dir:
             raise InvalidInputError(f"dataset folder {dataset!r} leaves ComfyUI's output folder.",
                                     fix="give a relative folder name such as trackdiffusion_dataset.")
-        name = next_free_name(Path(root), sequence_prefix)
+        frames = image_to_numpy(images)
         try:
-            target = write_tracking_sequence(image_to_numpy(images), tracklets, root, name, image_format=image_format)
+            # claimed, not just looked up: another process (a shard, a second server) may fill the same folder
+            name = claim_next_sequence_name(Path(root), sequence_prefix)
+            target = write_tracking_sequence(frames, tracklets, root, name, image_format=image_format, claimed=True)
         except OSError as exc:
             raise InvalidInputError(f"could not write the dataset ({exc.strerror or type(exc).__name__}).",
                                     fix="check the output folder's space and permissions.", source=dataset[:80]) from None

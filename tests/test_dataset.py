@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import configparser
 import json
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from trackdiffusion.__main__ import main
-from trackdiffusion.data.dataset import next_free_name, write_tracking_sequence
+from trackdiffusion.data.dataset import claim_next_sequence_name, next_free_name, write_tracking_sequence
 from trackdiffusion.data.errors import InvalidInputError
 from trackdiffusion.data.tracklets import load
 
@@ -78,3 +81,56 @@ def test_dataset_command_from_a_video(tmp_path, capsys):
     assert (tmp_path / "data" / "clip" / "gt" / "gt.txt").read_text().startswith("1,1,")
     assert main(["dataset", str(video), str(STREET), str(tmp_path / "data"), "--name", "clip"]) == 2
     assert "never overwritten" in capsys.readouterr().err
+
+
+def test_a_claimed_name_is_never_handed_out_again(tmp_path):
+    """Looking a name up is not taking it: two writers that both looked would both get synth_00001. A claim (the
+    exclusive mkdir) takes it; the sequence later replaces the empty claimed folder, a failed write gives it up."""
+    assert next_free_name(tmp_path, "synth") == next_free_name(tmp_path, "synth") == "synth_00001"
+    first, second = claim_next_sequence_name(tmp_path, "synth"), claim_next_sequence_name(tmp_path, "synth")
+    assert (first, second) == ("synth_00001", "synth_00002")
+    assert list((tmp_path / first).iterdir()) == []  # claimed, nothing written yet: no seqinfo.ini, no sequence
+    seq = write_tracking_sequence(frames(3, 36, 64), load(STREET), tmp_path, first, claimed=True)
+    assert (seq / "seqinfo.ini").is_file() and sorted(p.name for p in tmp_path.iterdir()) == [first, second]
+    with pytest.raises(InvalidInputError, match="not an empty claimed folder"):
+        write_tracking_sequence(frames(3, 36, 64), load(STREET), tmp_path, first, claimed=True)
+    with pytest.raises(InvalidInputError, match="image_format"):
+        write_tracking_sequence(frames(3, 36, 64), load(STREET), tmp_path, second, image_format="gif", claimed=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [first]  # the failed write gave its claim up
+
+
+WRITER = """
+import sys, time
+from pathlib import Path
+import numpy as np
+from trackdiffusion.data.dataset import claim_next_sequence_name, write_tracking_sequence
+from trackdiffusion.data.tracklets import load
+root, go, street, count = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3], int(sys.argv[4])
+tracklets = load(street)
+video = np.zeros((2, 36, 64, 3), np.uint8)
+while not go.exists():
+    time.sleep(0.005)
+for _ in range(count):
+    name = claim_next_sequence_name(root, "synth")
+    write_tracking_sequence(video, tracklets, root, name, claimed=True)
+    print(name)
+"""
+
+
+def test_concurrent_writers_into_one_dataset_root_never_collide(tmp_path):
+    """Three processes (three shards, or servers) fill one dataset root at the same moment: every sequence gets its
+    own name and is complete."""
+    root, go = tmp_path / "dataset", tmp_path / "go"
+    writers = [subprocess.Popen([sys.executable, "-c", WRITER, str(root), str(go), str(STREET), "6"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(3)]
+    time.sleep(0.5)
+    go.touch()  # start together: the first names are contended
+    outputs = [w.communicate(timeout=120) for w in writers]
+    assert all(w.returncode == 0 for w in writers), [err for _, err in outputs]
+    names = [n for out, _ in outputs for n in out.split()]
+    assert len(names) == len(set(names)) == 18
+    assert sorted(p.name for p in root.iterdir()) == sorted(names)  # no temporary folder, no stray claim
+    for name in names:
+        ini = configparser.ConfigParser()
+        ini.read(root / name / "seqinfo.ini")
+        assert ini["Sequence"]["name"] == name and len(list((root / name / "img1").iterdir())) == 2

@@ -14,6 +14,14 @@ from .outputs import check_out, collect_job, in_place_files
 from .overrides import apply_overrides
 from .progress import ProgressLine, StubServer, quiet_execution_logs
 from .results import RunResult, WorkflowFailed, WorkflowInvalid
+from .shards import (
+    Shard,
+    publish_item,
+    remove_leftovers,
+    scratch_folder,
+    staging_folder,
+    write_finished_marker,
+)
 
 CLIENT_ID = "trackdiffusion-runner"
 
@@ -138,6 +146,61 @@ class Runner:
             return [self._run_in_place(name, prompt, warnings, outputs) for name, prompt, warnings, outputs in
                     validated]
         return self._run_staged(validated, out, subfolders)
+
+    def run_items(self, jobs: list[tuple[str, dict, list[str]]], out: Path, sources: dict[str, Path],
+                  shard: Shard | None = None) -> list[RunResult]:
+        """Validate every job, then execute them in order, each published as ``out/<name>/`` the moment it finished,
+        with its completion marker (:mod:`.shards`): what ``--shard`` runs do, where several processes fill one
+        ``out`` and a later run skips the finished items. A failure stops the run; the items before it stay.
+
+        sources: job name -> its tracklet file (recorded, with its sha256, in the marker).
+        """
+        prepared = [(name, *self.prepare(workflow, overrides)) for name, workflow, overrides in jobs]
+        validated = [(name, prompt, warnings, self.validate(prompt, source=name))
+                     for name, prompt, warnings in prepared]
+        fp = self.runtime.folder_paths
+        out = out.absolute()
+        out.mkdir(parents=True, exist_ok=True)
+        # ComfyUI's output and temp folders for the whole run: save nodes keep the folder they were made with, and
+        # the executor keeps the nodes (and the models) from item to item. Each item's files move from here to its
+        # own staging folder. The folder is this shard's; what a killed run of it left is removed first.
+        scratch = scratch_folder(out, shard)
+        shutil.rmtree(scratch, ignore_errors=True)
+        comfy_out, comfy_temp = scratch / "output", scratch / "temp"
+        saved = fp.get_output_directory(), fp.get_temp_directory()
+        results = []
+        previous: dict[str, list[tuple[Path, Path]]] = {}  # node id -> (file, path relative to its job folder)
+        try:
+            comfy_out.mkdir(parents=True)
+            comfy_temp.mkdir()
+            fp.set_output_directory(str(comfy_out))
+            fp.set_temp_directory(str(comfy_temp))
+            executor = self.new_executor()
+            for name, prompt, warnings, outputs in validated:
+                remove_leftovers(out, name)
+                staging = staging_folder(out, name)
+                target = out / name
+                try:
+                    staging.mkdir()
+                    ui, cached = self.execute(executor, prompt, outputs, label=name, source=name)
+                    files = collect_job(staging, comfy_out, comfy_temp, prompt, ui, cached, previous)
+                    write_finished_marker(staging, sources[name], shard, files)  # last: the item is complete
+                    publish_item(staging, target)
+                except BaseException:
+                    shutil.rmtree(staging, ignore_errors=True)
+                    raise
+
+                def moved(path: Path, staging=staging, target=target) -> Path:
+                    return target / path.relative_to(staging) if path.is_relative_to(staging) else path
+
+                # a later item served from the cache copies this item's files: they now live in out/<name>/
+                previous = {node: [(moved(p), rel) for p, rel in entries] for node, entries in previous.items()}
+                results.append(RunResult(prompt, ui, [moved(p) for p in files], target, warnings, name))
+        finally:
+            fp.set_output_directory(saved[0])
+            fp.set_temp_directory(saved[1])
+            shutil.rmtree(scratch, ignore_errors=True)
+        return results
 
     def _run_in_place(self, name, prompt, warnings, outputs) -> RunResult:
         executor = self.new_executor()

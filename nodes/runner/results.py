@@ -35,7 +35,9 @@ class WorkflowFailed(TrackDiffusionError):
 
 @dataclass
 class RunResult:
-    """One executed prompt: the API prompt, each output node's UI output, the files written."""
+    """One executed prompt: the API prompt, each output node's UI output, the files written. ``skipped``: a
+    ``--shard`` item finished by an earlier run, not run again (``prompt`` and ``outputs`` are then empty; ``files``
+    are the finished item's)."""
 
     prompt: dict
     outputs: dict
@@ -43,6 +45,7 @@ class RunResult:
     out_dir: Path | None = None
     warnings: list[str] = field(default_factory=list)
     name: str = ""
+    skipped: bool = False
 
 
 __all__ = ["RunResult", "WorkflowFailed", "WorkflowInvalid"]

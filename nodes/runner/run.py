@@ -2,6 +2,7 @@
 
 >>> result = run_workflow("example_workflows/svd_trackdiffusion.json", overrides=["KSampler.steps=4"], out="out")
 >>> results = run_batch("workflow.json", "tracklets/", out="out")     # out/<file stem>/ per tracklet file
+>>> results = run_batch("workflow.json", "tracklets/", out="out", shard="2/4")   # every 4th file from the 2nd
 
 Validation is ComfyUI's own ``execution.validate_prompt``; any node error refuses the whole run (ComfyUI would run
 the outputs that did validate). Execution is ComfyUI's ``execution.PromptExecutor`` with a stand-in for the server
@@ -11,6 +12,10 @@ folders point into a hidden staging folder beside ``out`` while the workflow run
 ``outputs.json`` (what each output node reported, file paths relative to the folder) are moved into place, and the
 staging folder is renamed to ``out`` only when everything succeeded. An ``out`` that exists and is not empty is
 refused before anything runs. Without ``out`` the files stay where ComfyUI writes them (its output folder).
+
+A batch with ``shard`` runs only that shard's files (:mod:`.shards`: sorted by name, dealt round-robin, K from 1) and
+publishes each item to ``out/<stem>/`` as soon as it finished, with a completion marker written last; ``out`` may
+already hold other shards' items, and items finished by an earlier run are skipped (a half-finished one is redone).
 
 This module holds the two entry points and their inputs (workflow files, batch folders); the pieces they use:
 :mod:`.overrides` (``--set``), :mod:`.executor` (:class:`Runner`: validation, execution, staging), :mod:`.progress`
@@ -32,6 +37,7 @@ from .outputs import check_out
 from .overrides import apply_overrides, find_node, parse_value
 from .progress import ProgressLine, StubServer
 from .results import RunResult, WorkflowFailed, WorkflowInvalid
+from .shards import Shard, finished_files, parse_shard, shard_files
 
 TRACKLETS_NODE = "LoadTracklets"
 TRACKLETS_INPUT = "source"
@@ -92,17 +98,37 @@ def run_workflow(workflow, *, comfyui=None, overrides: Iterable[str] = (), out=N
 
 
 def run_batch(workflow, tracklets_dir, *, out, comfyui=None, overrides: Iterable[str] = (), progress=None,
-              base_directory=None, cpu: bool | None = None, quiet: bool = True) -> list[RunResult]:
+              base_directory=None, cpu: bool | None = None, quiet: bool = True,
+              shard: Shard | str | None = None) -> list[RunResult]:
     """Run a workflow once per tracklet file in ``tracklets_dir``, with every LoadTracklets node's ``source`` set to
     that file; outputs go to ``out/<file stem>/``. All runs validate before the first one executes; if one fails,
-    nothing is written."""
+    nothing is written.
+
+    ``shard`` (``"K/N"``, K from 1, or a :class:`Shard`): only that shard's files, each item published as it
+    finishes, finished items skipped (see the module docstring). Its results list every file of the shard, in
+    order; the skipped ones have ``skipped=True``."""
     from .comfy_env import start_comfyui
 
     if out is None:
         raise InvalidInputError("a batch run needs an output folder.", fix="add --out DIR.")
+    if shard is not None:
+        shard = parse_shard(shard)
     data, _name = _workflow(workflow)
     files = batch_files(tracklets_dir)
-    check_out(Path(out))
+    finished: dict[str, list[Path]] = {}
+    if shard is None:
+        check_out(Path(out))
+    else:
+        if Path(out).exists() and not Path(out).is_dir():
+            raise InvalidInputError("the output folder is a file.", fix="give a folder (shards share it).",
+                                    source=str(out))
+        files = shard_files(files, shard)
+        for f in files:
+            done = finished_files(Path(out) / f.stem, f)
+            if done is not None:
+                finished[f.stem] = done
+        if len(finished) == len(files):  # nothing left to run: ComfyUI need not even start
+            return [_skipped(f.stem, Path(out), finished) for f in files]
     runtime = start_comfyui(comfyui, base_directory=base_directory, cpu=cpu, quiet=quiet)
     runner = Runner(runtime, progress, quiet)
     prompt, _ = runner.prepare(data, ())
@@ -111,18 +137,25 @@ def run_batch(workflow, tracklets_dir, *, out, comfyui=None, overrides: Iterable
         raise InvalidInputError(f"the workflow has no {TRACKLETS_NODE} node, so --batch has nothing to set.",
                                 fix=f"add a {TRACKLETS_NODE} node feeding the tracklets.", source=_name)
     jobs = [(f.stem, data, [*overrides, *(f"{t}.{TRACKLETS_INPUT}={json.dumps(str(f.resolve()))}"
-                                          for t in targets)]) for f in files]
+                                          for t in targets)]) for f in files if f.stem not in finished]
     # Load Tracklets reads only ComfyUI's input folder (a server's safety); the batch folder is the local user's own
     # choice, so it is trusted for this run, in this process only
     loader = runtime.nodes.NODE_CLASS_MAPPINGS[TRACKLETS_NODE]
     before = loader.trusted_folders
     loader.trusted_folders = (*before, Path(os.path.realpath(tracklets_dir)))
     try:
-        return runner.run(jobs, Path(out), subfolders=True)
+        if shard is None:
+            return runner.run(jobs, Path(out), subfolders=True)
+        ran = {r.name: r for r in runner.run_items(jobs, Path(out), {f.stem: f for f in files}, shard)}
     finally:
         loader.trusted_folders = before
+    return [ran[f.stem] if f.stem in ran else _skipped(f.stem, Path(out), finished) for f in files]
 
 
-__all__ = ["ProgressLine", "RunResult", "Runner", "StubServer", "WorkflowFailed", "WorkflowInvalid",
-           "apply_overrides", "batch_files", "find_node", "is_api_format", "load_workflow", "parse_value",
-           "run_batch", "run_workflow"]
+def _skipped(name: str, out: Path, finished: dict[str, list[Path]]) -> RunResult:
+    return RunResult({}, {}, finished[name], (out / name).absolute(), [], name, skipped=True)
+
+
+__all__ = ["ProgressLine", "RunResult", "Runner", "Shard", "StubServer", "WorkflowFailed", "WorkflowInvalid",
+           "apply_overrides", "batch_files", "find_node", "is_api_format", "load_workflow", "parse_shard",
+           "parse_value", "run_batch", "run_workflow", "shard_files"]
