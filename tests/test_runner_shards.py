@@ -1,6 +1,6 @@
 """``run --batch --shard K/N`` without ComfyUI: the partition, the refusals of bad --shard values (exit 2, one line,
 nothing started), and when an item counts as finished. The runs themselves (two shards into one --out, a re-run) are
-in tests/integration/test_runner_shards.py."""
+in tests/integration/test_runner_sharded_runs.py."""
 
 from __future__ import annotations
 
