@@ -634,18 +634,38 @@ def part_fp16_sgi2v_loss(ctx: Context) -> dict:
 
 
 # ------------------------------------------------------------------------------------------------------ SG-I2V
+_CHILDREN: dict = {}  #: pid -> (Popen, whether it leads a process group of its own)
+_NEW_GROUPS = [True]  #: the top-level run puts each child in a group of its own; a part's process does not
+
+
+def _kill_children(signum=None, frame=None) -> None:
+    """Kill the children still running (their whole process groups where they lead one), then exit on a signal."""
+    for pid, (proc, group) in list(_CHILDREN.items()):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, signal.SIGKILL) if group else proc.kill()
+        _CHILDREN.pop(pid, None)
+    if signum is not None:
+        sys.exit(128 + signum)
+
+
 def run_child(cmd: list[str], timeout: float, env: dict | None = None) -> tuple[int | None, str, str]:
-    """Run ``cmd`` in a new process group; on timeout kill that group. Returns (returncode or None, stdout, stderr)."""
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-                            start_new_session=True, cwd=str(REPO))
+    """Run ``cmd``; on timeout kill it with its own children. The top-level run starts each child as the leader of a
+    process group (in the same session, so whatever ends this run's session ends it too) and kills that group; a
+    part's process keeps its children in its own group, so that killing the part kills them as well. Returns
+    (returncode, or None on timeout, stdout, stderr)."""
+    group = _NEW_GROUPS[0]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=str(REPO),
+                            process_group=0 if group else None)
+    _CHILDREN[proc.pid] = (proc, group)
     try:
         out, err = proc.communicate(timeout=max(1.0, timeout))
         return proc.returncode, out, err
     except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
+        _kill_children()
         out, err = proc.communicate()
         return None, out, err
+    finally:
+        _CHILDREN.pop(proc.pid, None)
 
 
 def part_sgi2v(ctx: Context) -> dict:
@@ -910,11 +930,14 @@ def results_path(args) -> str | None:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(signum, _kill_children)
     info = bootstrap()
     import torch
 
     size = make_size(args)
     if args.part:  # a child: one part, its entry to --part-json
+        _NEW_GROUPS[0] = False
         ctx = Context(args, size, args.deadline or time.time() + 3600)
         entry = run_in_process(args.part, ctx)
         Path(args.part_json).write_text(json.dumps(entry, default=str))
