@@ -9,11 +9,11 @@ Where the frontend looks (comfyui-frontend-package 1.35.9, ``NodeHelpService.fet
 ``/extensions/<folder>/``. So one English page per node, ``js/docs/<node id>.md``, serves every locale.
 
 A page is the node's title, a hand-written "what it does" (everything between the title and the marker line; kept
-when the page is rewritten, the schema's description for a new page), then the inputs and outputs tables, generated
-here from the node's schema as ComfyUI reports it to the frontend (``GET_NODE_INFO_V1``, the ``/object_info`` entry).
-tests/integration/test_node_docs.py fails when a node the pack registers has no page or a page's generated part
-differs from what this script makes now. The script loads real ComfyUI the way the tests do (tests/support/comfyui.py
-finds it), in a throw-away base directory.
+when the page is rewritten, the schema's description for a new page), then every input and output (name, type,
+range or choices, default, meaning), generated here from the node's schema as ComfyUI reports it to the frontend
+(``GET_NODE_INFO_V1``, the ``/object_info`` entry). tests/integration/test_node_docs.py fails when a node the pack
+registers has no page or a page's generated part differs from what this script makes now. The script loads real
+ComfyUI the way the tests do (tests/support/comfyui.py finds it), in a throw-away base directory.
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ INPUT_MEANINGS = {
     "TrackDiffusionSampler.sgi2v_lr": "Learning rate of the latent optimisation (SG-I2V: 0.21).",
     "SaveTrackingDataset.images": "The generated frames.",
     "SaveTrackingDataset.tracklets": "The tracklets that conditioned them (the ground truth written beside them).",
-    "SaveTrackingDataset.sequence_prefix": "Each run writes a new sequence named <prefix>_00001, <prefix>_00002, ...",
+    "SaveTrackingDataset.sequence_prefix": "Each run writes a new sequence named `<prefix>_00001`, `<prefix>_00002`, ...",
     "SaveTrackingDataset.image_format": "Format of the frames in img1/.",
     "ModelScopeTrackDiffusionSampler.model": "From Load ModelScope TrackDiffusion.",
     "ModelScopeTrackDiffusionSampler.tracklets": "The boxes to follow; each object's label is its category text.",
@@ -120,9 +120,9 @@ VARIABLE_CHOICES = {
 }
 
 
-def _cell(text: str) -> str:
-    """Text for one Markdown table cell: one line, pipes escaped."""
-    return " ".join(str(text).split()).replace("|", "\\|")
+def _line(text: str) -> str:
+    """Text for one list item: one line."""
+    return " ".join(str(text).split())
 
 
 def _value(value) -> str:
@@ -153,11 +153,14 @@ def _input_row(node_id: str, name: str, spec: list, optional: bool) -> str:
         default = _value(options["default"]) if "default" in options else "—"
     if options.get("control_after_generate"):
         meaning += " A control after generate (fixed, increment, ...) follows it."
-    return f"| `{name}` | {_cell(type_text)} | {_cell(default)} | {_cell(meaning)} |"
+    facts = [type_text] + ([] if default == "—" else [f"default {default}"])  # links and file lists: no default
+    return f"- **`{name}`** · {' · '.join(_line(f) for f in facts)}: {_line(meaning)}"
 
 
 def generated_part(info: dict) -> str:
-    """The tables (and the node's id line) of a node's page, from its V1 info (``/object_info``)."""
+    """The input and output lists (and the node's id line) of a node's page, from its V1 info (``/object_info``).
+    Lists, not tables: the frontend shows help in a side panel about 240 px wide, which cuts a table's right columns
+    off (frontend 1.35.9)."""
     node_id = info["name"]
     lines = [f"Node id `{node_id}`, category {info['category']}."
              + (" An output node: it runs even when nothing uses its outputs." if info.get("output_node") else ""),
@@ -166,10 +169,7 @@ def generated_part(info: dict) -> str:
     for section in ("required", "optional"):
         for name in info.get("input_order", {}).get(section, []):
             rows.append(_input_row(node_id, name, info["input"][section][name], section == "optional"))
-    if rows:
-        lines += ["| input | type | default | what it is |", "|---|---|---|---|", *rows]
-    else:
-        lines.append("None.")
+    lines += rows or ["None."]
     lines += ["", "## Outputs", ""]
     tooltips = info.get("output_tooltips") or [None] * len(info["output"])
     rows = []
@@ -177,11 +177,8 @@ def generated_part(info: dict) -> str:
         meaning = tooltip or OUTPUT_MEANINGS.get(f"{node_id}.{name}")
         if not meaning:
             raise SystemExit(f"error: output {node_id}.{name} has no tooltip and no entry in OUTPUT_MEANINGS")
-        rows.append(f"| `{name}` | {_cell(kind if isinstance(kind, str) else 'COMBO')} | {_cell(meaning)} |")
-    if rows:
-        lines += ["| output | type | what it is |", "|---|---|---|", *rows]
-    else:
-        lines.append("None: it writes files (see above).")
+        rows.append(f"- **`{name}`** · {_line(kind if isinstance(kind, str) else 'COMBO')}: {_line(meaning)}")
+    lines += rows or ["None: it writes files (see above)."]
     return "\n".join(lines) + "\n"
 
 

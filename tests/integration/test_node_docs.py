@@ -1,6 +1,6 @@
 """Every node the pack registers has its help page (js/docs/<node id>.md, the frontend's node-library help), and each
-page's inputs and outputs tables are what dev/make_node_docs.py makes from the node's schema now; the server serves
-the pages where the frontend fetches them."""
+page's inputs and outputs are what dev/make_node_docs.py makes from the node's schema now; the server serves the
+pages where the frontend fetches them."""
 
 from __future__ import annotations
 
@@ -40,22 +40,21 @@ def test_every_registered_node_has_a_page_and_every_page_a_node(infos):
     assert sorted(pages - set(infos)) == [], "help pages for nodes the pack does not register"
 
 
-def test_each_page_has_a_written_summary_and_the_schema_tables(infos):
+def test_each_page_has_a_written_summary_and_the_schema_inputs_and_outputs(infos):
     for node_id, info in sorted(infos.items()):
         text = DOCS.page_path(node_id).read_text()
         title, prose, generated = DOCS.split_page(text)
         assert title == f"# {info['display_name']}", node_id
         assert len(prose.split()) >= 25, f"{node_id}: the page needs a short hand-written 'what it does'"
-        assert generated == DOCS.generated_part(info), f"{node_id}: the tables differ from the schema: {FIX}"
+        assert generated == DOCS.generated_part(info), f"{node_id}: the inputs and outputs differ from the schema: {FIX}"
         assert text == DOCS.render_page(info, prose)
 
 
-def test_tables_name_every_input_and_output_with_its_type(infos):
-    """Independent of the renderer: each input and output of the schema is a row with its name and type."""
+def test_every_input_and_output_is_listed_with_its_type(infos):
+    """Independent of the renderer: each input and output of the schema, in order, is an item with its name and type."""
     for node_id, info in infos.items():
-        rows = [line.split(" | ") for line in DOCS.page_path(node_id).read_text().splitlines()
-                if line.startswith("| `")]
-        documented = [(r[0].strip("| `"), r[1].split()[0].rstrip(",")) for r in rows]
+        items = [line for line in DOCS.page_path(node_id).read_text().splitlines() if line.startswith("- **`")]
+        documented = [(item.split("`")[1], item.split(" · ")[1].split(":")[0].split()[0].rstrip(",")) for item in items]
         expected = []
         for section in ("required", "optional"):
             for name in info["input_order"].get(section, []):
