@@ -25,6 +25,20 @@ TINY_FIRST_FRAME = "tiny_svd_first_frame.png"
 SGI2V_OFF = ["off", 0.1, 0.4, 5, 0.21, 0.5, 0.4, "output_blocks.7.1, output_blocks.8.1", 0.0]
 SGI2V_ON = ["SG-I2V boxes (training-free)", *SGI2V_OFF[1:]]
 
+# Where the model files the examples load can be downloaded: a loader node's properties.models, as ComfyUI's own
+# templates write it ({name, url, directory}: the file name the widget holds, its URL with ?download=true as theirs,
+# the models/ folder). The frontend's missing-models dialog offers each one whose file is absent (only from
+# huggingface.co or civitai.com, only .safetensors/.sft). Files without a public download are left out: the
+# TrackDiffusion delta (made locally by `trackdiffusion weights convert`), a TrackGo TrackAdapter (TrackGo released no
+# weights) and the ModelScope text-to-video folder (a diffusers folder, not one file). tests/test_example_models.py
+# checks every loader node of every example.
+SVD_MODEL = {"name": "svd.safetensors", "directory": "checkpoints",
+             "url": "https://huggingface.co/stabilityai/stable-video-diffusion-img2vid/resolve/main/svd.safetensors"
+                    "?download=true"}
+MODELSCOPE_FT_MODEL = {"name": "modelscope_ft/unet/diffusion_pytorch_model.safetensors", "directory": "trackdiffusion",
+                       "url": "https://huggingface.co/pengxiang/trackdiffusion_ytvis/resolve/main/modelscope_ft/unet/"
+                              "diffusion_pytorch_model.safetensors?download=true"}
+
 
 def build(nodes: list[dict], links: list[tuple]) -> dict:
     """nodes: {id, type, pos, widgets, inputs: [(name, type, widget?)], outputs: [(name, type)]};
@@ -46,25 +60,32 @@ def build(nodes: list[dict], links: list[tuple]) -> dict:
         outputs = [{"name": name, "type": typ, "slot_index": i,
                     "links": [lk[0] for lk in ui_links if lk[1] == n["id"] and lk[2] == i]}
                    for i, (name, typ) in enumerate(n["outputs"])]
+        properties = {"Node name for S&R": n["type"]}
+        if n.get("models"):
+            properties["models"] = n["models"]
         out_nodes.append({"id": n["id"], "type": n["type"], "pos": n["pos"], "size": n.get("size", [320, 160]),
                           "flags": {}, "order": order, "mode": 0, "inputs": inputs, "outputs": outputs,
-                          "properties": {"Node name for S&R": n["type"]}, "widgets_values": n["widgets"]})
+                          "properties": properties, "widgets_values": n["widgets"]})
     return {"last_node_id": max(by_id), "last_link_id": len(ui_links), "nodes": out_nodes, "links": ui_links,
             "groups": [], "config": {}, "extra": {"ds": {"scale": 0.8, "offset": [0, 0]}}, "version": 0.4}
 
 
 def node(id: int, type: str, pos: list, widgets: list, inputs: list = (), outputs: list = (),
-         size: list | None = None) -> dict:
-    """One node for build(); size is left out (build's default) unless given."""
+         size: list | None = None, models: list | None = None) -> dict:
+    """One node for build(); size is left out (build's default) unless given; models: its downloads (see
+    SVD_MODEL), each named by one of the widget values."""
     n = {"id": id, "type": type, "pos": pos, "widgets": widgets, "inputs": list(inputs), "outputs": list(outputs)}
     if size is not None:
         n["size"] = size
+    if models:
+        assert all(m["name"] in widgets for m in models), (type, models)
+        n["models"] = [dict(m) for m in models]
     return n
 
 
 def svd_checkpoint(id: int, pos: list) -> dict:
     return node(id, "ImageOnlyCheckpointLoader", pos, ["svd.safetensors"],
-                outputs=[("MODEL", "MODEL"), ("CLIP_VISION", "CLIP_VISION"), ("VAE", "VAE")])
+                outputs=[("MODEL", "MODEL"), ("CLIP_VISION", "CLIP_VISION"), ("VAE", "VAE")], models=[SVD_MODEL])
 
 
 def tiny_svd_loader(id: int, pos: list) -> dict:
@@ -123,8 +144,8 @@ def save_webp(id: int, pos: list, prefix: str, fps: float = 8.0, lossless: bool 
 
 def load_modelscope(id: int, pos: list) -> dict:
     return node(id, "LoadModelScopeTrackDiffusion", pos,
-                ["TrackDiffusion_Pretrain", "modelscope_ft/unet/diffusion_pytorch_model.safetensors", "auto"],
-                outputs=[("model", "MODELSCOPE_TRACKDIFFUSION")])
+                ["TrackDiffusion_Pretrain", MODELSCOPE_FT_MODEL["name"], "auto"],
+                outputs=[("model", "MODELSCOPE_TRACKDIFFUSION")], models=[MODELSCOPE_FT_MODEL])
 
 
 def load_tracklets(id: int, pos: list, size: list, source: str) -> dict:
@@ -323,7 +344,6 @@ def motion_from_video() -> dict:
 def preview_motion_from_video(path: Path) -> None:
     """The reference clip (written here into example_workflows/input) with the followed boxes, and the demo model's
     clip along them: the middle frame of each."""
-    import cv2
     import numpy as np
 
     from trackdiffusion.data.tracklets import load
@@ -344,8 +364,8 @@ def preview_motion_from_video(path: Path) -> None:
         return np.repeat(np.repeat(v, 4, axis=0), 4, axis=1)
 
     canvas = np.full((288, 512, 3), 32, np.uint8)
-    canvas[16:272, :256], canvas[16:272, 256:] = big(reference[middle]), big(video[middle])
-    cv2.imwrite(str(path), cv2.cvtColor(canvas, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 85])
+    canvas[:256, :256], canvas[:256, 256:] = big(reference[middle]), big(video[middle])
+    write_thumbnail(path, canvas, "Copy a clip's motion (CPU demo model)")
 
 
 def preview_tiny_svd(path: Path) -> None:
@@ -370,16 +390,113 @@ def preview_tiny_svd(path: Path) -> None:
     cv2.imwrite(str(path), cv2.cvtColor(canvas, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 85])
 
 
-def preview_tracklets(path: Path) -> None:
-    """The template browser's thumbnail: the example tracklets drawn over a grey canvas, middle frame."""
+def write_thumbnail(path: Path, picture, caption: str) -> None:
+    """The template browser's card picture: ``picture`` (RGB, 288 x 512) with ``caption`` on a band along its bottom
+    (the frontend titles a custom node's template by its file name, so the picture says what the workflow is)."""
+    import numpy as np
+    from PIL import Image, ImageDraw, ImageFont
+
+    image = Image.fromarray(np.ascontiguousarray(picture, dtype=np.uint8))
+    assert image.size == (512, 288), image.size
+    draw = ImageDraw.Draw(image, "RGBA")
+    draw.rectangle([0, 252, 511, 287], fill=(16, 18, 26, 225))
+    font = ImageFont.load_default(size=21)  # legible on the card, where the picture is about 280 px wide
+    assert draw.textlength(caption, font=font) <= 492, caption
+    draw.text((10, 257), caption, font=font, fill=(236, 239, 244))
+    image.save(path, "JPEG", quality=85)
+
+
+def _fit(frame, width: int, height: int):
     import cv2
 
+    return cv2.resize(frame, (width, height), interpolation=cv2.INTER_AREA)
+
+
+def preview_svd_trackdiffusion(path: Path) -> None:
+    """What the workflow's Visualize Tracklets draws (its settings: trail, thickness 2, labels) without a first
+    frame: the Tracklet Editor's boxes on the middle frame of 14, with the paths they took."""
     from trackdiffusion.data.tracklets import load
     from trackdiffusion.data.visualize import draw_tracklets
 
     frames = draw_tracklets(load(STREET), thickness=4)
-    frame = cv2.resize(frames[len(frames) // 2], (512, 288), interpolation=cv2.INTER_AREA)
-    cv2.imwrite(str(path), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 85])
+    write_thumbnail(path, _fit(frames[len(frames) // 2], 512, 288),
+                    "SVD + TrackDiffusion: video follows drawn boxes")
+
+
+def preview_svd_boxes_training_free(path: Path) -> None:
+    """What SG-I2V optimises in this workflow: on SVD's 72 x 128 latent, each box's Gaussian weight map (the
+    sampler's sgi2v_heatmap_sigma) on the middle frame, in its object's colour, under the boxes."""
+    import numpy as np
+
+    from trackdiffusion.data.tracklets import load
+    from trackdiffusion.data.visualize import draw_tracklets
+    from trackdiffusion.models.guidance.sgi2v.geometry import latent_boxes_from_tracklets
+    from trackdiffusion.models.guidance.sgi2v.loss import build_alignment_targets
+
+    tracklets, frames, (h, w) = load(STREET), STREET["num_frames"], (576 // 8, 1024 // 8)
+    middle, sigma = frames // 2, SGI2V_ON[6]
+    targets = build_alignment_targets(latent_boxes_from_tracklets(tracklets, frames, h, w), sigma)
+    colours = np.array([[int(c[i:i + 2], 16) for i in (1, 3, 5)] for c in tracklets.dense(frames).colors], float)
+    heat = np.zeros((h, w, 3))
+    s_max = targets.src_grid.shape[1]
+    for index, weight, frame, obj in zip(targets.src_index.tolist(), targets.weight.tolist(), targets.frame.tolist(),
+                                         targets.obj.tolist(), strict=True):
+        if frame != middle:
+            continue
+        gx, gy = targets.src_grid[frame, index - frame * s_max].tolist()
+        col, row = int((gx + 1) / 2 * w), int((gy + 1) / 2 * h)  # the cell whose centre this point is
+        heat[row, col] = np.maximum(heat[row, col], weight * colours[obj])
+    heat = np.repeat(np.repeat(24 + 0.9 * heat, 8, axis=0), 8, axis=1).clip(0, 255).astype(np.uint8)
+    drawn = draw_tracklets(tracklets, np.repeat(heat[None], frames, axis=0), thickness=3, show_labels=False)
+    write_thumbnail(path, _fit(drawn[middle], 512, 288), "SVD + SG-I2V: boxes steer SVD, no extra weights")
+
+
+def preview_modelscope_trackdiffusion(path: Path) -> None:
+    """The text-to-video sampler's boxes on its 384 x 256 video, first and last frame, each box labelled with the
+    category text it is generated from."""
+    import numpy as np
+
+    from trackdiffusion.data.tracklets import load
+    from trackdiffusion.data.visualize import draw_tracklets
+
+    frames = draw_tracklets(load(STREET).resample(width=384, height=256), thickness=2)
+    canvas = np.full((288, 512, 3), 32, np.uint8)
+    canvas[43:213, :255], canvas[43:213, 257:] = _fit(frames[0], 255, 170), _fit(frames[-1], 255, 170)
+    write_thumbnail(path, canvas, "Text to video along boxes (ModelScope)")
+
+
+def preview_dataset_from_tracklets(path: Path) -> None:
+    """Tracker training data: the first and last frame's ground-truth boxes (ids and labels) at the workflow's
+    384 x 256, beside the sequence Save Tracking Dataset writes for them (written here into a temporary folder)."""
+    import tempfile
+
+    import numpy as np
+    from PIL import Image, ImageDraw, ImageFont
+
+    from trackdiffusion.data.dataset import write_tracking_sequence
+    from trackdiffusion.data.tracklets import load
+    from trackdiffusion.data.visualize import draw_tracklets
+
+    tracklets = load(STREET).resample(width=384, height=256)
+    frames = draw_tracklets(tracklets, thickness=2)
+    canvas = np.full((288, 512, 3), 32, np.uint8)
+    canvas[0:128, 0:192], canvas[128:256, 0:192] = _fit(frames[0], 192, 128), _fit(frames[-1], 192, 128)
+    with tempfile.TemporaryDirectory() as tmp:
+        grey = np.full((len(frames), 256, 384, 3), 96, np.uint8)
+        folder = write_tracking_sequence(grey, tracklets, tmp, "synth_00001", image_format="jpg")
+        files = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
+        first_gt = (folder / "gt" / "gt.txt").read_text().splitlines()[0]
+    images = [f for f in files if f.startswith("img1/")]
+    lines = ["trackdiffusion_dataset/", "  synth_00001/", f"    img1/  {len(images)} frames", "    gt/gt.txt",
+             *[f"    {f}" for f in files if "/" not in f], "gt.txt: frame,id,x,y,w,h,...",
+             "  " + ",".join(v.split(".")[0] for v in first_gt.split(","))]
+    image = Image.fromarray(canvas)
+    draw = ImageDraw.Draw(image)
+    font = ImageFont.load_default(size=17)
+    for i, line in enumerate(lines):
+        assert draw.textlength(line, font=font) <= 300, line
+        draw.text((204, 6 + 26 * i), line, font=font, fill=(200, 206, 220))
+    write_thumbnail(path, np.asarray(image), "Tracker training data: MOT + YouTube-VIS")
 
 
 def preview_trajectories(path: Path) -> None:
@@ -394,12 +511,11 @@ def preview_trajectories(path: Path) -> None:
     traj = build_point_trajectories(mask[None], [[[380, 300], [560, 300], [700, 260]]], 14)
     frame = draw_trajectories(traj, radius=5)[-1]
     frame = cv2.resize(frame, (512, 288), interpolation=cv2.INTER_AREA)
-    cv2.imwrite(str(path), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 85])
+    write_thumbnail(path, frame, "SVD + TrackGo: painted parts follow arrows")
 
 
 def preview_demo(path: Path) -> None:
     """The demo workflow's own result: its middle generated frame, plain and with the boxes it followed."""
-    import cv2
     import numpy as np
 
     from trackdiffusion.data.visualize import draw_tracklets
@@ -413,15 +529,15 @@ def preview_demo(path: Path) -> None:
     middle = len(video) // 2
     boxes = draw_tracklets(clip.tracklets, video, thickness=1, show_labels=False)
     canvas = np.full((288, 512, 3), 32, np.uint8)
-    canvas[16:272, :256], canvas[16:272, 256:] = video[middle], boxes[middle]
-    cv2.imwrite(str(path), cv2.cvtColor(canvas, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 85])
+    canvas[:256, :256], canvas[:256, 256:] = video[middle], boxes[middle]
+    write_thumbnail(path, canvas, "CPU demo, nothing to download")
 
 
-WORKFLOWS = {"svd_trackdiffusion": (svd_trackdiffusion, preview_tracklets),
+WORKFLOWS = {"svd_trackdiffusion": (svd_trackdiffusion, preview_svd_trackdiffusion),
              "svd_trackgo": (svd_trackgo, preview_trajectories),
-             "modelscope_trackdiffusion": (modelscope_trackdiffusion, preview_tracklets),
-             "dataset_from_tracklets": (dataset_from_tracklets, preview_tracklets),
-             "svd_boxes_training_free": (svd_boxes_training_free, preview_tracklets),
+             "modelscope_trackdiffusion": (modelscope_trackdiffusion, preview_modelscope_trackdiffusion),
+             "dataset_from_tracklets": (dataset_from_tracklets, preview_dataset_from_tracklets),
+             "svd_boxes_training_free": (svd_boxes_training_free, preview_svd_boxes_training_free),
              "demo_cpu": (demo_cpu, preview_demo),
              "motion_from_video": (motion_from_video, preview_motion_from_video),
              "tiny_svd_trackdiffusion_cpu": (lambda: svd_trackdiffusion(tiny=True), preview_tiny_svd)}
