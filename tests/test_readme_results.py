@@ -246,16 +246,21 @@ def test_results_file_has_provenance_and_current_weights(path):
     assert provenance_problems(doc, check_commit_exists=not _shallow()) == []
 
 
+#: results files whose derived figures come from their own benchmark (its own goal), not bench_controllability's
+DERIVED_BY = {"results_tiny_svd_trackdiffusion.json": "bench_tiny_svd_trackdiffusion"}
+
+
 def test_derived_figures_follow_from_the_stored_ones():
-    import bench_controllability
+    import importlib
 
     checked = 0
     for path in results_files():
         doc = json.loads(path.read_text())
         if "conditions" in doc and "differences" in doc:
-            assert doc.get("derived") == bench_controllability.derived(doc), path.name
+            bench = importlib.import_module(DERIVED_BY.get(path.name, "bench_controllability"))
+            assert doc.get("derived") == bench.derived(doc), path.name
             checked += 1
-    assert checked >= 2
+    assert checked >= 3
 
 
 def test_provenance_helper_writes_what_the_checks_need(tmp_path):

@@ -255,6 +255,35 @@ def tiny_svd_base(docs) -> str:
     return table + "\n\n" + text
 
 
+def tiny_svd_trackdiffusion(docs) -> str:
+    """TrackDiffusion trained on the tiny SVD, sampled in ComfyUI with true, shuffled and no boxes
+    (dev/benchmarks/results_tiny_svd_trackdiffusion.json)."""
+    (doc,) = docs
+    table = _metric_table(doc, [("true boxes", "true boxes"), ("shuffled boxes", "shuffled boxes (another clip's)"),
+                                ("no boxes", "no boxes (strength 0)")], "boxes given")
+    diffs = ["| paired difference | TrackAP | AP50 | mIoU |", "|---|---|---|---|"]
+    for pair in doc["differences"]:
+        diffs.append(f"| {pair} | " + " | ".join(_diff(doc, pair, m, bold=_supported(doc, pair, m))
+                                                 for m in ("TrackAP", "AP50", "mIoU")) + " |")
+    goal = doc["derived"]["goal"]
+    text = (f"{doc['clips']} SynTrack test clips, {doc['steps']} sampling steps, the same first frames and seeds in every "
+            f"condition; {doc['derived']['generate_minutes']:.0f} minutes of sampling on this CPU. Goal (AP50 at least "
+            f"{goal['AP50_true_at_least']} with true boxes and at least {goal['AP50_over_shuffled_at_least']} above "
+            f"shuffled boxes): {'met' if goal['met'] else 'not met'}.")
+    return table + "\n\n" + "\n".join(diffs) + "\n\n" + text
+
+
+def tiny_svd_trackdiffusion_training(docs) -> str:
+    """The shipped tiny-SVD adapter's training and gates (dev/benchmarks/results_tiny_svd_trackdiffusion_training.json)."""
+    (doc,) = docs
+    stages = ", then ".join(f"stage {i} {s['steps']} steps in {s['train_hours']:.1f} h"
+                            for i, s in enumerate(doc["stages"], 1))
+    g = doc["gates"]
+    return (f"{doc['adapter_megabytes']:.1f} MB; {stages} on this CPU. Its {g['count']} fuser gates are still near "
+            f"their zero start: |alpha| at most {g['max_abs_alpha']:.2f}, mean |tanh(alpha)| "
+            f"{g['mean_abs_tanh_alpha']:.3f}")
+
+
 def track_from_video(docs) -> str:
     """Track From Video and Point Trajectories From Video on SynTrack (dev/benchmarks/results_track_from_video.json)."""
     (doc,) = docs
@@ -271,10 +300,10 @@ def track_from_video(docs) -> str:
     return "\n".join(rows) + f"\n\n{doc['clips']} clips in {doc['seconds']:.1f} s on one CPU thread."
 
 
-RENDERERS: dict[str, Callable[[list[dict]], str]] = {f.__name__: f for f in (tiny_svd_base, track_from_video,
-    controllability, controllability_differences, ablation, ablation_differences, controllability_minutes, guidance,
-    ceiling, ceiling_short, demo_time, sgi2v_cost, patch_cost, slots, trajectories, svd_delta_size, trackgo_params,
-    demo_params)}
+RENDERERS: dict[str, Callable[[list[dict]], str]] = {f.__name__: f for f in (tiny_svd_base, tiny_svd_trackdiffusion,
+    tiny_svd_trackdiffusion_training, track_from_video, controllability, controllability_differences, ablation, ablation_differences,
+    controllability_minutes, guidance, ceiling, ceiling_short, demo_time, sgi2v_cost, patch_cost, slots, trajectories,
+    svd_delta_size, trackgo_params, demo_params)}
 
 
 def render(name: str, paths: list[str]) -> str:

@@ -56,7 +56,8 @@ SMALL = {
 }
 DEMO_SIZE = (64 * 4, 64 * 4)  # the demo's 64 px frames, upscale 4 as saved
 #: examples already sized for the CPU (64x64 clips of 16 frames): run at their own size, only with fewer steps
-NATIVE = {"motion_from_video.json": {"TrackDiffusionDemo": {"steps": 2}}}
+NATIVE = {"motion_from_video.json": {"TrackDiffusionDemo": {"steps": 2}},
+          "tiny_svd_trackdiffusion_cpu.json": {"TrackDiffusionSampler": {"steps": 4}}}
 NATIVE_FRAMES = 16
 
 #: the animations each example saves: file name prefix -> (width, height) of its FRAMES frames. A workflow not listed
@@ -70,6 +71,8 @@ EXPECTED = {
     "dataset_from_tracklets.json": {},  # a MOT sequence, checked in check_dataset
     # the reference clip with its followed boxes, stitched (2 px apart) to the demo model's clip along them
     "motion_from_video.json": {"motion_from_video": (64 + 2 + 64, 64), "motion_from_video_tracked": (64, 64)},
+    # the shipped tiny SVD and its trained adapter, at their own 64x64
+    "tiny_svd_trackdiffusion_cpu.json": {"tiny_svd_trackdiffusion": (64, 64), "tiny_svd_trackdiffusion_boxes": (64, 64)},
 }
 #: where an added model or guidance is the point of the example: the override that takes it away (strength 0, SG-I2V
 #: off) for a second, reference run; the generated video must differ from it
@@ -77,6 +80,7 @@ ABLATION = {
     "svd_boxes_training_free.json": "TrackDiffusionSampler.trajectory_guidance=off",
     "svd_trackdiffusion.json": "InstanceEnhancerPatch.strength=0",
     "svd_trackgo.json": "TrackAdapterPatch.strength=0",
+    "tiny_svd_trackdiffusion_cpu.json": "InstanceEnhancerPatch.strength=0",
 }
 
 

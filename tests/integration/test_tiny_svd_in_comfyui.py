@@ -99,3 +99,30 @@ def test_sampled_video_equals_the_diffusers_backend(comfy, comfy_tiny_svd, first
     # a different seed is a different video (the comparison above can fail)
     other = pipeline.generate(files.load(), first_frame, steps=STEPS, seed=SEED + 1)
     assert np.abs(other.astype(float) - video.astype(float)).mean() > 1.0
+
+
+def test_trackdiffusion_on_the_tiny_svd_equals_the_diffusers_backend(comfy, comfy_tiny_svd, first_frame):
+    """The shipped adapter (trained here, exported as svd_stage2/unet, converted by `weights convert`): Load
+    TrackDiffusion Adapter -> TrackDiffusion Patch (SVD) in ComfyUI against the diffusers backend with the same file
+    (attach_trackdiffusion_svd + the official state dict), same seed and boxes; and the boxes change the video."""
+    from trackdiffusion.evaluation.synth import make_split
+    from trackdiffusion.models.checkpoints import load_delta
+    from trackdiffusion.models.svd.diffusers import attach_trackdiffusion_svd
+
+    clip = make_split("test", "eval", 1)[0]
+    adapter = comfy.node_class("LoadTrackDiffusionAdapter").execute(files.TRACKDIFFUSION_ADAPTER).result[0]
+    z_comfy, frames_comfy = comfy_sample(comfy, comfy_tiny_svd, first_frame, tracklets=clip.tracklets,
+                                         adapter=adapter)
+    model = files.load()
+    attachment = attach_trackdiffusion_svd(model.unet)
+    attachment.load_official_state_dict(load_delta(files.ADAPTERS / files.TRACKDIFFUSION_ADAPTER)[0],
+                                        include_unet=True)
+    video, z = pipeline.generate(model, first_frame, tracklets=clip.tracklets, attachment=attachment, steps=STEPS,
+                                 seed=SEED, return_latents=True)
+    relative = float((z_comfy - z).norm() / z.norm())
+    assert relative <= LATENT_TOLERANCE, relative
+    pixels = float((frames_comfy - torch.from_numpy(video).float() / 255.0).abs().max())
+    assert pixels <= PIXEL_TOLERANCE + 0.5 / 255, pixels
+    attachment.detach()
+    plain = pipeline.generate(files.load(), first_frame, steps=STEPS, seed=SEED)
+    assert np.abs(plain.astype(float) - video.astype(float)).mean() > 1.0, "the boxes leave the video as it was"
