@@ -261,7 +261,7 @@ def diff_stats(value, reference) -> dict:
     d = (value.double() - reference.double()).abs()
     scale = float(reference.double().abs().max())
     max_abs = float(d.max())
-    return {"max_abs": max_abs, "max_rel": max_abs / scale if scale > 0 else math.inf, "mean_abs": float(d.mean()),
+    return {"max_abs": max_abs, "max_rel": max_abs / scale if scale > 0 else None, "mean_abs": float(d.mean()),
             "reference_max_abs": scale, "finite": bool(value.isfinite().all())}
 
 
