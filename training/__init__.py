@@ -7,7 +7,7 @@
   :mod:`.loading` (base UNet / VAE / image encoder, tiny UNets), :mod:`.latents` (pixel stand-in and VAE latents),
   :mod:`.trainer` (:class:`Trainer`: model, optimizer, one step), :mod:`.progress`, :mod:`.export` (the adapter file),
   :mod:`.data` (SynTrack / MOT / YouTube-VIS clips), :mod:`.checkpoints` (atomic checkpoints, loss log, exported
-  adapter files), :mod:`.cli`.
+  adapter files), :mod:`.distributed` (several processes through Hugging Face Accelerate), :mod:`.cli`.
 """
 
 from typing import Any

@@ -5,7 +5,9 @@
                          [--stage 1|2] [--init FILE] [--steps N] [--batch B] [--lr LR] [--frames F] [--size WxH]
                          [--resume] [--seed S] [--save-every N] [--device cpu|cuda] [--warmup N]
                          [--lambda-attn L] [--latent-channels 4|12] [--gradient-checkpointing]
-                         [--mixed-precision no|bf16] [--no-progress]
+                         [--mixed-precision no|bf16] [--gradient-accumulation A] [--process-timeout SECONDS]
+                         [--no-progress]
+    accelerate launch --multi_gpu --num_processes N -m trackdiffusion train ...   (data parallel; the same options)
 
 Writes DIR/checkpoints/step-*.pt (the newest 3), DIR/loss.csv, DIR/run.json and the adapter the ComfyUI nodes load:
 DIR/trackdiffusion_svd_stage<N>.safetensors or DIR/trackgo_adapter.safetensors. Ctrl-C (or a kill) between steps
@@ -25,6 +27,8 @@ EPILOG = """examples:
   trackdiffusion train trackdiffusion-svd --data datasets/ytvis --out runs/td2 --stage 2 \\
       --init runs/td1/trackdiffusion_svd_stage1.safetensors --base svd/unet --vae svd/vae --device cuda
   trackdiffusion train trackgo --data datasets/mot17 --out runs/go --base svd/unet --vae svd/vae --frames 14
+  accelerate launch --multi_gpu --num_processes 4 -m trackdiffusion train trackgo --data datasets/mot17 \
+      --out runs/go4 --base svd/unet --vae svd/vae --frames 14 --batch 8 --device cuda   (2 clips per GPU)
 """
 
 
@@ -55,7 +59,11 @@ def add_train_parser(sub) -> None:
     p.add_argument("--stage", type=int, choices=(1, 2), help="trackdiffusion-svd: 1 = coloured box outlines drawn "
                    "into the targets (default), 2 = clean targets")
     p.add_argument("--steps", type=int, default=1000, help="total optimizer steps (default 1000)")
-    p.add_argument("--batch", type=int, default=1, help="clips per step (default 1)")
+    p.add_argument("--batch", type=int, default=1, help="the global batch: clips per optimizer step, split evenly "
+                   "over the processes and --gradient-accumulation micro-batches (default 1)")
+    p.add_argument("--gradient-accumulation", dest="gradient_accumulation", type=int, default=1,
+                   help="micro-batches per process and step, their gradients summed: less memory, the same step "
+                   "(default 1)")
     p.add_argument("--lr", type=float, help="learning rate (default: stage 1 2e-4, stage 2 3e-5, trackgo 1e-4)")
     p.add_argument("--frames", type=int, default=8, help="frames per clip (default 8; TrackGo needs > 5)")
     p.add_argument("--size", help="WIDTHxHEIGHT of the clips (default 512x320; --tiny 32x32)")
@@ -72,18 +80,23 @@ def add_train_parser(sub) -> None:
                    help="--tiny: stand-in latent channels, 12 = RGB PixelUnshuffle(2) (default), 4 = grey")
     p.add_argument("--gradient-checkpointing", dest="gradient_checkpointing", action="store_true",
                    help="trade compute for memory (real SVD on one GPU)")
-    p.add_argument("--mixed-precision", dest="mixed_precision", choices=("no", "bf16"), default="no",
-                   help="bf16 autocast on CUDA (default no: fp32)")
+    p.add_argument("--mixed-precision", dest="mixed_precision", choices=("no", "bf16"), default=None,
+                   help="bf16 autocast on CUDA (default: what accelerate launch was given, else no: fp32)")
+    p.add_argument("--process-timeout", dest="process_timeout", type=float, default=None,
+                   help="several processes: seconds one waits for the others before the run fails (default: torch's, "
+                   "30 minutes on CPUs, 10 with NCCL)")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     p.set_defaults(func=_cmd_train)
 
 
 def _cmd_train(args) -> int:
+    from ..data.errors import InvalidInputError
+    from .distributed import TrainingProcessLost, launched_rank
     from .train import TrainConfig, train
 
     keys = ("model", "data", "out", "base", "tiny", "vae", "image_encoder", "init", "stage", "steps", "batch", "lr",
             "frames", "size", "resume", "seed", "save_every", "device", "warmup", "latent_channels",
-            "gradient_checkpointing", "mixed_precision", "progress")
+            "gradient_checkpointing", "mixed_precision", "gradient_accumulation", "process_timeout", "progress")
     values = {k: getattr(args, k) for k in keys}
     if args.lambda_attn is not None:
         values["lambda_attn"] = args.lambda_attn
@@ -92,6 +105,13 @@ def _cmd_train(args) -> int:
         train(TrainConfig(**values), say=lambda message: print(message, file=sys.stderr, flush=True))
     except KeyboardInterrupt:
         return 130
+    except TrainingProcessLost as exc:
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        return 1
+    except InvalidInputError:
+        if launched_rank() != 0:  # every process finds the same problem: the main one reports it, once
+            return 2
+        raise
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
@@ -99,10 +119,15 @@ def _cmd_train(args) -> int:
 
 
 def _stop_on_sigterm():
-    """``kill`` (SIGTERM) stops the run like Ctrl-C: the message names the last checkpoint. Returns the old handler."""
+    """``kill`` (SIGTERM) stops the run like Ctrl-C: the message names the last checkpoint. Returns the old handler.
+
+    Once a process of a multi-process run has found another one gone, the SIGTERM the launcher then sends is ignored:
+    the process is already stopping with its one-line report."""
+    from .distributed import stopping
 
     def handler(signum, frame):
-        raise KeyboardInterrupt
+        if not stopping.is_set():
+            raise KeyboardInterrupt
 
     try:
         return signal.signal(signal.SIGTERM, handler)

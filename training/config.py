@@ -13,6 +13,7 @@ import torch
 
 from ..data.errors import InvalidInputError
 from . import checkpoints as ckpt
+from .distributed import launcher_mixed_precision
 from .trackgo_losses import DEFAULT_LAMBDA_ATTN
 
 SOURCE = "trackdiffusion train"
@@ -23,8 +24,11 @@ OFFICIAL_WARMUP = 750
 TRACKGO_ALPHA = 0.2
 DEFAULT_LR = {1: 2e-4, 2: 3e-5, "trackgo": 1e-4, "svd-base": 2e-4}
 DEFAULT_SIZE = {"tiny": (32, 32), "base": (512, 320)}
-#: settings that may change between a run and its resumption (everything else must match)
-RESUMABLE = ("out", "resume", "save_every", "device", "progress", "keep", "gradient_checkpointing")
+#: settings that may change between a run and its resumption (everything else must match). How the global batch
+#: (``batch``) is shared, over processes and accumulated micro-batches, is not a setting of the run: its clips, noise
+#: and gradients are the same (see :mod:`.distributed`)
+RESUMABLE = ("out", "resume", "save_every", "device", "progress", "keep", "gradient_checkpointing",
+             "gradient_accumulation", "process_timeout")
 
 
 def parse_size(size: Any) -> tuple[int, int]:
@@ -66,7 +70,10 @@ class TrainConfig:
     init: str | None = None
     stage: int | None = None
     steps: int = 1000
+    #: the global batch: clips per optimizer step, over every process and micro-batch
     batch: int = 1
+    #: micro-batches per process and step, whose gradients add up (``batch`` / (processes x this) clips each)
+    gradient_accumulation: int = 1
     lr: float | None = None
     frames: int = 8
     size: Any = None
@@ -79,10 +86,13 @@ class TrainConfig:
     latent_channels: int | None = None
     grad_clip: float = 1.0
     weight_decay: float = 1e-2
-    mixed_precision: str = "no"
+    #: "no" or "bf16"; None: what ``accelerate launch`` was given, else "no"
+    mixed_precision: str | None = None
     gradient_checkpointing: bool = False
     progress: bool = True
     keep: int = ckpt.KEEP
+    #: several processes: seconds one waits for the others (a collective) before the run fails; None: torch's default
+    process_timeout: float | None = None
 
     def resolved(self) -> TrainConfig:
         """A copy with defaults filled in and every value checked (InvalidInputError otherwise)."""
@@ -121,6 +131,7 @@ class TrainConfig:
                                     source=SOURCE)
         c.steps = _positive_int(c.steps, "steps")
         c.batch = _positive_int(c.batch, "batch")
+        c.gradient_accumulation = _positive_int(c.gradient_accumulation, "gradient_accumulation")
         c.frames = _positive_int(c.frames, "frames", 2)
         if c.model == "trackgo" and c.frames * TRACKGO_ALPHA <= 1:
             raise InvalidInputError(
@@ -140,8 +151,21 @@ class TrainConfig:
                                         source=SOURCE)
             setattr(c, name, value)
         c.warmup = min(OFFICIAL_WARMUP, c.steps // 10) if c.warmup is None else _positive_int(c.warmup, "warmup", 0)
+        if c.mixed_precision is None:
+            launcher = launcher_mixed_precision()
+            if launcher not in (None, "no", "bf16"):
+                raise InvalidInputError(f"accelerate launch asks for {launcher} mixed precision, which needs loss "
+                                        "scaling that this trainer does not do.", fix="use bf16 (or no): "
+                                        "accelerate launch --mixed_precision bf16, or --mixed-precision bf16.",
+                                        source=SOURCE)
+            c.mixed_precision = launcher or "no"
         if c.mixed_precision not in ("no", "bf16"):
             raise InvalidInputError(f"mixed_precision must be no or bf16, got {c.mixed_precision!r}.", source=SOURCE)
+        if c.process_timeout is not None:
+            c.process_timeout = float(c.process_timeout)
+            if not math.isfinite(c.process_timeout) or c.process_timeout <= 0:
+                raise InvalidInputError(f"process_timeout must be a positive number of seconds, got "
+                                        f"{c.process_timeout!r}.", source=SOURCE)
         c.device = c.device or ("cuda" if torch.cuda.is_available() else "cpu")
         try:
             device = torch.device(c.device)

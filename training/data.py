@@ -2,7 +2,9 @@
 
 A *source* hands out the clips of one training step, ``source.clips(step, batch, seed)``; what a step gets depends
 only on ``(seed, step)``, never on what earlier steps drew, so a resumed run sees exactly the clips an uninterrupted
-one would have seen.
+one would have seen. Clip ``i`` of a step depends on ``(seed, step, i)`` alone, so ``clips(step, n, seed, first=k)``
+is clips ``k .. k + n - 1`` of the step's batch, whatever its size: each process of a multi-process run (and each
+micro-batch of gradient accumulation) makes only its share of the step's clips.
 
 * ``syntrack``: :func:`trackdiffusion.evaluation.synth.train_batch` rendered directly at the training size and frame count.
 * a folder in **MOT** layout: sequences ``SEQ/seqinfo.ini`` + ``SEQ/gt/gt.txt`` + ``SEQ/<imDir>/`` (``img1`` by
@@ -104,15 +106,22 @@ class SynTrackSource:
         self.tier = as_tier((width, height, frames))
         self.description = f"SynTrack training stream ({width}x{height}, {frames} frames)"
 
-    def clips(self, step: int, batch: int, seed: int = 0) -> list[Clip]:
-        from ..evaluation.synth import spec_masks, train_batch
+    def clips(self, step: int, batch: int, seed: int = 0, first: int = 0) -> list[Clip]:
+        from ..evaluation.synth import clip_from_spec, sample_spec, spec_masks, train_batch
 
-        # train_batch(s) draws from default_rng(s).spawn(batch): one stream per (seed, step), never a val/test clip
-        clips = train_batch(int(seed) * 1_000_000_007 + int(step), batch, self.tier)
+        # train_batch(s) draws clip i from default_rng(s).spawn(batch)[i]: one stream per (seed, step), never a val/test
+        # clip. Spawned stream i does not depend on how many are spawned, so a share of the batch (first > 0) is the
+        # same clips without rendering the ones before it (tests/test_training_distributed.py holds the two equal).
+        stream_seed = int(seed) * 1_000_000_007 + int(step)
+        if first == 0:
+            clips = train_batch(stream_seed, batch, self.tier)
+        else:
+            streams = np.random.default_rng(stream_seed).spawn(first + batch)[first:]
+            clips = [clip_from_spec(sample_spec(rng, self.tier, None, True)) for rng in streams]
         out = []
         w, h, _ = self.tier
         scale = np.array([w, h, w, h], dtype=np.float64)
-        for i, c in enumerate(clips):
+        for i, c in enumerate(clips, start=first):
             present = ~np.isnan(c.boxes).any(-1)
             boxes = np.where(present[..., None], np.nan_to_num(c.boxes) / scale, 0.0).astype(np.float32)
             boxes, present, keep = _limit_objects(boxes, present)
@@ -371,9 +380,9 @@ class FolderSource:
         video = np.stack([_read_frame(sequence.frames[int(i)], self.width, self.height) for i in indices])
         return Clip(video, boxes, present, None, name=name or sequence.name)
 
-    def clips(self, step: int, batch: int, seed: int = 0) -> list[Clip]:
+    def clips(self, step: int, batch: int, seed: int = 0, first: int = 0) -> list[Clip]:
         out = []
-        for i in range(batch):
+        for i in range(first, first + batch):
             rng = step_rng(seed, step, 1, i)
             seq = self.sequences[int(rng.integers(len(self.sequences)))]
             indices = frame_window(rng, seq.length, self.frames)

@@ -30,8 +30,12 @@ class PixelLatents:
             x = (0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3])
         return F.pixel_unshuffle(x, 2)
 
-    def encode(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    def encode(self, x: torch.Tensor, generator: torch.Generator | None = None,
+               noise: torch.Tensor | None = None) -> torch.Tensor:
         return self._unshuffle(x)
+
+    def posterior_noise(self, frames: int, height: int, width: int, generator: torch.Generator) -> None:
+        """Deterministic: no draws, None (see :meth:`VAELatents.posterior_noise`)."""
 
     def encode_condition(self, x: torch.Tensor) -> torch.Tensor:
         return self._unshuffle(x)
@@ -51,15 +55,38 @@ class VAELatents:
         self.chunk = chunk
 
     @torch.no_grad()
-    def encode(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    def encode(self, x: torch.Tensor, generator: torch.Generator | None = None,
+               noise: torch.Tensor | None = None) -> torch.Tensor:
+        """Frames [N, 3, H, W] -> latents; the posterior is sampled with ``noise`` (from :meth:`posterior_noise`)
+        when given, else with draws from ``generator``."""
         if self.tiny:
             from ..models.tiny_svd.vae import encode
 
             return torch.cat([encode(self.vae, x[i:i + self.chunk]) for i in range(0, x.shape[0], self.chunk)])
         ref = next(self.vae.parameters())
-        parts = [self.vae.encode(x[i:i + self.chunk].to(ref)).latent_dist.sample(generator)
-                 for i in range(0, x.shape[0], self.chunk)]
+        parts = []
+        for i in range(0, x.shape[0], self.chunk):
+            posterior = self.vae.encode(x[i:i + self.chunk].to(ref)).latent_dist
+            if noise is None:
+                parts.append(posterior.sample(generator))
+            else:  # what DiagonalGaussianDistribution.sample computes from its draw
+                parts.append(posterior.mean + posterior.std * noise[i:i + self.chunk])
         return torch.cat(parts).float() * self.factor
+
+    def posterior_noise(self, frames: int, height: int, width: int, generator: torch.Generator
+                        ) -> torch.Tensor | None:
+        """The standard-normal draws :meth:`encode` would take from ``generator`` for ``frames`` frames of
+        ``width`` x ``height`` pixels (chunk by chunk, as diffusers' posterior ``sample`` draws them), or None for a
+        deterministic VAE. A process that encodes only its share of a step's frames takes its rows of these, so its
+        latents are those a single process encoding every frame would make."""
+        if self.tiny:
+            return None
+        from diffusers.utils.torch_utils import randn_tensor
+
+        ref = next(self.vae.parameters())
+        shape = (self.channels, height // self.scale, width // self.scale)
+        return torch.cat([randn_tensor((min(self.chunk, frames - i), *shape), generator=generator, device=ref.device,
+                                       dtype=ref.dtype) for i in range(0, frames, self.chunk)])
 
     @torch.no_grad()
     def encode_condition(self, x: torch.Tensor) -> torch.Tensor:

@@ -43,14 +43,27 @@ Determinism and resuming: the clips, sigmas, noises and dropouts of step ``s`` c
 ``(seed, s)`` alone, so a run resumed from a checkpoint repeats exactly what the uninterrupted run would have done
 (bit for bit on the CPU). See :mod:`.checkpoints` for what a checkpoint holds and how it is written.
 
+Several processes (``accelerate launch --multi_gpu --num_processes N -m trackdiffusion train ...``; :mod:`.distributed`):
+``batch`` is the global batch, the clips of one optimizer step, split evenly over the processes and, within each, over
+``gradient_accumulation`` micro-batches; clip ``i`` of step ``s`` and all its random draws come from ``(seed, s, i)``
+whoever prepares it, and the gradients are averaged over the whole batch, so the loss curve depends on ``batch`` and
+``seed``, not on how the work is shared (up to float rounding). A step is one optimizer step at the global batch:
+``steps``, the LR schedule and the checkpoints count those. The main process alone writes the checkpoints, the loss
+log, ``run.json`` and the adapter; every process reads the checkpoint it resumes from (``out`` must be on a file
+system they all see). ``resume`` continues a run with any number of processes and any accumulation as long as the
+global batch is the one it was trained with (the settings check refuses another): step ``s + 1`` after checkpoint
+``s`` gets the clips and noise the uninterrupted run would have given it. When a process dies, the others stop at
+their next collective operation with one line naming the last checkpoint (and ``accelerate launch`` stops the rest).
+
 Modules: :mod:`.config` (:class:`TrainConfig`), :mod:`.loading` (base UNet, VAE, image encoder, tiny UNets),
 :mod:`.latents` (the latent codecs), :mod:`.trainer` (:class:`Trainer`, one step), :mod:`.progress`, :mod:`.export`
-(the adapter file), :mod:`.checkpoints`, :mod:`.data`; this module runs the loop (:func:`train`) and re-exports their
-public names.
+(the adapter file), :mod:`.checkpoints`, :mod:`.data`, :mod:`.distributed` (several processes); this module runs the
+loop (:func:`train`) and re-exports their public names.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import time
@@ -74,6 +87,7 @@ from .config import (
     TrainConfig,
     parse_size,
 )
+from .distributed import AcceleratedProcesses, SingleProcess, reporting_lost_processes, training_processes
 from .latents import PixelLatents, VAELatents
 from .loading import base_signature, describe_base, load_base_unet, load_image_encoder, load_vae, tiny_unet_config
 from .progress import Progress
@@ -101,12 +115,15 @@ def train(config: TrainConfig | None = None, *, callback: Callable[[int, dict[st
 
     Args:
         config: the settings, or pass them as keyword arguments (``train(model=..., data=..., out=..., tiny=...)``).
-        callback: called as ``callback(step, losses)`` after every step (and after that step's checkpoint, if any);
-            raising from it stops the run (a KeyboardInterrupt is reported like Ctrl-C).
-        say: where messages go (default: stderr when ``config.progress``, else nowhere).
+        callback: called as ``callback(step, losses)`` after every step (and after that step's checkpoint, if any),
+            in every process of a multi-process run; raising from it stops the run (a KeyboardInterrupt is reported
+            like Ctrl-C).
+        say: where messages go (default: stderr when ``config.progress``, else nowhere; in a multi-process run the
+            main process's only).
     Output folder: ``checkpoints/``, ``loss.csv``, ``run.json`` and the adapter file (:meth:`Trainer.adapter_path`).
     A folder that already holds a run is refused unless ``resume`` (which continues from its newest checkpoint,
-    refusing other settings or another base; with no checkpoint yet it starts afresh).
+    refusing other settings or another base; with no checkpoint yet it starts afresh). Launched as one of several
+    processes, this process trains its share of every step (module docstring).
     """
     if config is None:
         config = TrainConfig(**kwargs)
@@ -118,34 +135,57 @@ def train(config: TrainConfig | None = None, *, callback: Callable[[int, dict[st
     out = Path(cfg.out)
     if out.exists() and not out.is_dir():
         raise InvalidInputError("--out is a file, not a folder.", source=str(out))
-    out.mkdir(parents=True, exist_ok=True)
-    with ckpt.run_lock(out):
-        return _train(cfg, out, say, callback)
+    processes = training_processes(cfg.device, cfg.process_timeout)
+    if not processes.is_main:  # the main process speaks for all of them and writes every file
+        say = _silent
+    if processes.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+    with ckpt.run_lock(out) if processes.is_main else contextlib.nullcontext():
+        result = _train(cfg, out, say, callback, processes)
+    processes.wait_for_everyone()  # every process returns once the main one has written the last files
+    return result
+
+
+def _silent(message: str) -> None:
+    pass
 
 
 def _train(cfg: TrainConfig, out: Path, say: Callable[[str], None],
-           callback: Callable[[int, dict[str, float]], None] | None) -> TrainResult:
-    ckpt.remove_stale_temporaries(out)
+           callback: Callable[[int, dict[str, float]], None] | None,
+           processes: SingleProcess | AcceleratedProcesses) -> TrainResult:
+    main = processes.is_main
+    if main:
+        ckpt.remove_stale_temporaries(out)
     existing = ckpt.list_checkpoints(out)
     if existing and not cfg.resume:
         raise InvalidInputError(f"this folder already holds a training run (checkpoint step {existing[-1][0]}).",
                                 fix="pass --resume to continue it, or choose another --out.", source=str(out))
-    trainer = Trainer(cfg, say=say)
+    trainer = Trainer(cfg, say=say, processes=processes)
+    if processes.count > 1 or cfg.gradient_accumulation > 1:
+        say(f"{processes.describe()}: global batch {cfg.batch} = {trainer.micro_batch} clip(s) x {processes.count} "
+            f"process(es) x {cfg.gradient_accumulation} accumulated micro-batch(es).")
     log = ckpt.LossLog(out / ckpt.LOSS_LOG, trainer.log_fields)
     start, last = 0, None
     if cfg.resume:
-        found = ckpt.latest_checkpoint(out, warn=say)
-        if found is None:
+        # the main process picks the checkpoint (the newest readable one) and every process loads that very file
+        found = ckpt.latest_checkpoint(out, warn=say) if main else None
+        chosen = processes.from_main(None if found is None else str(found[1]))
+        if chosen is None:
             say(f"nothing to resume in {out}: starting a new run.")
         else:
-            state, last = found
+            last = Path(chosen)
+            state = found[0] if main else ckpt.load_checkpoint(last)
             start = trainer.load_state(state, source=str(last))
             say(f"resuming from {last.name} (step {start} of {cfg.steps}).")
-    log.truncate(start)
-    run = {"settings": cfg.settings(), "base": trainer.base_description, "data": trainer.source.description,
-           "adapter": trainer.adapter_path(out).name}
-    run_json = json.dumps(run, indent=1, default=str).encode("utf-8")
-    ckpt.atomic_write(out / "run.json", lambda fh: fh.write(run_json))
+    if main:
+        log.truncate(start)
+        run = {"settings": cfg.settings(), "base": trainer.base_description, "data": trainer.source.description,
+               "adapter": trainer.adapter_path(out).name}
+        if processes.count > 1 or cfg.gradient_accumulation > 1:
+            run["shared"] = {"processes": processes.count, "gradient_accumulation": cfg.gradient_accumulation,
+                             "micro_batch": trainer.micro_batch}
+        run_json = json.dumps(run, indent=1, default=str).encode("utf-8")
+        ckpt.atomic_write(out / "run.json", lambda fh: fh.write(run_json))
     say(f"training {cfg.model} on {trainer.source.description}; base {trainer.base_description}; "
         f"{len(trainer.parameters)} tensors / {sum(p.numel() for p in trainer.parameters):,} parameters trained.")
     history: list[dict[str, float]] = []
@@ -153,21 +193,30 @@ def _train(cfg: TrainConfig, out: Path, say: Callable[[str], None],
         adapter = trainer.export(out, start)
         say(f"already trained {start} steps; wrote {adapter}.")
         return TrainResult(out, start, adapter, last, history)
-    progress = Progress(cfg.steps, start, cfg.progress)
+    progress = Progress(cfg.steps, start, cfg.progress and main)
     step = start
+
+    def where() -> str:
+        kept = ckpt.list_checkpoints(out)
+        return f"the run stopped during step {step + 1}; " + (
+            f"the last checkpoint is step {kept[-1][0]}: continue with --resume (with any number of processes)."
+            if kept else "no checkpoint was written yet.")
+
     try:
-        for step in range(start, cfg.steps):
-            t0 = time.monotonic()
-            values = trainer.optimize(trainer.prepare(trainer.clips(step), step))
-            values["seconds"] = time.monotonic() - t0
-            done = step + 1
-            log.append({"step": done, **values})
-            history.append({"step": done, **values})
-            progress.update(done, values)
-            if done % cfg.save_every == 0 or done == cfg.steps:
-                last = trainer.save(out, done)
-            if callback is not None:
-                callback(done, values)
+        with reporting_lost_processes(processes, where):
+            for step in range(start, cfg.steps):
+                t0 = time.monotonic()
+                values = trainer.train_step(step)
+                values["seconds"] = time.monotonic() - t0
+                done = step + 1
+                if main:
+                    log.append({"step": done, **values})
+                history.append({"step": done, **values})
+                progress.update(done, values)
+                if done % cfg.save_every == 0 or done == cfg.steps:
+                    last = trainer.save(out, done)
+                if callback is not None:
+                    callback(done, values)
     except KeyboardInterrupt:
         progress.close()
         kept = ckpt.list_checkpoints(out)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ from .data import (
     step_rng,
     trajectory_video,
 )
+from .distributed import AcceleratedProcesses, SingleProcess
 from .export import adapter_path, export_adapter
 from .latents import PixelLatents, VAELatents, _to_float
 from .loading import (
@@ -53,14 +55,45 @@ def step_generator(seed: int, step: int) -> torch.Generator:
     return torch.Generator().manual_seed(value & (2 ** 63 - 1))
 
 
-class Trainer:
-    """Model, data, optimizer and schedule of one run; :func:`train` drives it (tests may drive it directly)."""
+class _LossModule(torch.nn.Module):
+    """The trainer's loss as one module that holds every trained tensor (the UNet's, and a TrackGo adapter's, which
+    is not a UNet submodule), for DistributedDataParallel to wrap: its forward is the one it hooks to average those
+    tensors' gradients over the processes."""
 
-    def __init__(self, config: TrainConfig, say: Callable[[str], None] | None = None) -> None:
+    def __init__(self, trainer: Trainer) -> None:
+        super().__init__()
+        self.unet = trainer.unet
+        if trainer.is_trackgo:
+            self.adapter = trainer.attachment.adapter
+        self.losses = trainer._losses  # a bound method, not a module: not registered
+
+    def forward(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        return self.losses(batch)
+
+
+class Trainer:
+    """Model, data, optimizer and schedule of one run; :func:`train` drives it (tests may drive it directly).
+
+    ``processes``: this process's place in a multi-process run (:mod:`.distributed`; default: alone). Each process
+    trains on its share of every step's batch (:meth:`micro_batches`), and the gradients are averaged over all of them.
+    """
+
+    def __init__(self, config: TrainConfig, say: Callable[[str], None] | None = None,
+                 processes: SingleProcess | AcceleratedProcesses | None = None) -> None:
         cfg = config.resolved()
         self.config = cfg
         self.say = say or (lambda message: None)
-        self.device = torch.device(cfg.device)
+        self.processes = processes if processes is not None else SingleProcess(torch.device(cfg.device))
+        self.device = self.processes.device
+        shares = self.processes.count * cfg.gradient_accumulation
+        if cfg.batch % shares:
+            raise InvalidInputError(
+                f"the global batch of {cfg.batch} clips does not split into {self.processes.count} process(es) x "
+                f"{cfg.gradient_accumulation} accumulated micro-batch(es) of equal size.",
+                fix=f"use a --batch that is a multiple of {shares}, or change --gradient-accumulation or the number "
+                    "of processes.", source=SOURCE)
+        #: clips per micro-batch: the batch each forward pass sees
+        self.micro_batch = cfg.batch // shares
         self.width, self.height = cfg.size
         self.frames = cfg.frames
         self.is_svd = cfg.model == "trackdiffusion-svd"
@@ -81,6 +114,9 @@ class Trainer:
             return max(0.0, (total - step) / max(1, total - warmup))
 
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda)
+        # several processes: the loss goes through DistributedDataParallel (which also starts every process from the
+        # main process's trained tensors); alone: straight to _losses, as ever
+        self._loss_forward = (self.processes.wrap(_LossModule(self)) if self.processes.count > 1 else self._losses)
 
     # ---- construction -------------------------------------------------------------------------------------------
 
@@ -199,17 +235,43 @@ class Trainer:
         extra = ["noise", "attention"] if self.is_trackgo else []
         return ["step", "loss", *extra, "lr", "seconds"]
 
-    def clips(self, step: int) -> list[Clip]:
-        return self.source.clips(step, self.config.batch, self.config.seed)
+    def clips(self, step: int, first: int = 0, count: int | None = None) -> list[Clip]:
+        """Clips ``first .. first + count - 1`` of the step's batch (default: the whole batch)."""
+        count = self.config.batch if count is None else count
+        return self.source.clips(step, count, self.config.seed, first=first)
 
-    def prepare(self, clips: list[Clip], step: int, *, dropout: bool = True) -> dict[str, Any]:
-        """Tensors of one step from its clips; every random draw comes from ``(seed, step)``."""
+    def micro_batches(self, step: int) -> list[dict[str, Any]]:
+        """This process's share of the step's batch, as its ``gradient_accumulation`` micro-batches: process ``r``
+        takes the rows ``r * A * m ..`` (``m`` clips per micro-batch, ``A`` micro-batches). Alone and without
+        accumulation, the whole batch: exactly what a single-process run has always prepared."""
+        m, accumulate = self.micro_batch, self.config.gradient_accumulation
+        firsts = [(self.processes.index * accumulate + a) * m for a in range(accumulate)]
+        return [self.prepare(self.clips(step, first, m), step, first=first, global_batch=self.config.batch)
+                for first in firsts]
+
+    def train_step(self, step: int) -> dict[str, float]:
+        """Prepare and take optimizer step ``step`` (0-based); returns its losses (over the global batch) and LR."""
+        return self.optimize(self.micro_batches(step))
+
+    def prepare(self, clips: list[Clip], step: int, *, dropout: bool = True, first: int = 0,
+                global_batch: int | None = None) -> dict[str, Any]:
+        """Tensors of one step from its clips; every random draw comes from ``(seed, step)``.
+
+        ``clips`` may be a share of the step's batch: its rows ``first .. first + len(clips) - 1`` out of
+        ``global_batch`` (default: ``clips`` is the whole batch). Every draw is then made for the whole global batch,
+        in the same order, and the share's rows are kept, so a clip gets the same noise, sigma and dropout whichever
+        process or micro-batch prepares it.
+        """
         cfg = self.config
         gen = step_generator(cfg.seed, step)
         b, f = len(clips), clips[0].num_frames
+        total = b if global_batch is None else int(global_batch)
+        if not 0 <= first <= total - b:
+            raise InvalidInputError(f"rows {first}..{first + b - 1} are not in a batch of {total}.", source=SOURCE)
+        rows = slice(first, first + b)
         boxes = np.zeros((b, f, MAX_OBJS, 4), np.float32)
         masks = np.zeros((b, f, MAX_OBJS), np.float32)
-        colors = np.stack([slot_colors(step_rng(cfg.seed, step, 3, i)) for i in range(b)])
+        colors = np.stack([slot_colors(step_rng(cfg.seed, step, 3, first + i)) for i in range(b)])
         targets = []
         for i, clip in enumerate(clips):
             n = clip.boxes.shape[1]
@@ -222,13 +284,16 @@ class Trainer:
         video = np.stack([c.video for c in clips])
         pixels = _to_float(np.stack(targets)).flatten(0, 1)
         frame0 = _to_float(video[:, 0])
-        sigma_c = (torch.randn(b, generator=gen) * COND_P_STD + COND_P_MEAN).exp()
-        cond = frame0 + sigma_c.view(b, 1, 1, 1) * torch.randn(frame0.shape, generator=gen)
-        latents = self.codec.encode(pixels.to(self.device), gen).reshape(b, f, *self._latent_shape())
+        sigma_c = (torch.randn(total, generator=gen) * COND_P_STD + COND_P_MEAN).exp()[rows]
+        cond = frame0 + sigma_c.view(b, 1, 1, 1) * torch.randn((total, *frame0.shape[1:]), generator=gen)[rows]
+        posterior_noise = self.codec.posterior_noise(total * f, self.height, self.width, gen)
+        if posterior_noise is not None:
+            posterior_noise = posterior_noise[first * f:(first + b) * f]
+        latents = self.codec.encode(pixels.to(self.device), noise=posterior_noise).reshape(b, f, *self._latent_shape())
         image_latents = self.codec.encode_condition(cond.to(self.device))
         embeddings = self._embed(frame0)
         time_ids = torch.stack([torch.full((b,), FPS_ID), torch.full((b,), MOTION_BUCKET), sigma_c], dim=1)
-        r = torch.rand(b, generator=gen) if dropout else torch.ones(b)
+        r = torch.rand(total, generator=gen)[rows] if dropout else torch.ones(b)
         keep_embedding = (r >= 0.2).float().to(self.device)
         keep_image = (~((r >= 0.1) & (r < 0.3))).float().to(self.device)
         batch = {
@@ -236,8 +301,8 @@ class Trainer:
             "image_latents": image_latents * keep_image.view(b, 1, 1, 1),
             "image_embeddings": embeddings * keep_embedding.view(b, 1, 1),
             "added_time_ids": time_ids.to(self.device),
-            "sigma": sample_sigmas(b, gen).to(self.device),
-            "noise": torch.randn(latents.shape, generator=gen).to(self.device),
+            "sigma": sample_sigmas(total, gen)[rows].to(self.device),
+            "noise": torch.randn((total, *latents.shape[1:]), generator=gen)[rows].to(self.device),
             "boxes": torch.from_numpy(boxes), "masks": torch.from_numpy(masks),
             "colors": torch.from_numpy(colors.astype(np.float32)),
         }
@@ -247,7 +312,8 @@ class Trainer:
             # area-averaged to the latent grid (every temporal layer's grid divides it, see _check_sizes, so the
             # loss's own area average to each layer is the same average as from the clip's pixels)
             tw, th = 8 * self.latent_size[0], 8 * self.latent_size[1]
-            traj = np.stack([trajectory_video(c, tw, th, point_seed(cfg.seed, step, i)) for i, c in enumerate(clips)])
+            traj = np.stack([trajectory_video(c, tw, th, point_seed(cfg.seed, step, i))
+                             for i, c in enumerate(clips, start=first)])
             # where both image conditions are dropped the clip is the unconditional state inference's CFG uses:
             # an empty (black) trajectory video too, and no moving parts
             keep_traj = (~((r >= 0.1) & (r < 0.2))).float()
@@ -311,22 +377,42 @@ class Trainer:
         weight = (1 + s * s) / (s * s)
         return {"loss": (weight * (denoised - x) ** 2).reshape(b, -1).mean(1).mean()}
 
-    def optimize(self, batch: dict[str, Any]) -> dict[str, float]:
-        """One optimizer step on ``batch``; returns the losses and the learning rate it used."""
+    def optimize(self, batches: dict[str, Any] | list[dict[str, Any]]) -> dict[str, float]:
+        """One optimizer step on ``batches``: one batch, or this process's equal-sized micro-batches of the step
+        (:meth:`micro_batches`), whose gradients add up (each loss divided by their number); with several processes
+        DistributedDataParallel averages the gradients over them. Returns the losses, means over every micro-batch of
+        every process (the global batch), and the learning rate it used."""
+        batches = [batches] if isinstance(batches, dict) else list(batches)
         lr = float(self.optimizer.param_groups[0]["lr"])
+        alone = self.processes.count == 1
         self.optimizer.zero_grad(set_to_none=True)
-        with self._conditioned(batch):
-            losses = self._losses(batch)
-            loss = losses["loss"]
-            if not bool(torch.isfinite(loss)):
-                raise InvalidInputError(f"the loss is {float(loss)} (the run diverged).",
-                                        fix="resume from the last checkpoint with a lower --lr.", source=SOURCE)
-            loss.backward()
+        totals: dict[str, float] = {}
+        for index, batch in enumerate(batches):
+            last = index == len(batches) - 1
+            with self.processes.gradient_sync(self._loss_forward, sync=last), self._conditioned(batch):
+                losses = self._loss_forward(batch)
+                loss = losses["loss"]
+                # several processes must all take the backward pass (it holds the all-reduce): they check the mean
+                # loss together, below
+                if alone and not bool(torch.isfinite(loss)):
+                    self._diverged(float(loss))
+                (loss / len(batches) if len(batches) > 1 else loss).backward()
+            for k, v in losses.items():
+                totals[k] = totals.get(k, 0.0) + float(v.detach())
+        values = {k: v / len(batches) for k, v in totals.items()} if len(batches) > 1 else totals
+        values = self.processes.mean(values)
+        if not math.isfinite(values["loss"]):
+            self._diverged(values["loss"])
         if self.config.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(self.parameters, self.config.grad_clip)
         self.optimizer.step()
         self.scheduler.step()
-        return {**{k: float(v.detach()) for k, v in losses.items()}, "lr": lr}
+        return {**values, "lr": lr}
+
+    @staticmethod
+    def _diverged(loss: float) -> None:
+        raise InvalidInputError(f"the loss is {loss} (the run diverged).",
+                                fix="resume from the last checkpoint with a lower --lr.", source=SOURCE)
 
     @torch.no_grad()
     def evaluate(self, batch: dict[str, Any]) -> dict[str, float]:
@@ -386,11 +472,17 @@ class Trainer:
         return adapter_path(self.config, out)
 
     def export(self, out: str | Path, step: int) -> Path:
-        """Write the adapter file the ComfyUI nodes load (atomically); returns its path."""
+        """Write the adapter file the ComfyUI nodes load (atomically; the main process only, the others hold the same
+        tensors); returns its path."""
+        if not self.processes.is_main:
+            return self.adapter_path(out)
         return export_adapter(self.unet if self.is_base else self.attachment, self.config, out, step,
                               base=self.base_name)
 
     def save(self, out: str | Path, step: int) -> Path:
+        """Write the step's checkpoint and the adapter file (the main process only); returns the checkpoint's path."""
+        if not self.processes.is_main:
+            return ckpt.checkpoint_path(out, step)
         path = ckpt.save_checkpoint(out, self.state(step), keep=self.config.keep)
         self.export(out, step)
         return path
