@@ -90,6 +90,8 @@ SGI2V_MEMORY_BUDGET_GB = 24.0
 SVD_VAE_CONFIG = {"in_channels": 3, "out_channels": 3, "down_block_types": ("DownEncoderBlock2D",) * 4,
                   "block_out_channels": (128, 256, 512, 512), "layers_per_block": 2, "latent_channels": 4,
                   "sample_size": 768, "scaling_factor": 0.18215, "force_upcast": True}
+#: the dry run's VAE: SVD's layout (4 levels, so latents at 1/8) at 32 channels
+TINY_VAE_CONFIG = {**SVD_VAE_CONFIG, "block_out_channels": (32, 32, 32, 32), "layers_per_block": 1, "sample_size": 64}
 
 
 def say(message: str) -> None:
@@ -205,7 +207,7 @@ class Size:
 
 def make_size(args) -> Size:
     if args.tiny:
-        return Size(True, 4, 64, 64, 4, 64, 64, args.sgi2v_steps or 10, 8, 32, 32)
+        return Size(True, 4, 64, 64, 4, 64, 64, args.sgi2v_steps or 10, 8, 64, 64)
     return Size(False, 14, 576, 1024, 14, 576, 1024, args.sgi2v_steps or 50, 14, 1024, 576)
 
 
@@ -701,9 +703,9 @@ def part_sgi2v(ctx: Context) -> dict:
 
 # ---------------------------------------------------------------------------------------------------- training
 @contextlib.contextmanager
-def random_svd_loaders(device):
-    """Training on a random SVD: the Trainer's base-UNet and VAE loaders return freshly built models with SVD's
-    configs (built on ``device``, nothing read from disk)."""
+def random_svd_loaders(device, unet_config: dict, vae_config: dict):
+    """Training on a random SVD: the Trainer's base-UNet and VAE loaders return freshly built models of these configs
+    (built on ``device``, nothing read from disk)."""
     import torch
 
     from trackdiffusion.training import trainer as trainer_module
@@ -712,13 +714,13 @@ def random_svd_loaders(device):
         from diffusers import UNetSpatioTemporalConditionModel
 
         with torch.device(device):
-            return UNetSpatioTemporalConditionModel(num_frames=14)
+            return UNetSpatioTemporalConditionModel(**unet_config)
 
     def vae(path):
         from diffusers import AutoencoderKLTemporalDecoder
 
         with torch.device(device):
-            return AutoencoderKLTemporalDecoder(**SVD_VAE_CONFIG)
+            return AutoencoderKLTemporalDecoder(**vae_config)
 
     saved = trainer_module.load_base_unet, trainer_module.load_vae
     trainer_module.load_base_unet, trainer_module.load_vae = unet, vae
@@ -730,6 +732,7 @@ def random_svd_loaders(device):
 
 def train_part(ctx: Context, model: str) -> dict:
     from trackdiffusion.training import TrainConfig, Trainer
+    from trackdiffusion.training.loading import tiny_unet_config
 
     s = ctx.size
     timed = max(1, min(ctx.args.repeats, 2))
@@ -739,14 +742,14 @@ def train_part(ctx: Context, model: str) -> dict:
                   "size": (s.train_width, s.train_height), "steps": steps, "save_every": 10**6, "progress": False,
                   "gradient_checkpointing": True, "device": ctx.device.type,
                   "mixed_precision": "bf16" if ctx.cuda else "no"}
+        # the same path at both sizes: a base UNet and its VAE (random, built by the patched loaders), VAE latents
         if s.tiny:
-            cfg = TrainConfig(**common, tiny="svd-layout")
-            loaders = contextlib.nullcontext()
+            unet_config, vae_config = tiny_unet_config("svd-layout", 4, s.train_frames), TINY_VAE_CONFIG
         else:
-            cfg = TrainConfig(**common, base="random-svd-unet", vae="random-svd-vae")
-            loaders = random_svd_loaders(ctx.device)
+            unet_config, vae_config = {"num_frames": 14}, SVD_VAE_CONFIG
+        cfg = TrainConfig(**common, base="random-svd-unet", vae="random-svd-vae")
         t0 = time.perf_counter()
-        with loaders:
+        with random_svd_loaders(ctx.device, unet_config, vae_config):
             trainer = Trainer(cfg)
         build_s = time.perf_counter() - t0
         rows = []
@@ -775,7 +778,7 @@ def train_part(ctx: Context, model: str) -> dict:
                    "mixed_precision": cfg.mixed_precision, "warmup": ctx.args.warmup, "timed": timed,
                    "finite": all(math.isfinite(r["losses"]["loss"]) for r in rows),
                    "weights": "random SVD UNet and VAE (diffusers default init, SVD's configs)" if not s.tiny else
-                              "tiny svd-layout UNet, pixel stand-in latent"}
+                              "random tiny svd-layout UNet (4 latent channels) and a small 4-level VAE"}
         del trainer
     return {"metrics": metrics, "goals": {}}
 
