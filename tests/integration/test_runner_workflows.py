@@ -91,9 +91,10 @@ def missing_file(info: dict, error: dict) -> str | None:
     return value if isinstance(value, str) and (FILE_NAME.search(value) or not options) else None
 
 
-# Example workflows that need no model file at all (the embedded demo model; their inputs are the pack's example
-# inputs, copied into the input folder when ComfyUI loads the pack): they validate as they are.
-NO_DOWNLOAD = {"demo_cpu", "motion_from_video"}
+# Example workflows that need no model file at all (the embedded demo model; the shipped tiny SVD and its adapter;
+# their inputs are the pack's example inputs, copied into the input folder when ComfyUI loads the pack): they
+# validate as they are.
+NO_DOWNLOAD = {"demo_cpu", "motion_from_video", "tiny_svd_trackdiffusion_cpu"}
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=[p.name for p in EXAMPLES])

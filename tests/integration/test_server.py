@@ -75,7 +75,8 @@ def test_invalid_prompt_is_refused_with_node_errors(server):
 
 
 # Example workflows that run with no model file installed -> the ids of their save nodes.
-NEEDS_NO_MODEL_FILES = {"demo_cpu": ("2", "4"), "motion_from_video": ("7", "8")}
+NEEDS_NO_MODEL_FILES = {"demo_cpu": ("2", "4"), "motion_from_video": ("7", "8"),
+                        "tiny_svd_trackdiffusion_cpu": ("11", "12")}
 
 
 def test_ui_workflows_converted_with_the_servers_object_info(server):
