@@ -26,8 +26,11 @@ SEED = 7
 
 @pytest.fixture(scope="module")
 def comfy_tiny_svd(comfy):
+    # ComfyUI runs every node under inference mode, and Load Tiny SVD caches what it loaded (an earlier test's
+    # workflow may have loaded it there): the ComfyUI side of these tests runs as ComfyUI runs it.
     node = comfy.node_class("LoadTinySVD")
-    model, clip_vision, vae = node.execute().result
+    with torch.inference_mode():
+        model, clip_vision, vae = node.execute().result
     return model, clip_vision, vae
 
 
@@ -43,16 +46,17 @@ def comfy_sample(comfy, parts, first_frame, *, steps=STEPS, seed=SEED, tracklets
     -> VAEDecode; returns (samples as the UNet sees them, frames in [0, 1])."""
     from comfy_extras.nodes_video_model import SVD_img2vid_Conditioning
 
-    model, clip_vision, vae = parts
-    image = torch.from_numpy(first_frame).float()[None] / 255.0
-    positive, negative, latent = SVD_img2vid_Conditioning().encode(
-        clip_vision, image, vae, tiny.WIDTH, tiny.HEIGHT, tiny.FRAMES, tiny.MOTION_BUCKET, tiny.FPS, 0.0)
-    if tracklets is not None:
-        model = comfy.node_class("InstanceEnhancerPatch").execute(model, adapter, tracklets, 1.0, 0.0, 1.0).result[0]
-    sampler = comfy.node_class("TrackDiffusionSampler")
-    out = sampler.execute(model, positive, negative, latent, seed, steps, 1.0, 3.0, "linear per frame (SVD)",
-                          "euler", "karras", 1.0).result[0]
-    frames = comfy.nodes.VAEDecode().decode(vae, out)[0]
+    with torch.inference_mode():  # as ComfyUI runs its nodes
+        model, clip_vision, vae = parts
+        image = torch.from_numpy(first_frame).float()[None] / 255.0
+        positive, negative, latent = SVD_img2vid_Conditioning().encode(
+            clip_vision, image, vae, tiny.WIDTH, tiny.HEIGHT, tiny.FRAMES, tiny.MOTION_BUCKET, tiny.FPS, 0.0)
+        if tracklets is not None:
+            model = comfy.node_class("InstanceEnhancerPatch").execute(model, adapter, tracklets, 1.0, 0.0, 1.0).result[0]
+        sampler = comfy.node_class("TrackDiffusionSampler")
+        out = sampler.execute(model, positive, negative, latent, seed, steps, 1.0, 3.0, "linear per frame (SVD)",
+                              "euler", "karras", 1.0).result[0]
+        frames = comfy.nodes.VAEDecode().decode(vae, out)[0]
     return out["samples"] * tiny.SD_SCALE_FACTOR, frames.detach().float()
 
 
@@ -80,10 +84,11 @@ def test_vae_round_trip_equals_the_diffusers_vae(comfy_tiny_svd, first_frame):
     _, _, vae = comfy_tiny_svd
     ref = files.load()
     image = torch.from_numpy(first_frame).float()[None] / 255.0
-    latent = vae.encode(image)
+    with torch.inference_mode():
+        latent = vae.encode(image)
+        decoded = vae.decode(latent)[0]
     expected = encode_condition(ref.vae, image.movedim(-1, 1) * 2 - 1)
     assert (latent - expected).abs().max() <= 1e-4 * expected.abs().max()
-    decoded = vae.decode(latent)[0]
     expected_pixels = ((decode(ref.vae, expected * tiny.SD_SCALE_FACTOR) + 1) / 2).clamp(0, 1)[0].movedim(0, -1)
     assert (decoded - expected_pixels).abs().max() <= 1e-4
 
