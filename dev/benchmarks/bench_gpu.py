@@ -300,29 +300,9 @@ def trackdiffusion_patched(model, context: int, size: Size, gate: float):
 
 def trackgo_patched(model, size: Size):
     """bench_trackgo_patch.py's TrackGo patch on ``model`` (random TrackAdapter, tau -100)."""
-    import numpy as np
-    import torch
+    from bench_trackgo_patch import random_trackgo_patch
 
-    from trackdiffusion.data.trajectories import build_point_trajectories
-    from trackdiffusion.models.trackgo.adapter import SVD_LEVEL_CHANNELS, TRACKGO_FORMAT, TrackGoAdapter
-    from trackdiffusion.nodes.patches.svd import _spatial_video_transformers
-    from trackdiffusion.nodes.patches.trackgo import apply_trackgo, load_trackgo_adapter
-
-    svts = _spatial_video_transformers(model.get_model_object("diffusion_model"))
-    layers = [(name, svt.time_stack[0].attn1.to_q.weight.shape[0]) for name, svt in svts]
-    levels = tuple(c // 10 for c in SVD_LEVEL_CHANNELS) if size.tiny else SVD_LEVEL_CHANNELS
-    adapter = TrackGoAdapter(layers, level_channels=levels)
-    with torch.no_grad():
-        for p in adapter.parameters():
-            p.normal_(0, 0.05)
-    bundle = load_trackgo_adapter(adapter.state_dict(), {"format": TRACKGO_FORMAT,
-                                                         "config": json.dumps(adapter.config()), "trained_steps": "1"})
-    h, w = size.height, size.width
-    masks = np.zeros((2, h, w), bool)
-    masks[0, h // 4: h // 2, w // 4: w // 2] = True
-    masks[1] = True
-    arrows = [[[w // 3, h // 3], [2 * w // 3, h // 2]], [[0, 0], [8, 0]]]
-    return apply_trackgo(model, bundle, build_point_trajectories(masks, arrows, size.frames), tau=-100.0)
+    return random_trackgo_patch(model, size.width, size.height, size.frames, real=not size.tiny)
 
 
 def model_dtype(model) -> str:

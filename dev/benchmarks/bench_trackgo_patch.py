@@ -19,30 +19,35 @@ from comfy_svd_harness import build_svd, compare, parse_patch_args, patch_settin
 from provenance import write_results
 
 
-def main() -> None:
-    args = parse_patch_args("trackgo_patch")
-    setup_comfyui()
+def random_trackgo_patch(model, width: int, height: int, frames: int, real: bool):
+    """``model`` patched with a random TrackAdapter (level widths SVD's when ``real``, a tenth otherwise) following
+    two masks' trajectories (a moving square and a still background), tau -100."""
     from trackdiffusion.data.trajectories import build_point_trajectories
     from trackdiffusion.models.trackgo.adapter import SVD_LEVEL_CHANNELS, TRACKGO_FORMAT, TrackGoAdapter
     from trackdiffusion.nodes.patches.svd import _spatial_video_transformers
     from trackdiffusion.nodes.patches.trackgo import apply_trackgo, load_trackgo_adapter
 
-    model, context = build_svd(args.real)
     svts = _spatial_video_transformers(model.get_model_object("diffusion_model"))
     layers = [(name, svt.time_stack[0].attn1.to_q.weight.shape[0]) for name, svt in svts]
-    levels = SVD_LEVEL_CHANNELS if args.real else tuple(c // 10 for c in SVD_LEVEL_CHANNELS)
+    levels = SVD_LEVEL_CHANNELS if real else tuple(c // 10 for c in SVD_LEVEL_CHANNELS)
     adapter = TrackGoAdapter(layers, level_channels=levels)
     with torch.no_grad():
         for p in adapter.parameters():
             p.normal_(0, 0.05)
     bundle = load_trackgo_adapter(adapter.state_dict(), {"format": TRACKGO_FORMAT,
                                                          "config": json.dumps(adapter.config()), "trained_steps": "1"})
-    masks = np.zeros((2, args.height, args.width), bool)
-    masks[0, args.height // 4: args.height // 2, args.width // 4: args.width // 2] = True
+    masks = np.zeros((2, height, width), bool)
+    masks[0, height // 4: height // 2, width // 4: width // 2] = True
     masks[1] = True
-    arrows = [[[args.width // 3, args.height // 3], [2 * args.width // 3, args.height // 2]], [[0, 0], [8, 0]]]
-    trajectories = build_point_trajectories(masks, arrows, args.frames)
-    patched = apply_trackgo(model, bundle, trajectories, tau=-100.0)
+    arrows = [[[width // 3, height // 3], [2 * width // 3, height // 2]], [[0, 0], [8, 0]]]
+    return apply_trackgo(model, bundle, build_point_trajectories(masks, arrows, frames), tau=-100.0)
+
+
+def main() -> None:
+    args = parse_patch_args("trackgo_patch")
+    setup_comfyui()
+    model, context = build_svd(args.real)
+    patched = random_trackgo_patch(model, args.width, args.height, args.frames, args.real)
     results = compare("TrackGo TrackAdapter patch" + (" (real width)" if args.real else " (tiny width)"),
                       {"unpatched": model, "patched": patched}, args.frames, args.height, args.width, context,
                       args.repeats)
