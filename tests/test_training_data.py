@@ -30,6 +30,7 @@ from trackdiffusion.training.data import (
     box_mask,
     discover,
     draw_outlines,
+    outline_thickness,
     moving_objects,
     object_masks,
     open_source,
@@ -172,6 +173,18 @@ def test_stage1_outlines_are_slot_coloured_and_spare_frame_0():
     assert np.array_equal(out[0], video[0])
     assert (out[1, 8, 8:24] == [255, 0, 0]).all() and (out[2, 8:24, 23] == [255, 0, 0]).all()
     assert (out[1, 16, 16] == 128).all()  # only the outline
+
+
+def test_stage1_outlines_are_half_a_latent_cell_wide_whatever_the_frame_size():
+    # the official 4 px at 1024x576 for SVD's 8x VAE; a 64-px clip scaled by width would get 1 px, which an 8x VAE
+    # erases from the latent (stage 1 would then teach nothing)
+    assert outline_thickness(8) == 4 and outline_thickness(2) == 1 and outline_thickness(1) == 1
+    video = np.full((2, 64, 64, 3), 128, np.uint8)
+    boxes = np.array([[[0.25, 0.25, 0.75, 0.75]]] * 2, np.float32)
+    out = draw_outlines(video, boxes, np.ones((2, 1), bool), np.array([[0.0, 0.0, 1.0]]),
+                        thickness=outline_thickness(8))
+    ring = (out[1] != 128).any(-1)
+    assert ring[32, 14:18].all() and not ring[32, 19] and not ring[32, 13]  # 4 px centred on the box edge at x=16
 
 
 def box_clip() -> Clip:

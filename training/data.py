@@ -410,7 +410,10 @@ def draw_outlines(video: np.ndarray, boxes: np.ndarray, present: np.ndarray, col
                   thickness: int | None = None) -> np.ndarray:
     """Stage-1 target: each present box drawn as an outline of its slot colour into every frame except frame 0.
 
-    The official loader draws 4-px outlines at 1024x576; ``thickness`` defaults to that scaled to the clip's width.
+    The official loader draws 4-px outlines at 1024x576 for SVD's 8x VAE: half a latent cell, which its VAE carries
+    into the latent the UNet learns to predict. ``thickness`` defaults to that width scaled to the clip's width; the
+    trainer passes :func:`outline_thickness` of its latent instead (a 1-px outline, what 64-px clips would get by
+    width, does not survive a VAE, so stage 1 would teach nothing).
     """
     f, h, w = video.shape[:3]
     if thickness is None:
@@ -426,6 +429,12 @@ def draw_outlines(video: np.ndarray, boxes: np.ndarray, present: np.ndarray, col
             cv2.rectangle(frame, p1, p2, color, thickness)
         out[t] = frame
     return out
+
+
+def outline_thickness(latent_scale: int) -> int:
+    """The stage-1 outline width in pixels for a latent at 1/``latent_scale`` of the frame: half a latent cell, as the
+    official 4 px for SVD's 8x VAE (at any frame size), at least 1 px."""
+    return max(1, int(latent_scale) // 2)
 
 
 def point_seed(seed: int, step: int, index: int) -> int:

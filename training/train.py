@@ -5,7 +5,8 @@ What is trained (reference ``trackdiffusion_official.md`` section 5.2; ``evaluat
 * ``trackdiffusion-svd``: the position net and fusers attached by
   :func:`~trackdiffusion.models.svd.diffusers.attach_trackdiffusion_svd`, plus the UNet's conv_in, conv_out and
   ``time_mixer`` mix factors: the official trainable set (names containing fuser / position_net / time_mixer / conv_out
-  / conv_in). Stage 1: the target video has each box drawn as a coloured outline (its slot colour) into every frame
+  / conv_in). Stage 1: the target video has each box drawn as a coloured outline (its slot colour; half a latent cell wide, as
+  the official 4 px for an 8x VAE, :func:`~trackdiffusion.training.data.outline_thickness`) into every frame
   but frame 0; stage 2: clean targets (start it from the stage-1 delta with ``init``). Boxes are never dropped (as
   in the official SVD training).
 * ``trackgo``: only the TrackAdapter (:func:`~trackdiffusion.models.trackgo.diffusers.attach_trackgo`), with

@@ -25,6 +25,7 @@ from .data import (
     draw_outlines,
     object_masks,
     open_source,
+    outline_thickness,
     point_seed,
     slot_colors,
     stack_object_masks,
@@ -278,7 +279,8 @@ class Trainer:
             boxes[i, :, :n] = clip.boxes
             masks[i, :, :n] = clip.present
             if self.is_svd and cfg.stage == 1:
-                targets.append(draw_outlines(clip.video, clip.boxes, clip.present, colors[i, :n]))
+                targets.append(draw_outlines(clip.video, clip.boxes, clip.present, colors[i, :n],
+                                             thickness=outline_thickness(self.codec.scale)))
             else:
                 targets.append(clip.video)
         video = np.stack([c.video for c in clips])
