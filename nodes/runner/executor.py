@@ -4,6 +4,7 @@ in ComfyUI's output folder or in a staging folder that becomes ``out`` only when
 
 from __future__ import annotations
 
+import inspect
 import shutil
 import uuid
 from collections.abc import Callable, Iterable, Mapping
@@ -24,6 +25,21 @@ from .shards import (
 )
 
 CLIENT_ID = "trackdiffusion-runner"
+
+
+def executor_options(execution) -> dict:
+    """The keyword arguments for this ComfyUI's ``PromptExecutor``: the classic cache (outputs kept until the graph
+    changes) with no LRU and no RAM-pressure cache, asked for in whatever form this version takes. ``cache_args``
+    came after ComfyUI 0.3.64 (whose executor takes ``cache_type`` and ``cache_size``); an argument this version
+    does not know is not passed, so its default (the classic cache, unbounded) applies."""
+    params = inspect.signature(execution.PromptExecutor.__init__).parameters
+    options: dict = {}
+    cache_type = getattr(execution, "CacheType", None)
+    if "cache_type" in params and cache_type is not None and hasattr(cache_type, "CLASSIC"):
+        options["cache_type"] = cache_type.CLASSIC
+    if "cache_args" in params:
+        options["cache_args"] = {"lru": 0, "ram": 0}
+    return options
 
 
 class Runner:
@@ -123,8 +139,7 @@ class Runner:
 
     def new_executor(self):
         execution = self.runtime.execution
-        return execution.PromptExecutor(StubServer(), cache_type=execution.CacheType.CLASSIC,
-                                        cache_args={"lru": 0, "ram": 0})
+        return execution.PromptExecutor(StubServer(), **executor_options(execution))
 
     # -- whole runs
     def run(self, jobs: list[tuple[str, dict, list[str]]], out: Path | None,
