@@ -2,6 +2,11 @@
 
     python dev/make_example_workflows.py [NAME ...]
 
+NAME is an example's key (demo_cpu, svd_trackdiffusion, ...: see WORKFLOWS). Its file is
+example_workflows/<TITLES[NAME]>.json, with a same-named .jpg thumbnail: the file name is the title ComfyUI's template
+browser shows on the card, so it is written for users. The tests name the examples by key (tests/support/examples.py
+reads TITLES from here).
+
 Widget values are listed in each node's widget order (KSampler's seed is followed by its control_after_generate
 value, as the frontend saves it). tests/integration/test_example_workflows.py checks the result against real
 ComfyUI's node definitions.
@@ -249,7 +254,8 @@ def modelscope_trackdiffusion() -> dict:
 
 
 def dataset_from_tracklets() -> dict:
-    """Run with `trackdiffusion run dataset_from_tracklets.json --batch DIR`: one MOT sequence per tracklet file."""
+    """Run with `trackdiffusion run "example_workflows/Dataset - synthetic tracking data from tracklets.json"
+    --batch DIR`: one MOT sequence per tracklet file."""
     nodes = [
         load_modelscope(1, [0, 0]),
         load_tracklets(2, [0, 200], [400, 200], "tracklets/street.json"),
@@ -533,6 +539,18 @@ def preview_demo(path: Path) -> None:
     write_thumbnail(path, canvas, "CPU demo, nothing to download")
 
 
+#: key -> file name without .json/.jpg: the card title in ComfyUI's template browser (the frontend titles a custom
+#: node's templates by file name), so it says what the workflow does
+TITLES = {"svd_trackdiffusion": "TrackDiffusion - boxes steer SVD",
+          "tiny_svd_trackdiffusion_cpu": "TrackDiffusion - tiny SVD on the CPU",
+          "svd_trackgo": "TrackGo - masks and arrows steer SVD",
+          "svd_boxes_training_free": "SG-I2V - boxes steer stock SVD, no training",
+          "modelscope_trackdiffusion": "TrackDiffusion - boxes steer ModelScope text-to-video",
+          "demo_cpu": "Demo - boxes steer a tiny model on the CPU",
+          "motion_from_video": "Motion from a video - track boxes and points",
+          "dataset_from_tracklets": "Dataset - synthetic tracking data from tracklets"}
+
+#: key -> (the workflow, its thumbnail)
 WORKFLOWS = {"svd_trackdiffusion": (svd_trackdiffusion, preview_svd_trackdiffusion),
              "svd_trackgo": (svd_trackgo, preview_trajectories),
              "modelscope_trackdiffusion": (modelscope_trackdiffusion, preview_modelscope_trackdiffusion),
@@ -563,9 +581,9 @@ def main(names: list[str] | None = None) -> None:
             print(f"skipped {name}: the tiny SVD's TrackDiffusion adapter is not trained yet "
                   "(bash dev/train_tiny_svd_trackdiffusion.sh RUNS)")
             continue
-        out = folder / f"{name}.json"
+        out = folder / f"{TITLES[name]}.json"
         out.write_text(json.dumps(make(), indent=1) + "\n")
-        preview(folder / f"{name}.jpg")
+        preview(folder / f"{TITLES[name]}.jpg")
         print(f"wrote {out} and its preview")
 
 

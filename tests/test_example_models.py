@@ -1,17 +1,18 @@
 """The example workflows' model metadata: every node that loads a model file names, in ``properties.models``, the
 download the frontend's missing-models dialog offers ({name, url, directory}, as ComfyUI's own templates write it),
-unless the file has no public download (listed here, with why). Also: the templates' thumbnails are distinct."""
+unless the file has no public download (listed here, with why). Also: the templates' thumbnails are distinct, and
+their file names (the cards' titles) are the generator's."""
 
 from __future__ import annotations
 
 import hashlib
 import json
-from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-WORKFLOWS = sorted((REPO / "example_workflows").glob("*.json"))
+from support.examples import TITLES, all_examples, key_of
+
+WORKFLOWS = all_examples()
 
 #: node type -> {widget index: the models/ folder of the file it names}
 MODEL_WIDGETS = {
@@ -40,7 +41,7 @@ def shipped_with_the_pack(value: str) -> bool:
     return value == TRACKDIFFUSION_ADAPTER or (ADAPTERS / value).is_file()
 
 
-@pytest.mark.parametrize("path", WORKFLOWS, ids=[p.name for p in WORKFLOWS])
+@pytest.mark.parametrize("path", WORKFLOWS, ids=[key_of(p) for p in WORKFLOWS])
 def test_every_model_loader_names_its_download(path):
     workflow = json.loads(path.read_text())
     for node in workflow["nodes"]:
@@ -82,3 +83,12 @@ def test_each_template_has_its_own_thumbnail():
         assert thumbnail.is_file(), f"{thumbnail.name} is missing (python dev/make_example_workflows.py makes it)"
         digests.setdefault(hashlib.sha256(thumbnail.read_bytes()).hexdigest(), []).append(thumbnail.name)
     assert not [names for names in digests.values() if len(names) > 1]
+
+
+def test_the_examples_are_the_generators_under_their_titles():
+    """The template browser titles a card by its file name: example_workflows/ holds exactly the workflows
+    dev/make_example_workflows.py names in TITLES (no file left under an old name), titles fit for a card."""
+    assert sorted(p.stem for p in WORKFLOWS) == sorted(TITLES.values())
+    assert sorted(p.stem for p in WORKFLOWS[0].parent.glob("*.jpg")) == sorted(TITLES.values())
+    for title in TITLES.values():
+        assert title == title.strip() and "_" not in title and len(title) <= 60, title

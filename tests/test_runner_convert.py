@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
+from support.examples import example
 from support.workflows import NODE_INFOS, SAVE, TRACKS, VIS, chain, node_info, ui
 from trackdiffusion.data.errors import InvalidInputError
 from trackdiffusion.nodes.runner.convert import is_api_format, to_api_prompt, widget_slots
 
 REPO = Path(__file__).resolve().parents[1]
-EXAMPLES = {p.stem: json.loads(p.read_text()) for p in sorted((REPO / "example_workflows").glob("*.json"))}
 # Saved UI workflows whose shape the tests below pin (widgets converted to linked inputs, a builder node with a
 # seed): frozen copies of earlier example workflows, so the examples themselves can change.
 FIXTURES = {name: json.loads((REPO / "tests" / "data" / f"ui_workflow_{name}.json").read_text())
@@ -59,7 +59,7 @@ def test_svd_trackgo_example_and_legacy_seed_control_value():
 
 
 def test_demo_cpu_example_converts_with_nothing_to_download():
-    prompt = to_api_prompt(EXAMPLES["demo_cpu"], NODE_INFOS)
+    prompt = to_api_prompt(json.loads(example("demo_cpu").read_text()), NODE_INFOS)
     assert prompt["1"] == {"inputs": {"syntrack_clip": 20000, "frames": 0, "steps": 20, "seed": 0, "upscale": 4},
                            "class_type": "TrackDiffusionDemo",
                            "_meta": {"title": "TrackDiffusion Demo (CPU, no download)"}}

@@ -1,6 +1,6 @@
 """TrackDiffusion on the tiny SVD, measured through real ComfyUI sampling: the example workflow
-``example_workflows/tiny_svd_trackdiffusion_cpu.json`` run by the headless runner (ComfyUI's own validation and
-PromptExecutor, in this process) on SynTrack test clips, every video scored against its clip's TRUE tracklets.
+``example_workflows/TrackDiffusion - tiny SVD on the CPU.json`` run by the headless runner (ComfyUI's own validation
+and PromptExecutor, in this process) on SynTrack test clips, every video scored against its clip's TRUE tracklets.
 
     OMP_NUM_THREADS=2 python dev/benchmarks/bench_tiny_svd_trackdiffusion.py [--clips 64] [--steps 25]
         [--adapter FILE] [--comfyui PATH] [--json dev/benchmarks/results_tiny_svd_trackdiffusion.json]
@@ -42,7 +42,8 @@ from trackdiffusion.nodes.runner.executor import Runner
 from trackdiffusion.nodes.runner.run import load_workflow
 
 REPO = Path(__file__).resolve().parents[2]
-WORKFLOW = REPO / "example_workflows" / "tiny_svd_trackdiffusion_cpu.json"
+#: the tiny_svd_trackdiffusion_cpu example (its title is its file name: TITLES in dev/make_example_workflows.py)
+WORKFLOW = REPO / "example_workflows" / "TrackDiffusion - tiny SVD on the CPU.json"
 METRICS = ("TrackAP", "AP50", "AP75", "mIoU", "CTE_px", "IDSW")
 GOAL_AP50, GOAL_MARGIN = 0.6, 0.4
 VIDEO_PREFIX = "tiny_svd_trackdiffusion"  # the generated video's SaveAnimatedWEBP (the other one saves the boxes)

@@ -1,6 +1,7 @@
 """Run a ComfyUI workflow headlessly: load (UI or API format), override inputs, validate, execute, collect outputs.
 
->>> result = run_workflow("example_workflows/svd_trackdiffusion.json", overrides=["KSampler.steps=4"], out="out")
+>>> result = run_workflow("example_workflows/TrackDiffusion - boxes steer SVD.json", overrides=["KSampler.steps=4"],
+...                       out="out")
 >>> results = run_batch("workflow.json", "tracklets/", out="out")     # out/<file stem>/ per tracklet file
 >>> results = run_batch("workflow.json", "tracklets/", out="out", shard="2/4")   # every 4th file from the 2nd
 

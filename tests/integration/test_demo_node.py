@@ -1,6 +1,6 @@
 """The TrackDiffusion Demo node inside real ComfyUI (CPU, the embedded demo model, nothing downloaded): through
 ComfyUI's own PromptExecutor with nothing connected, with an odd-sized IMAGE and tracklets on another canvas, with
-bad input, and the demo_cpu.json example workflow end to end through the headless runner."""
+bad input, and the demo_cpu example workflow end to end through the headless runner."""
 
 from __future__ import annotations
 
@@ -8,14 +8,14 @@ import hashlib
 import json
 import os
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-REPO = Path(__file__).resolve().parents[2]
-EXAMPLE = REPO / "example_workflows" / "demo_cpu.json"
+from support.examples import example
+
+EXAMPLE = example("demo_cpu")
 
 
 class DigestNode:

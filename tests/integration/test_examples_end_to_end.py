@@ -33,11 +33,11 @@ import pytest
 import torch
 from PIL import Image
 
+from support.examples import all_examples, example, key_of
 from support.tiny_models import build_tiny_t2v_folder, tiny_trackdiffusion_unet3d
 
 REPO = Path(__file__).resolve().parents[2]
-EXAMPLES = REPO / "example_workflows"
-WORKFLOWS = sorted(EXAMPLES.glob("*.json"))
+WORKFLOWS = all_examples()
 FRAMES = 4
 SVD_SIZE = (128, 64)  # width, height: latent 16x8, still divisible down the SVD UNet's 3 downsamplings
 T2V_SIZE = (64, 64)
@@ -56,38 +56,38 @@ SMALL = {
 }
 DEMO_SIZE = (64 * 4, 64 * 4)  # the demo's 64 px frames, upscale 4 as saved
 #: examples already sized for the CPU (64x64 clips of 16 frames): run at their own size, only with fewer steps
-NATIVE = {"motion_from_video.json": {"TrackDiffusionDemo": {"steps": 2}},
-          "tiny_svd_trackdiffusion_cpu.json": {"TrackDiffusionSampler": {"steps": 4}}}
+NATIVE = {"motion_from_video": {"TrackDiffusionDemo": {"steps": 2}},
+          "tiny_svd_trackdiffusion_cpu": {"TrackDiffusionSampler": {"steps": 4}}}
 NATIVE_FRAMES = 16
 
-#: the animations each example saves: file name prefix -> (width, height) of its FRAMES frames. A workflow not listed
+#: the animations each example (by key, support.examples) saves: file name prefix -> (width, height) of its FRAMES frames. A workflow not listed
 #: here still runs, with the generic checks only (it wrote files, every file its output nodes report exists).
 EXPECTED = {
-    "demo_cpu.json": {"trackdiffusion_demo": DEMO_SIZE, "trackdiffusion_demo_boxes": DEMO_SIZE},
-    "modelscope_trackdiffusion.json": {"trackdiffusion_t2v": T2V_SIZE, "trackdiffusion_t2v_boxes": T2V_SIZE},
-    "svd_boxes_training_free.json": {"sgi2v": SVD_SIZE, "sgi2v_boxes": SVD_SIZE},
-    "svd_trackdiffusion.json": {"trackdiffusion": SVD_SIZE, "trackdiffusion_boxes": SVD_SIZE},
-    "svd_trackgo.json": {"trackgo": SVD_SIZE, "trackgo_trajectories": SVD_SIZE},
-    "dataset_from_tracklets.json": {},  # a MOT sequence, checked in check_dataset
+    "demo_cpu": {"trackdiffusion_demo": DEMO_SIZE, "trackdiffusion_demo_boxes": DEMO_SIZE},
+    "modelscope_trackdiffusion": {"trackdiffusion_t2v": T2V_SIZE, "trackdiffusion_t2v_boxes": T2V_SIZE},
+    "svd_boxes_training_free": {"sgi2v": SVD_SIZE, "sgi2v_boxes": SVD_SIZE},
+    "svd_trackdiffusion": {"trackdiffusion": SVD_SIZE, "trackdiffusion_boxes": SVD_SIZE},
+    "svd_trackgo": {"trackgo": SVD_SIZE, "trackgo_trajectories": SVD_SIZE},
+    "dataset_from_tracklets": {},  # a MOT sequence, checked in check_dataset
     # the reference clip with its followed boxes, stitched (2 px apart) to the demo model's clip along them
-    "motion_from_video.json": {"motion_from_video": (64 + 2 + 64, 64), "motion_from_video_tracked": (64, 64)},
+    "motion_from_video": {"motion_from_video": (64 + 2 + 64, 64), "motion_from_video_tracked": (64, 64)},
     # the shipped tiny SVD and its trained adapter, at their own 64x64
-    "tiny_svd_trackdiffusion_cpu.json": {"tiny_svd_trackdiffusion": (64, 64), "tiny_svd_trackdiffusion_boxes": (64, 64)},
+    "tiny_svd_trackdiffusion_cpu": {"tiny_svd_trackdiffusion": (64, 64), "tiny_svd_trackdiffusion_boxes": (64, 64)},
 }
 #: where an added model or guidance is the point of the example: the override that takes it away (strength 0, SG-I2V
 #: off) for a second, reference run; the generated video must differ from it
 ABLATION = {
-    "svd_boxes_training_free.json": "TrackDiffusionSampler.trajectory_guidance=off",
-    "svd_trackdiffusion.json": "InstanceEnhancerPatch.strength=0",
-    "svd_trackgo.json": "TrackAdapterPatch.strength=0",
-    "tiny_svd_trackdiffusion_cpu.json": "InstanceEnhancerPatch.strength=0",
+    "svd_boxes_training_free": "TrackDiffusionSampler.trajectory_guidance=off",
+    "svd_trackdiffusion": "InstanceEnhancerPatch.strength=0",
+    "svd_trackgo": "TrackAdapterPatch.strength=0",
+    "tiny_svd_trackdiffusion_cpu": "InstanceEnhancerPatch.strength=0",
 }
 
 
-def small_overrides(workflow: dict, name: str = "") -> list[str]:
+def small_overrides(workflow: dict, key: str = "") -> list[str]:
     """SMALL (NATIVE's for a CPU-sized example) for every node of the workflow (by node id, so several nodes of one
     type are all made small)."""
-    table = NATIVE.get(name, SMALL)
+    table = NATIVE.get(key, SMALL)
     return [f"{node['id']}.{key}={json.dumps(value)}" for node in workflow["nodes"]
             for key, value in table.get(node["type"], {}).items()]
 
@@ -236,19 +236,19 @@ def check_dataset(out: Path, jobs: tuple[str, ...] = ()) -> None:
 
 def test_every_example_has_expectations():
     """EXPECTED and ABLATION name only existing examples (a renamed example would silently lose its checks)."""
-    assert set(EXPECTED) <= {p.name for p in WORKFLOWS}
+    assert set(EXPECTED) <= {key_of(p) for p in WORKFLOWS}
     assert set(ABLATION) <= set(EXPECTED)
 
 
-@pytest.mark.parametrize("path", WORKFLOWS, ids=[p.name for p in WORKFLOWS])
+@pytest.mark.parametrize("path", WORKFLOWS, ids=[key_of(p) for p in WORKFLOWS])
 def test_example_runs_end_to_end(comfy, example_models, path, tmp_path, caplog):
-    workflow = json.loads(path.read_text())
-    overrides = small_overrides(workflow, path.name)
-    frames = NATIVE_FRAMES if path.name in NATIVE else FRAMES
+    workflow, key = json.loads(path.read_text()), key_of(path)
+    overrides = small_overrides(workflow, key)
+    frames = NATIVE_FRAMES if key in NATIVE else FRAMES
     with caplog.at_level(logging.INFO):
         result = run(comfy, path, tmp_path / "run", overrides)
     sgi2v_steps = [r.getMessage() for r in caplog.records if r.getMessage().startswith("SG-I2V step")]
-    videos = check_files(result, EXPECTED.get(path.name, {}), frames)
+    videos = check_files(result, EXPECTED.get(key, {}), frames)
     prompt_types = {entry["class_type"] for entry in result.prompt.values()}
     if "SaveTrackingDataset" in prompt_types:
         check_dataset(tmp_path / "run")
@@ -265,11 +265,11 @@ def test_example_runs_end_to_end(comfy, example_models, path, tmp_path, caplog):
     else:
         assert not sgi2v_steps
 
-    ablation = ABLATION.get(path.name)
+    ablation = ABLATION.get(key)
     if ablation is not None:
         reference = check_files(run(comfy, path, tmp_path / "ablated", [*overrides, ablation]),
-                                EXPECTED[path.name], frames)
-        prefix = next(iter(EXPECTED[path.name]))  # the generated video (the others draw on it)
+                                EXPECTED[key], frames)
+        prefix = next(iter(EXPECTED[key]))  # the generated video (the others draw on it)
         difference = np.abs(videos[prefix] - reference[prefix]).mean()
         assert difference > 0.5, f"{ablation} leaves the video as it was (mean difference {difference:.3f})"
 
@@ -277,7 +277,7 @@ def test_example_runs_end_to_end(comfy, example_models, path, tmp_path, caplog):
 def test_dataset_example_makes_one_sequence_per_tracklet_file(comfy, example_models, tmp_path):
     from trackdiffusion.nodes.runner.run import run_batch
 
-    path = EXAMPLES / "dataset_from_tracklets.json"
+    path = example("dataset_from_tracklets")
     batch = tmp_path / "tracklets"
     batch.mkdir()
     for name in ("a", "b"):

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from support.examples import all_examples, example, key_of
 from support.workflows import LOAD, NODE_INFOS, SAVE, VIS, ui
 from trackdiffusion.nodes.runner.cli import main
 from trackdiffusion.nodes.runner.comfy_env import start_comfyui
@@ -20,8 +21,7 @@ from trackdiffusion.nodes.runner.executor import Runner
 from trackdiffusion.nodes.runner.results import WorkflowFailed, WorkflowInvalid
 from trackdiffusion.nodes.runner.run import run_batch, run_workflow
 
-REPO = Path(__file__).resolve().parents[2]
-EXAMPLES = sorted((REPO / "example_workflows").glob("*.json"))
+EXAMPLES = all_examples()
 
 
 def tracklets(width: int, height: int, frames: int, box=(4, 4, 20, 20)) -> str:
@@ -97,12 +97,12 @@ def missing_file(info: dict, error: dict) -> str | None:
 NO_DOWNLOAD = {"demo_cpu", "motion_from_video", "tiny_svd_trackdiffusion_cpu"}
 
 
-@pytest.mark.parametrize("path", EXAMPLES, ids=[p.name for p in EXAMPLES])
+@pytest.mark.parametrize("path", EXAMPLES, ids=[key_of(p) for p in EXAMPLES])
 def test_example_workflows_validate_except_for_the_absent_model_files(runtime, path, tmp_path):
     runner = Runner(runtime)
     prompt, warnings = runner.prepare(json.loads(path.read_text()))
     assert warnings == []
-    if path.stem in NO_DOWNLOAD:
+    if key_of(path) in NO_DOWNLOAD:
         outputs = runner.validate(prompt)
         assert outputs and all(runtime.is_output_node(prompt[o]["class_type"]) for o in outputs)
         return
@@ -230,8 +230,8 @@ def test_cli_exit_status_and_messages(runtime, tmp_path, capsys):
     assert err[-1].startswith("error: node 1 (LoadTracklets) failed: tracklets input, object 1, frame 0: box")
     assert not (tmp_path / "out").exists()
 
-    example = REPO / "example_workflows" / "svd_trackdiffusion.json"
-    assert main([str(example), "--comfyui", str(runtime.path), "--set", "TrackDiffusionSampler.steps=2"]) == 2
+    svd = example("svd_trackdiffusion")
+    assert main([str(svd), "--comfyui", str(runtime.path), "--set", "TrackDiffusionSampler.steps=2"]) == 2
     err = capsys.readouterr().err
     assert "error: the workflow does not validate" in err
     assert "node 1 (ImageOnlyCheckpointLoader): Value not in list: ckpt_name: 'svd.safetensors' not in" in err

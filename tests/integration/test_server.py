@@ -8,15 +8,13 @@ import json
 import urllib.error
 import urllib.parse
 import urllib.request
-from pathlib import Path
 
 import pytest
 
+from support.examples import TITLES, all_examples, example, key_of
 from support.server import PACK_FOLDER_NAME
 from support.workflows import LOAD, SAVE, VIS, ui
 from trackdiffusion.nodes.runner.convert import combo_options, to_api_prompt
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +72,21 @@ def test_invalid_prompt_is_refused_with_node_errors(server):
     assert reply["node_errors"]["2"]["errors"][0]["type"] == "value_bigger_than_max"
 
 
-# Example workflows that run with no model file installed -> the ids of their save nodes.
+def test_template_browser_lists_and_serves_the_examples_under_their_titles(server):
+    """The frontend's template browser asks /api/workflow_templates for each pack's template names (the file stems,
+    which it shows as the card titles) and fetches <name>.json and <name>.jpg under /api/workflow_templates/<pack>/:
+    names with spaces, commas and dashes, URL-encoded."""
+    listed = server.get("/api/workflow_templates")
+    assert sorted(listed[PACK_FOLDER_NAME]) == sorted(TITLES.values()) == sorted(p.stem for p in all_examples())
+    path = example("svd_boxes_training_free")
+    assert " " in path.stem and "," in path.stem
+    base = f"/api/workflow_templates/{urllib.parse.quote(PACK_FOLDER_NAME)}/{urllib.parse.quote(path.stem)}"
+    assert server.get(base + ".json") == json.loads(path.read_text())
+    status, thumbnail = server.request(base + ".jpg")
+    assert status == 200 and thumbnail == path.with_suffix(".jpg").read_bytes()
+
+
+# Example workflows (by key, support.examples) that run with no model file installed -> the ids of their save nodes.
 NEEDS_NO_MODEL_FILES = {"demo_cpu": ("2", "4"), "motion_from_video": ("7", "8"),
                         "tiny_svd_trackdiffusion_cpu": ("11", "12")}
 
@@ -93,12 +105,12 @@ def test_ui_workflows_converted_with_the_servers_object_info(server):
     assert len(entry["outputs"]["3"]["images"]) == 2
     # The example workflows: the server refuses them only for the model (and image) files that are not installed;
     # those that need none (the embedded demo model on the CPU, the example inputs the pack copies into input/) run.
-    for path in sorted((REPO / "example_workflows").glob("*.json")):
+    for path in all_examples():
         prompt = to_api_prompt(json.loads(path.read_text()), object_info)
-        if path.stem in NEEDS_NO_MODEL_FILES:
+        if key_of(path) in NEEDS_NO_MODEL_FILES:
             entry = server.run(prompt, timeout=300)
             assert entry["status"]["status_str"] == "success", (path.name, entry["status"])
-            saves = NEEDS_NO_MODEL_FILES[path.stem]
+            saves = NEEDS_NO_MODEL_FILES[key_of(path)]
             assert [len(entry["outputs"][n]["images"]) for n in saves] == [1] * len(saves), path.name
             continue
         status, reply = server.request("/prompt", {"prompt": prompt})
