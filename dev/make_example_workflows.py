@@ -15,6 +15,7 @@ ComfyUI's node definitions.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -72,7 +73,30 @@ def build(nodes: list[dict], links: list[tuple]) -> dict:
                           "flags": {}, "order": order, "mode": 0, "inputs": inputs, "outputs": outputs,
                           "properties": properties, "widgets_values": n["widgets"]})
     return {"last_node_id": max(by_id), "last_link_id": len(ui_links), "nodes": out_nodes, "links": ui_links,
-            "groups": [], "config": {}, "extra": {"ds": {"scale": 0.8, "offset": [0, 0]}}, "version": 0.4}
+            "groups": [], "config": {}, "extra": {"ds": framing(out_nodes)}, "version": 0.4}
+
+
+#: the view a workflow is framed for at load: a 1600x900 browser window less the frontend's menu bar, screen pixels
+VIEW_WIDTH, VIEW_HEIGHT = 1600, 900
+#: screen margins: room for the top menu bar (and its tabs) and a little air on the left, right and bottom
+VIEW_TOP, VIEW_LEFT, VIEW_MARGIN = 110, 40, 40
+#: LiteGraph draws a node's title bar this far above its ``pos`` (graph units)
+TITLE_HEIGHT = 30
+#: never zoom in past ComfyUI's usual working scale, however small the graph
+MAX_SCALE = 0.9
+
+
+def framing(nodes: list[dict]) -> dict:
+    """``extra.ds`` (LiteGraph's scale and offset, which the frontend restores when it loads a workflow) that frames
+    every node, title bars included, below the menu bar: screen = (graph + offset) x scale."""
+    x1 = min(n["pos"][0] for n in nodes)
+    y1 = min(n["pos"][1] for n in nodes) - TITLE_HEIGHT
+    x2 = max(n["pos"][0] + n["size"][0] for n in nodes)
+    y2 = max(n["pos"][1] + n["size"][1] for n in nodes)
+    scale = min(MAX_SCALE, (VIEW_WIDTH - VIEW_LEFT - VIEW_MARGIN) / (x2 - x1),
+                (VIEW_HEIGHT - VIEW_TOP - VIEW_MARGIN) / (y2 - y1))
+    scale = math.floor(scale * 1000) / 1000  # three decimals, rounded down: still inside
+    return {"scale": scale, "offset": [round(VIEW_LEFT / scale - x1, 1), round(VIEW_TOP / scale - y1, 1)]}
 
 
 def node(id: int, type: str, pos: list, widgets: list, inputs: list = (), outputs: list = (),
