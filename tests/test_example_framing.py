@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 
 import pytest
+
 from support.examples import all_examples, key_of
 
 WINDOW = (1600, 900)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 
 import pytest
+
 from support.comfyui import REPO
 from support.examples import all_examples, key_of
 
