@@ -42,19 +42,25 @@ def test_prompt_runs_tracklets_and_trajectories_end_to_end(comfy_with_probe):
         "6": {"class_type": "PointTrajectoryBuilder",
               "inputs": {"masks": ["5", 0], "arrows": json.dumps([[[10, 10], [40, 20]]]), "num_frames": 10,
                          "seed": 0, "point_size": 4}},
-        # A core node that consumes TRACKS: ours must be accepted as the core type.
-        "7": {"class_type": "WanMoveConcatTrack", "inputs": {"tracks_1": ["4", 0], "tracks_2": ["6", 1]}},
-        "8": {"class_type": "TDTestProbe", "inputs": {"value": ["7", 0]}},
         "9": {"class_type": "TDTestProbe", "inputs": {"value": ["6", 2]}},
         "10": {"class_type": "TDTestProbe", "inputs": {"value": ["1", 3]}},
+        "11": {"class_type": "TDTestProbe", "inputs": {"value": ["4", 0]}},
     }
+    # A core node that consumes TRACKS (ComfyUI after 0.3.64; older cores have none): ours must be accepted as the
+    # core type. Without it, our TRACKS are checked as they leave our node.
+    core_consumer = "WanMoveConcatTrack" in comfy_with_probe.nodes.NODE_CLASS_MAPPINGS
+    if core_consumer:
+        prompt["7"] = {"class_type": "WanMoveConcatTrack", "inputs": {"tracks_1": ["4", 0], "tracks_2": ["6", 1]}}
+        prompt["8"] = {"class_type": "TDTestProbe", "inputs": {"value": ["7", 0]}}
     outputs, messages, success = comfy_with_probe.run_prompt(prompt)
     assert success, messages
     assert outputs["3"]["probe"][0] == {"shape": [10, 576, 1024, 3], "dtype": "torch.float32"}
-    concat = outputs["8"]["probe"][0]
-    # 3 tracklet objects + 64 points of a whole-frame mask (p = 1 > 0.4), over the 10 resampled frames.
-    assert concat["track_path"]["shape"] == [10, 3 + 64, 2]
-    assert concat["track_visibility"] == {"shape": [10, 3 + 64], "dtype": "torch.bool"}
+    assert outputs["11"]["probe"][0]["track_path"]["shape"] == [10, 3, 2]
+    if core_consumer:
+        concat = outputs["8"]["probe"][0]
+        # 3 tracklet objects + 64 points of a whole-frame mask (p = 1 > 0.4), over the 10 resampled frames.
+        assert concat["track_path"]["shape"] == [10, 3 + 64, 2]
+        assert concat["track_visibility"] == {"shape": [10, 3 + 64], "dtype": "torch.bool"}
     assert outputs["9"]["probe"][0]["shape"] == [10, 64, 96, 3]
     assert outputs["10"]["probe"][0] == {"repr": "10"}
 
