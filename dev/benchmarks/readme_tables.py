@@ -279,9 +279,21 @@ def tiny_svd_trackdiffusion_training(docs) -> str:
     stages = ", then ".join(f"stage {i} {s['steps']} steps in {s['train_hours']:.1f} h"
                             for i, s in enumerate(doc["stages"], 1))
     g = doc["gates"]
-    return (f"{doc['adapter_megabytes']:.1f} MB; {stages} on this CPU. Its {g['count']} fuser gates are still near "
-            f"their zero start: |alpha| at most {g['max_abs_alpha']:.2f}, mean |tanh(alpha)| "
-            f"{g['mean_abs_tanh_alpha']:.3f}")
+    return (f"{doc['adapter_megabytes']:.1f} MB; {stages} on this CPU. Its {g['count']} fuser gates (0 at the "
+            f"start): |alpha| at most {g['max_abs_alpha']:.2f}, mean |tanh(alpha)| {g['mean_abs_tanh_alpha']:.3f}")
+
+
+def tiny_svd_box_loss(docs) -> str:
+    """The shipped adapter's denoising loss with true, shuffled and no boxes (dev/benchmarks/results_tiny_svd_box_loss.json)."""
+    (doc,) = docs
+    rows = ["| noise level sigma | true boxes | shuffled boxes | no boxes | batches with true < shuffled |",
+            "|---|---|---|---|---|"]
+    for sigma in doc["sigmas"]:
+        r = doc["loss"][str(sigma)]
+        rows.append(f"| {sigma:g} | {r['true boxes']:.4f} | {r['shuffled boxes']:.4f} | {r['no boxes']:.4f} | "
+                    f"{r['batches true < shuffled']} of {doc['batches']} |")
+    return "\n".join(rows) + (f"\n\n{doc['clips']} held-out clips of the training stream (seed {doc['seed']}), stage-"
+                              f"{doc['stage_targets']} targets, the same noise in every condition.")
 
 
 def track_from_video(docs) -> str:
@@ -301,7 +313,7 @@ def track_from_video(docs) -> str:
 
 
 RENDERERS: dict[str, Callable[[list[dict]], str]] = {f.__name__: f for f in (tiny_svd_base, tiny_svd_trackdiffusion,
-    tiny_svd_trackdiffusion_training, track_from_video, controllability, controllability_differences, ablation, ablation_differences,
+    tiny_svd_trackdiffusion_training, tiny_svd_box_loss, track_from_video, controllability, controllability_differences, ablation, ablation_differences,
     controllability_minutes, guidance, ceiling, ceiling_short, demo_time, sgi2v_cost, patch_cost, slots, trajectories,
     svd_delta_size, trackgo_params, demo_params)}
 
