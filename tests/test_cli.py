@@ -46,11 +46,23 @@ def test_convert_mot_uses_seqinfo_and_resamples_frames(tmp_path):
     assert t.objects[0].label == "pedestrian"
 
 
-def test_show_reports_spans_and_out_of_frame(capsys):
+def street_with_dog_entering_from_outside(tmp_path: Path) -> Path:
+    """street.json with the dog's first box reaching 76 px past the right edge (x2 1100 of 1024)."""
+    doc = json.loads(STREET.read_text())
+    doc["objects"][2]["keyframes"][0]["box"] = [980, 420, 1100, 520]
+    path = tmp_path / "entering.json"
+    path.write_text(json.dumps(doc))
+    return path
+
+
+def test_show_reports_spans_and_out_of_frame(capsys, tmp_path):
     assert main(["tracklets", "show", str(STREET)]) == 0
     out = capsys.readouterr().out
     assert "1024x576, 14 frames" in out and "3 objects" in out
     dog = next(line for line in out.splitlines() if " dog " in line)
+    assert "visible 3-11" in dog and "out of frame" not in dog  # the example's dog enters inside the image
+    assert main(["tracklets", "show", str(street_with_dog_entering_from_outside(tmp_path))]) == 0
+    dog = next(line for line in capsys.readouterr().out.splitlines() if " dog " in line)
     assert "visible 3-11" in dog and "partly out of frame 3-4" in dog
 
 
@@ -106,8 +118,10 @@ def test_bad_input_leaves_no_output_file(tmp_path, capsys):
     assert list(tmp_path.iterdir()) == [bad]
 
 
-def test_strict_mode_rejects_off_canvas_boxes(capsys):
-    assert main(["tracklets", "show", str(STREET), "--strict"]) == 2
+def test_strict_mode_rejects_off_canvas_boxes(capsys, tmp_path):
+    assert main(["tracklets", "show", str(STREET), "--strict"]) == 0  # the example lies inside its canvas
+    capsys.readouterr()
+    assert main(["tracklets", "show", str(street_with_dog_entering_from_outside(tmp_path)), "--strict"]) == 2
     assert "object 3, frame 3" in capsys.readouterr().err
 
 
