@@ -407,17 +407,13 @@ def slot_colors(rng: np.random.Generator, slots: int = MAX_OBJS) -> np.ndarray:
 
 
 def draw_outlines(video: np.ndarray, boxes: np.ndarray, present: np.ndarray, colors: np.ndarray,
-                  thickness: int | None = None) -> np.ndarray:
-    """Stage-1 target: each present box drawn as an outline of its slot colour into every frame except frame 0.
-
-    The official loader draws 4-px outlines at 1024x576 for SVD's 8x VAE: half a latent cell, which its VAE carries
-    into the latent the UNet learns to predict. ``thickness`` defaults to that width scaled to the clip's width; the
-    trainer passes :func:`outline_thickness` of its latent instead (a 1-px outline, what 64-px clips would get by
-    width, does not survive a VAE, so stage 1 would teach nothing).
+                  thickness: int) -> np.ndarray:
+    """Stage-1 target: each present box drawn as an outline of its slot colour, ``thickness`` pixels wide, into every
+    frame except frame 0. The trainer passes :func:`outline_thickness` of its latent: half a latent cell, as the
+    official 4 px at 1024x576 for SVD's 8x VAE (scaled by frame width instead, a 64-px clip would get 1 px, which a
+    VAE erases, and stage 1 would teach nothing).
     """
     f, h, w = video.shape[:3]
-    if thickness is None:
-        thickness = max(1, round(4 * w / 1024))
     out = video.copy()
     for t in range(1, f):
         frame = np.ascontiguousarray(out[t])
