@@ -66,6 +66,39 @@ def test_loss_falls_on_a_fixed_batch(tmp_path, model, lr, steps, factor):
     assert all(torch.equal(v, trainer.unet.state_dict()[k]) for k, v in frozen.items())
 
 
+BASE_LAYERS = ("time_mixer", "conv_in", "conv_out")
+
+
+def test_base_lr_sets_the_base_layers_own_rate_and_zero_freezes_them(tmp_path):
+    def moved(trainer, steps=3):
+        batch = trainer.prepare(trainer.clips(1), 1, dropout=False)
+        before = {k: v.clone() for k, v in trainer.attachment.unet.named_parameters()}
+        for _ in range(steps):
+            trainer.optimize(batch)
+        after = dict(trainer.attachment.unet.named_parameters())
+        return {k for k, v in before.items() if not torch.equal(v, after[k])}
+
+    frozen = Trainer(config(SVD, tmp_path / "a", steps=10, lr=1e-3, base_lr=0, warmup=0))
+    changed = moved(frozen)
+    assert changed and not any(n in k for k in changed for n in BASE_LAYERS)  # only fusers / position net moved
+    assert [g["initial_lr"] for g in frozen.optimizer.param_groups] == [1e-3]
+    slow = Trainer(config(SVD, tmp_path / "b", steps=10, lr=1e-3, base_lr=1e-5, warmup=0))
+    added, own = slow.optimizer.param_groups
+    assert (added["initial_lr"], own["initial_lr"]) == (1e-3, 1e-5)
+    names = {id(p): n for n, p in slow.named_parameters}
+    assert all(any(n in names[id(p)] for n in BASE_LAYERS) for p in own["params"])
+    assert not any(any(n in names[id(p)] for n in BASE_LAYERS) for p in added["params"])
+    assert any(n in k for k in moved(slow) for n in BASE_LAYERS)
+    # one LR for all (the default, as officially): one group, and the settings a checkpoint keeps are as before
+    same = config(SVD, tmp_path / "c", steps=10, lr=1e-3).resolved()
+    assert same.base_lr == 1e-3 and "base_lr" not in same.settings()
+    assert config(SVD, tmp_path / "c", steps=10, lr=1e-3, base_lr=1e-5).resolved().settings()["base_lr"] == 1e-5
+    with pytest.raises(InvalidInputError, match="--base-lr applies to trackdiffusion-svd only"):
+        config("trackgo", tmp_path / "d", base_lr=1e-5).resolved()
+    with pytest.raises(InvalidInputError, match="base_lr must be a finite number"):
+        config(SVD, tmp_path / "d", base_lr=-1.0).resolved()
+
+
 @pytest.mark.parametrize("model", [SVD, "trackgo"])
 def test_resume_after_interruption_continues_exactly(tmp_path, model):
     steps = 5

@@ -2,7 +2,8 @@
 
     trackdiffusion train {trackdiffusion-svd,trackgo,svd-base} --data syntrack|PATH --out DIR
                          (--base UNET_FOLDER [--vae VAE_FOLDER] [--image-encoder FOLDER] | --tiny [small|svd-layout])
-                         [--stage 1|2] [--init FILE] [--steps N] [--batch B] [--lr LR] [--frames F] [--size WxH]
+                         [--stage 1|2] [--init FILE] [--steps N] [--batch B] [--lr LR] [--base-lr LR] [--frames F]
+                         [--size WxH]
                          [--resume] [--seed S] [--save-every N] [--device cpu|cuda] [--warmup N]
                          [--lambda-attn L] [--latent-channels 4|12] [--gradient-checkpointing]
                          [--mixed-precision no|bf16] [--gradient-accumulation A] [--process-timeout SECONDS]
@@ -65,6 +66,9 @@ def add_train_parser(sub) -> None:
                    help="micro-batches per process and step, their gradients summed: less memory, the same step "
                    "(default 1)")
     p.add_argument("--lr", type=float, help="learning rate (default: stage 1 2e-4, stage 2 3e-5, trackgo 1e-4)")
+    p.add_argument("--base-lr", dest="base_lr", type=float,
+                   help="trackdiffusion-svd: learning rate of the base UNet's own trained layers (conv_in, conv_out, "
+                   "mix factors; default: --lr, as officially; 0 freezes them)")
     p.add_argument("--frames", type=int, default=8, help="frames per clip (default 8; TrackGo needs > 5)")
     p.add_argument("--size", help="WIDTHxHEIGHT of the clips (default 512x320; --tiny 32x32)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its newest checkpoint "
@@ -95,7 +99,7 @@ def _cmd_train(args) -> int:
     from .train import TrainConfig, train
 
     keys = ("model", "data", "out", "base", "tiny", "vae", "image_encoder", "init", "stage", "steps", "batch", "lr",
-            "frames", "size", "resume", "seed", "save_every", "device", "warmup", "latent_channels",
+            "base_lr", "frames", "size", "resume", "seed", "save_every", "device", "warmup", "latent_channels",
             "gradient_checkpointing", "mixed_precision", "gradient_accumulation", "process_timeout", "progress")
     values = {k: getattr(args, k) for k in keys}
     if args.lambda_attn is not None:

@@ -75,6 +75,10 @@ class TrainConfig:
     #: micro-batches per process and step, whose gradients add up (``batch`` / (processes x this) clips each)
     gradient_accumulation: int = 1
     lr: float | None = None
+    #: trackdiffusion-svd: learning rate of the base UNet's own layers in the trainable set (``conv_in``,
+    #: ``conv_out``, mix factors); None: ``lr``, as officially (one LR for all); 0 freezes them (fusers and position
+    #: net only). A lower one keeps a small base's appearance while the new modules learn at ``lr``.
+    base_lr: float | None = None
     frames: int = 8
     size: Any = None
     seed: int = 0
@@ -144,7 +148,13 @@ class TrainConfig:
         c.size = parse_size(c.size if c.size is not None else DEFAULT_SIZE["tiny" if c.tiny else "base"])
         default_lr = DEFAULT_LR[c.stage if c.model == "trackdiffusion-svd" else c.model]
         c.lr = float(default_lr if c.lr is None else c.lr)
-        for name in ("lr", "lambda_attn", "grad_clip", "weight_decay"):
+        if c.base_lr is not None and c.model != "trackdiffusion-svd":
+            raise InvalidInputError("--base-lr applies to trackdiffusion-svd only (its conv_in, conv_out and mix "
+                                    "factors).", fix="leave out --base-lr.", source=SOURCE)
+        c.base_lr = c.lr if c.base_lr is None and c.model == "trackdiffusion-svd" else c.base_lr
+        for name in ("lr", "base_lr", "lambda_attn", "grad_clip", "weight_decay"):
+            if getattr(c, name) is None:
+                continue
             value = float(getattr(c, name))
             if not math.isfinite(value) or value < 0 or (name == "lr" and value == 0):
                 raise InvalidInputError(f"{name} must be a finite number >= 0 (lr > 0), got {value!r}.",
@@ -194,4 +204,6 @@ class TrainConfig:
                 continue
             value = getattr(self, f.name)
             out[f.name] = list(value) if isinstance(value, tuple) else value
+        if out.get("base_lr") is not None and out["base_lr"] == out.get("lr"):
+            del out["base_lr"]  # one LR for all, as before the option existed: older checkpoints resume unchanged
         return out

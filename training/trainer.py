@@ -105,7 +105,7 @@ class Trainer:
             torch.manual_seed(cfg.seed)
             self._build_models(cfg)
         self._check_sizes()
-        self.optimizer = torch.optim.AdamW(self.parameters, lr=cfg.lr, betas=(0.9, 0.999),
+        self.optimizer = torch.optim.AdamW(self._parameter_groups(cfg), lr=cfg.lr, betas=(0.9, 0.999),
                                            weight_decay=cfg.weight_decay, eps=1e-8)
         warmup, total = cfg.warmup, cfg.steps
 
@@ -189,8 +189,24 @@ class Trainer:
             self.attachment.adapter.to(self.device)
             self.attachment.adapter.requires_grad_(True)
             named = list(self.attachment.adapter.named_parameters())
+        if self.is_svd and cfg.base_lr == 0:  # the base's own layers frozen: only the added modules train
+            markers = self.attachment.ADDED_MARKERS
+            for name, p in named:
+                if not any(m in name for m in markers):
+                    p.requires_grad_(False)
+            named = [(name, p) for name, p in named if any(m in name for m in markers)]
         self.named_parameters = named
         self.parameters = [p for _, p in named]
+
+    def _parameter_groups(self, cfg: TrainConfig) -> list[dict[str, Any]]:
+        """The optimizer's groups: the added modules (position net, fusers) at ``lr`` first (the LR the loss log
+        reports), then the base UNet's own trained layers at ``base_lr`` where that differs."""
+        if not self.is_svd or cfg.base_lr == cfg.lr:
+            return [{"params": self.parameters}]
+        markers = self.attachment.ADDED_MARKERS
+        added = [p for name, p in self.named_parameters if any(m in name for m in markers)]
+        own = [p for name, p in self.named_parameters if not any(m in name for m in markers)]
+        return [{"params": added}] + ([{"params": own, "lr": cfg.base_lr}] if own else [])
 
     def _init_svd(self, path: str) -> None:
         tensors, metadata = _load_safetensors(path)
