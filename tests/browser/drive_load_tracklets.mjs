@@ -128,20 +128,21 @@ function savedAndSent(page) {
 
 /** Click the upload button on the canvas, answer the file chooser with `path`, wait for `file` to read `expected`. */
 async function upload(page, path, expected) {
-  await page.evaluate(() => window.tdApp().canvas.setDirty(true, true));
-  const layout = await settle(page);
-  const at = await page.evaluate(() => {
-    const app = window.tdApp(), node = window.tdNode, ds = app.canvas.ds, LG = window.LiteGraph;
-    const w = node.widgets.find((x) => x.name === "upload tracklets file");
-    const r = app.canvas.canvas.getBoundingClientRect();
-    const x = node.pos[0] + node.size[0] / 2, y = node.pos[1] + (w.y ?? w.last_y) + (LG.NODE_WIDGET_HEIGHT ?? 20) / 2;
-    return [r.left + (x + ds.offset[0]) * ds.scale, r.top + (y + ds.offset[1]) * ds.scale];
-  });
-  // LiteGraph takes a press that lasts over 150 ms (a loaded machine) for a drag, not a click: click again then.
-  let chooser, clicks = 0;
-  while (!chooser && clicks < 3) {
+  let chooser, clicks = 0, at, layout;
+  // LiteGraph takes a press that lasts over 150 ms (a loaded machine) for a drag, not a click, and a busy frontend may
+  // still move the node between the read and the click: wait for the layout again and click again then.
+  while (!chooser && clicks < 6) {
     clicks += 1;
-    [chooser] = await Promise.all([page.waitForEvent("filechooser", { timeout: 4000 }).catch(() => null),
+    await page.evaluate(() => window.tdApp().canvas.setDirty(true, true));
+    layout = await settle(page);
+    at = await page.evaluate(() => {
+      const app = window.tdApp(), node = window.tdNode, ds = app.canvas.ds, LG = window.LiteGraph;
+      const w = node.widgets.find((x) => x.name === "upload tracklets file");
+      const r = app.canvas.canvas.getBoundingClientRect();
+      const x = node.pos[0] + node.size[0] / 2, y = node.pos[1] + (w.y ?? w.last_y) + (LG.NODE_WIDGET_HEIGHT ?? 20) / 2;
+      return [r.left + (x + ds.offset[0]) * ds.scale, r.top + (y + ds.offset[1]) * ds.scale];
+    });
+    [chooser] = await Promise.all([page.waitForEvent("filechooser", { timeout: 6000 }).catch(() => null),
       page.mouse.click(at[0], at[1])]);
   }
   if (!chooser) {

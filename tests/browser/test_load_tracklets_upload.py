@@ -39,7 +39,7 @@ def driven(browser_ready, tmp_path_factory):
     with comfy_server(comfyui, base) as server:
         server.request("/settings/Comfy.TutorialCompleted", True)  # no template browser over the canvas
         proc = subprocess.run(["node", str(HERE / "drive_load_tracklets.mjs"), server.url, str(first), str(second)],
-                              check=False, capture_output=True, text=True, timeout=150, cwd=HERE)
+                              check=False, capture_output=True, text=True, timeout=300, cwd=HERE)
         assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
         result = json.loads(proc.stdout)
         result["history"] = server.get("/history")
