@@ -23,22 +23,16 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import re
-import shutil
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-import numpy as np
-from PIL import Image, ImageSequence
 from provenance import default_json, provenance, write_json
+from tiny_svd_comfy import TinySVDRuns, clip_image, node_id
 
 from trackdiffusion.evaluation.metrics import evaluate_clips, paired_bootstrap
 from trackdiffusion.evaluation.synth import make_split
 from trackdiffusion.models.tiny_svd import files
-from trackdiffusion.nodes.runner.comfy_env import start_comfyui
-from trackdiffusion.nodes.runner.executor import Runner
 from trackdiffusion.nodes.runner.run import load_workflow
 
 REPO = Path(__file__).resolve().parents[2]
@@ -47,37 +41,6 @@ WORKFLOW = REPO / "example_workflows" / "TrackDiffusion - tiny SVD on the CPU.js
 METRICS = ("TrackAP", "AP50", "AP75", "mIoU", "CTE_px", "IDSW")
 GOAL_AP50, GOAL_MARGIN = 0.6, 0.4
 VIDEO_PREFIX = "tiny_svd_trackdiffusion"  # the generated video's SaveAnimatedWEBP (the other one saves the boxes)
-
-
-def node_ids(workflow: dict) -> dict[str, str]:
-    """node type -> id, for the nodes the benchmark sets; SaveAnimatedWEBP: the one that saves the video."""
-    ids = {}
-    for node in workflow["nodes"]:
-        kind = node["type"]
-        if kind == "SaveAnimatedWEBP":
-            if node["widgets_values"][0] == VIDEO_PREFIX:
-                ids[kind] = str(node["id"])
-        elif kind in ("LoadImage", "TrackletEditor", "TrackDiffusionSampler", "InstanceEnhancerPatch",
-                      "LoadTrackDiffusionAdapter"):
-            ids[kind] = str(node["id"])
-    return ids
-
-
-def default_comfyui() -> str | None:
-    """The test suite's search (COMFYUI_PATH, then ../ComfyUI, then ../shared/ComfyUI beside the repository). Like
-    the tests, a machine without a real torchvision gets the tests' import-only stand-in (``comfy.sd`` imports
-    torchvision when it loads; nothing sampled here uses it)."""
-    sys.path.insert(0, str(REPO / "tests"))
-    from support.comfyui import find_comfyui, put_stand_in_on_path
-
-    put_stand_in_on_path()
-    found = find_comfyui()
-    return None if found is None else str(found)
-
-
-def read_webp(path: Path) -> np.ndarray:
-    with Image.open(path) as im:
-        return np.stack([np.asarray(frame.convert("RGB")) for frame in ImageSequence.Iterator(im)])
 
 
 def derived(doc: dict) -> dict:
@@ -105,45 +68,27 @@ def main() -> None:
         sys.exit(f"error: {adapter}: no such adapter file. Train one (dev/train_tiny_svd_trackdiffusion.sh) or pass "
                  "--adapter FILE.")
     workflow = load_workflow(WORKFLOW)
-    ids = node_ids(workflow)
+    ids = {kind: node_id(workflow, kind) for kind in ("LoadImage", "TrackletEditor", "TrackDiffusionSampler",
+                                                      "InstanceEnhancerPatch", "LoadTrackDiffusionAdapter")}
+    video = node_id(workflow, "SaveAnimatedWEBP", VIDEO_PREFIX)
     clips = make_split("test", "eval", n=args.clips)
     true = [c.tracklets for c in clips]
     conditions = {"true boxes": (true, 1.0), "shuffled boxes": (true[1:] + true[:1], 1.0),
                   "no boxes": (true, 0.0)}
+    adapter_name = files.TRACKDIFFUSION_ADAPTER if args.adapter is None else "bench_" + adapter.name
     with tempfile.TemporaryDirectory(prefix="bench_tiny_svd_td_") as tmp:
-        base = Path(tmp) / "comfyui"
-        (base / "input" / "bench").mkdir(parents=True)
-        (base / "models" / "trackdiffusion").mkdir(parents=True)
-        adapter_name = files.TRACKDIFFUSION_ADAPTER
-        if args.adapter is not None:
-            adapter_name = "bench_" + adapter.name
-            shutil.copyfile(adapter, base / "models" / "trackdiffusion" / adapter_name)
-        for i, c in enumerate(clips):
-            Image.fromarray(c.video[0]).save(base / "input" / "bench" / f"clip_{i:03d}.png")
-        runtime = start_comfyui(args.comfyui or default_comfyui(), base_directory=base, cpu=True)
-        runner = Runner(runtime)
+        runs = TinySVDRuns(Path(tmp), clips, args.comfyui,
+                           models={"trackdiffusion": {adapter_name: adapter}} if args.adapter is not None else None)
         results, seconds = {}, {}
         for name, (sources, strength) in conditions.items():
-            jobs = []
-            for i, tracklets in enumerate(sources):
-                jobs.append((f"clip_{i:03d}", workflow, [
-                    f"{ids['LoadImage']}.image={json.dumps(f'bench/clip_{i:03d}.png')}",
-                    f"{ids['TrackletEditor']}.tracklets_json={json.dumps(tracklets.to_json(indent=None))}",
-                    f"{ids['TrackDiffusionSampler']}.seed={args.seed + i}",
-                    f"{ids['TrackDiffusionSampler']}.steps={args.steps}",
-                    f"{ids['InstanceEnhancerPatch']}.strength={strength}",
-                    f"{ids['LoadTrackDiffusionAdapter']}.adapter_name={json.dumps(adapter_name)}",
-                    f"{ids['SaveAnimatedWEBP']}.lossless=true"]))
-            out = Path(tmp) / name.replace(" ", "_")
-            t0 = time.time()
-            runs = runner.run(jobs, out, subfolders=True)
-            seconds[name] = time.time() - t0
-            videos = []
-            for run in runs:
-                webp = [f for f in run.files if re.fullmatch(re.escape(VIDEO_PREFIX) + r"_\d+_\.webp", f.name)]
-                if len(webp) != 1:
-                    sys.exit(f"error: {run.name}: expected one {VIDEO_PREFIX} video, found {[f.name for f in webp]}")
-                videos.append(read_webp(webp[0]))
+            overrides = [[f"{ids['LoadImage']}.image={json.dumps(clip_image(i))}",
+                          f"{ids['TrackletEditor']}.tracklets_json={json.dumps(tracklets.to_json(indent=None))}",
+                          f"{ids['TrackDiffusionSampler']}.seed={args.seed + i}",
+                          f"{ids['TrackDiffusionSampler']}.steps={args.steps}",
+                          f"{ids['InstanceEnhancerPatch']}.strength={strength}",
+                          f"{ids['LoadTrackDiffusionAdapter']}.adapter_name={json.dumps(adapter_name)}",
+                          f"{video}.lossless=true"] for i, tracklets in enumerate(sources)]
+            videos, seconds[name] = runs.videos(name, workflow, overrides, VIDEO_PREFIX)
             results[name] = evaluate_clips(videos, clips, bootstrap=args.bootstrap, seed=args.seed)
             m = results[name]["metrics"]
             print(f"{name}: " + ", ".join(f"{k} {m[k]:.3f}" for k in METRICS) + f" ({seconds[name]:.0f} s)", flush=True)
