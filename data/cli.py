@@ -4,8 +4,10 @@
                                             --video NAME --box-size PX --strict]
     trackdiffusion tracklets show IN [same input options]
     trackdiffusion tracklets render IN OUT.mp4|OUT.gif|FOLDER [--image PATH] [--fps F] [same input options]
-    trackdiffusion dataset FRAMES TRACKLETS OUT --name NAME
-    trackdiffusion dataset merge OUT SRC [SRC ...] [--force] [--prefix P] [--link]
+    trackdiffusion dataset FRAMES TRACKLETS OUT --name NAME [--no-progress]
+    trackdiffusion dataset merge OUT SRC [SRC ...] [--force] [--prefix P] [--link] [--no-progress]
+
+``dataset`` shows a progress bar on stderr (frames written, sequences merged); stdout has only the result line.
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InvalidInputError
+from .progress import add_progress_flag, cli_progress
 from .tracklets import EXPORT_FORMATS, FORMATS, load, save
 
 
@@ -196,8 +199,10 @@ def _cmd_dataset(args) -> int:
 
     args.input = args.tracklets
     tracklets = _load(args)
-    target = write_tracking_sequence(read_frames(args.frames_path), tracklets, args.output, args.name,
-                                     fps=args.fps, image_format=args.image_format)
+    frames = read_frames(args.frames_path)
+    with cli_progress(args, "dataset", "frame") as progress:
+        target = write_tracking_sequence(frames, tracklets, args.output, args.name, fps=args.fps,
+                                         image_format=args.image_format, progress=progress)
     print(f"wrote {target} (MOT sequence: img1/, gt/gt.txt, seqinfo.ini; ytvis.json)")
     return 0
 
@@ -205,7 +210,9 @@ def _cmd_dataset(args) -> int:
 def _cmd_merge(args) -> int:
     from .dataset_merge import merge_datasets
 
-    result = merge_datasets(args.output, args.sources, force=args.force, prefix=args.prefix, link=args.link)
+    with cli_progress(args, "merge", "sequence") as progress:
+        result = merge_datasets(args.output, args.sources, force=args.force, prefix=args.prefix, link=args.link,
+                                progress=progress)
     for line in result.warnings:
         print(f"warning: {line}", file=sys.stderr)
     print(f"wrote {result.out} ({len(result.sequences)} sequence{'s' if len(result.sequences) != 1 else ''}, "
@@ -240,6 +247,7 @@ def _add_merge_parser(ds: DatasetParser) -> None:
     merge.add_argument("--prefix", default="synth", help="sequence names: PREFIX_00001, ... (default synth)")
     merge.add_argument("--link", action="store_true", help="hard-link the frames instead of copying them "
                        "(a copy where links are impossible)")
+    add_progress_flag(merge)
     merge.set_defaults(func=_cmd_merge)
     ds.merge_parser = merge
 
@@ -288,7 +296,7 @@ def add_tracklets_parsers(sub) -> None:
     ds = sub.add_parser("dataset", help="video frames + tracklets -> a MOT sequence and YouTube-VIS json; "
                         "'dataset merge OUT SRC...' merges datasets",
                         usage="%(prog)s FRAMES TRACKLETS OUT --name NAME [options]\n"
-                        "       %(prog)s merge OUT SRC [SRC ...] [--force] [--prefix P] [--link]",
+                        "       %(prog)s merge OUT SRC [SRC ...] [--force] [--prefix P] [--link] [--no-progress]",
                         epilog="'%(prog)s merge --help' describes the merge.")
     ds.__class__ = DatasetParser  # the subparsers action makes plain parsers; this one also dispatches 'merge'
     _add_merge_parser(ds)
@@ -298,5 +306,6 @@ def add_tracklets_parsers(sub) -> None:
     ds.add_argument("--name", required=True, help="sequence name")
     ds.add_argument("--fps", type=float, help="frame rate written to seqinfo.ini (default: the tracklets')")
     ds.add_argument("--image-format", choices=("jpg", "png"), default="jpg", help="img1/ frame files (default jpg)")
+    add_progress_flag(ds)
     _add_input_options(ds)
     ds.set_defaults(func=_cmd_dataset)

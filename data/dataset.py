@@ -25,6 +25,7 @@ import numpy as np
 
 from .atomic import as_ordinary
 from .errors import InvalidInputError
+from .progress import ProgressCallback, report
 from .tracklets.formats import write_mot, write_ytvis
 from .visualize import as_frames
 
@@ -97,13 +98,15 @@ def _publish(tmp: Path, target: Path) -> None:
 
 
 def write_tracking_sequence(frames, tracklets, root, name: str, fps: float | None = None,
-                            image_format: str = "jpg", *, claimed: bool = False) -> Path:
+                            image_format: str = "jpg", *, claimed: bool = False,
+                            progress: ProgressCallback | None = None) -> Path:
     """Write ``root/name`` as a MOT sequence plus ``ytvis.json``; returns the folder.
 
     The tracklets are resampled to the frames' count and scaled to their size, so what is written matches the
     pixels. Boxes are clamped to the image (MOT tools expect boxes inside it); hidden frames have no row.
     ``claimed``: ``root/name`` is the empty folder :func:`claim_next_sequence_name` made for this write (else the
     name is claimed here, and an existing folder is refused). On failure the claim is given up.
+    ``progress(done, total)`` counts the frames written (see :mod:`.progress`).
     """
     root = Path(root)
     name = check_sequence_name(name)
@@ -131,11 +134,13 @@ def write_tracking_sequence(frames, tracklets, root, name: str, fps: float | Non
         (tmp / "img1").mkdir()
         (tmp / "gt").mkdir()
         file_names = []
+        report(progress, 0, n_frames)
         for i, frame in enumerate(frames):
             file_name = f"img1/{i + 1:06d}.{image_format}"
             if not cv2.imwrite(str(tmp / file_name), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR)):
                 raise InvalidInputError("OpenCV could not write a frame.", source=str(target))
             file_names.append(file_name)
+            report(progress, i + 1, n_frames)
         (tmp / "gt" / "gt.txt").write_text(write_mot(clamped), encoding="utf-8")
         (tmp / "seqinfo.ini").write_text(
             f"[Sequence]\nname={name}\nimDir=img1\nframeRate={fps:g}\nseqLength={n_frames}\nimWidth={width}\n"

@@ -37,6 +37,7 @@ from pathlib import Path
 from .atomic import as_ordinary
 from .dataset import check_sequence_name
 from .errors import InvalidInputError
+from .progress import ProgressCallback, report
 
 SEQINFO = "seqinfo.ini"
 GT = Path("gt") / "gt.txt"
@@ -215,9 +216,11 @@ def _link_or_copy(src: str, dst: str) -> str:
     return dst
 
 
-def merge_datasets(out, sources, *, force: bool = False, prefix: str = "synth", link: bool = False) -> MergeResult:
+def merge_datasets(out, sources, *, force: bool = False, prefix: str = "synth", link: bool = False,
+                   progress: ProgressCallback | None = None) -> MergeResult:
     """Merge the sequences found under ``sources`` into the new dataset ``out`` (see the module docstring).
-    ``link``: hard-link the frames instead of copying them (falls back to a copy across file systems)."""
+    ``link``: hard-link the frames instead of copying them (falls back to a copy across file systems).
+    ``progress(done, total)`` counts the sequences written (see :mod:`.progress`)."""
     out = Path(out)
     sources = [Path(s) for s in sources]
     _check_paths(out, sources, force)
@@ -254,8 +257,10 @@ def merge_datasets(out, sources, *, force: bool = False, prefix: str = "synth", 
     warnings: list[str] = []
     try:
         videos, annotations, manifest = [], [], []
+        report(progress, 0, len(read))
         for video_id, (seq, name, ids) in enumerate(zip(read, names, track_maps), start=1):
             video, own = _write_sequence(seq, tmp / name, name, video_id, ids, categories, link, warnings)
+            report(progress, video_id, len(read))
             videos.append({**video, "file_names": [f"{name}/{f}" for f in video.get("file_names") or []]})
             annotations += own
             manifest.append({"name": name, "video_id": video_id, "source": str(seq.folder.resolve()),

@@ -1,8 +1,8 @@
 """``trackdiffusion eval``: controllability metrics from the command line.
 
     trackdiffusion eval syntrack [--split test] [--tier eval] [--clips 128] [--flat] [--videos DIR]
-                                 [--corrupt NAME] [--bootstrap N] [--seed S] [--out RESULT.json]
-    trackdiffusion eval clips MANIFEST.json [--bootstrap N] [--seed S] [--out RESULT.json]
+                                 [--corrupt NAME] [--bootstrap N] [--seed S] [--out RESULT.json] [--no-progress]
+    trackdiffusion eval clips MANIFEST.json [--bootstrap N] [--seed S] [--out RESULT.json] [--no-progress]
     trackdiffusion eval compare A.json B.json [--metric TrackAP ...] [--bootstrap N] [--seed S]
 
 ``syntrack`` scores videos generated for SynTrack clips (``DIR/<seed>.npy``, ``<seed>.npz`` with a ``video`` array,
@@ -10,7 +10,8 @@
 control), optionally corrupted. ``clips`` scores real videos listed in a manifest
 ``[{"video": ..., "gt": ..., "pred": ..., "scenario": ...}]`` (``pred``: MOT / YouTube-VIS / our JSON predictions of
 your tracker; without it the SynTrack colour-blob tracker runs). ``compare`` gives paired bootstrap CIs of the
-differences of two results on the same clips.
+differences of two results on the same clips. ``syntrack`` and ``clips`` show progress bars on stderr (clips made,
+videos read, clips scored); stdout has only the results.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from ...data.errors import InvalidInputError
+from ...data.progress import add_progress_flag, cli_progress
 
 SHOWN = ("TrackAP", "AP50", "AP75", "TrackAP_agnostic", "mIoU", "CTE_px", "CTE_diag", "miss_rate", "IDSW",
          "ObjMC_px", "ObjMC_diag")
@@ -66,6 +68,17 @@ def _find_video(folder: Path, seed: int) -> Path:
                             "<seed>/ frame folders.", source=str(folder))
 
 
+def _read_videos(paths: list[Path], args) -> list[np.ndarray]:
+    """The videos at ``paths``, with a progress bar (``--no-progress``: none)."""
+    videos = []
+    with cli_progress(args, "videos", "video") as progress:
+        progress(0, len(paths))
+        for path in paths:
+            videos.append(read_video(path))
+            progress(len(videos), len(paths))
+    return videos
+
+
 def _write(result: dict, out) -> None:
     if out:
         from ...data.tracklets import atomic_write_text
@@ -78,13 +91,15 @@ def _cmd_syntrack(args) -> int:
     from ..synth import corrupt, make_split
     from .evaluate import evaluate_clips
 
-    clips = make_split(args.split, args.tier, args.clips, texture=not args.flat)
+    with cli_progress(args, "clips", "clip") as progress:
+        clips = make_split(args.split, args.tier, args.clips, texture=not args.flat, progress=progress)
     if args.videos:
         folder = Path(args.videos)
-        videos = [read_video(_find_video(folder, c.seed)) for c in clips]
+        videos = _read_videos([_find_video(folder, c.seed) for c in clips], args)
     else:
         videos = [corrupt(c, args.corrupt) for c in clips]
-    result = evaluate_clips(videos, clips, bootstrap=args.bootstrap, seed=args.seed)
+    with cli_progress(args, "eval", "clip") as progress:
+        result = evaluate_clips(videos, clips, bootstrap=args.bootstrap, seed=args.seed, progress=progress)
     result["syntrack"] = {"split": args.split, "tier": list(clips[0].tier), "texture": not args.flat,
                           "videos": args.videos or f"rendered ({args.corrupt})"}
     print(format_result(result))
@@ -106,15 +121,16 @@ def _cmd_clips(args) -> int:
         raise InvalidInputError("must be a non-empty list of {\"video\", \"gt\"[, \"pred\", \"scenario\"]}.",
                                 source=str(manifest))
     base = manifest.parent
-    videos = [read_video(base / e["video"]) for e in entries]
+    videos = _read_videos([base / e["video"] for e in entries], args)
     gts = [load(base / e["gt"], width=v.shape[2], height=v.shape[1]) for e, v in zip(entries, videos)]
     has_pred = [("pred" in e) for e in entries]
     if any(has_pred) and not all(has_pred):
         raise InvalidInputError("give \"pred\" for every entry or for none.", source=str(manifest))
     tracker = [str(base / e["pred"]) for e in entries] if all(has_pred) else None
     scenarios = [str(e.get("scenario", "all")) for e in entries]
-    result = evaluate_clips(videos, gts, tracker, scenarios=scenarios, point_tracker=None, bootstrap=args.bootstrap,
-                            seed=args.seed)
+    with cli_progress(args, "eval", "clip") as progress:
+        result = evaluate_clips(videos, gts, tracker, scenarios=scenarios, point_tracker=None,
+                                bootstrap=args.bootstrap, seed=args.seed, progress=progress)
     print(format_result(result))
     _write(result, args.out)
     return 0
@@ -175,3 +191,4 @@ def _common(p) -> None:
     p.add_argument("--bootstrap", type=int, default=0, help="bootstrap resamples for 95%% CIs (e.g. 1000)")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     p.add_argument("--out", help="write the full result (per-clip records included) to this JSON file")
+    add_progress_flag(p)

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from ...data.errors import InvalidInputError
+from ...data.progress import ProgressCallback, report
 from ...data.tracklets import Tracklets, load
 from ...data.visualize import as_frames
 from .ap import THRESHOLDS, APTable, ClipDetections, st_iou
@@ -213,7 +214,8 @@ def summarize(clips: list[ClipResult], *, bootstrap: int = 0, seed: int = 0, lev
 
 def evaluate_clips(videos, gt_tracklets, tracker=None, *, point_tracker="lk", scenarios=None, points=None,
                    visible_fraction=None, min_visible: float = 0.3, keep_iou: float = 0.5, bootstrap: int = 0,
-                   seed: int = 0, per_clip: bool = True, reference_videos=None, extractor=None) -> dict:
+                   seed: int = 0, per_clip: bool = True, reference_videos=None, extractor=None,
+                   progress: ProgressCallback | None = None) -> dict:
     """Every controllability metric of ``videos`` against their conditioning ``gt_tracklets``.
 
     Args:
@@ -230,6 +232,7 @@ def evaluate_clips(videos, gt_tracklets, tracker=None, *, point_tracker="lk", sc
         per_clip: keep per-clip records in the result (needed by :func:`paired_bootstrap`).
         reference_videos: when given, also the Frechet distance between ``videos`` and these, with ``extractor``
             (default: the weight-free :class:`~.frechet.HandcraftedVideoFeatures`).
+        progress: ``progress(done, total)``, the clips scored (see :mod:`trackdiffusion.data.progress`).
 
     Returns:
         A JSON-ready dict: ``metrics`` (TrackAP, AP50, AP75, their ``_agnostic`` versions, mIoU, CTE_px, CTE_diag,
@@ -252,12 +255,15 @@ def evaluate_clips(videos, gt_tracklets, tracker=None, *, point_tracker="lk", sc
             raise InvalidInputError(f"unknown point tracker {point_tracker!r}.", fix="use \"lk\", a callable or None.",
                                     source="evaluate_clips")
         point_tracker = LKPointTracker()
-    clips = [evaluate_clip(v, g, tracker, i, point_tracker=point_tracker,
-                           points=None if points is None else points[i],
-                           visible_fraction=None if visible_fraction is None else visible_fraction[i],
-                           scenario=None if scenarios is None else scenarios[i], min_visible=min_visible,
-                           keep_iou=keep_iou)
-             for i, (v, g) in enumerate(zip(vids, gts))]
+    clips = []
+    report(progress, 0, len(vids))
+    for i, (v, g) in enumerate(zip(vids, gts)):
+        clips.append(evaluate_clip(v, g, tracker, i, point_tracker=point_tracker,
+                                   points=None if points is None else points[i],
+                                   visible_fraction=None if visible_fraction is None else visible_fraction[i],
+                                   scenario=None if scenarios is None else scenarios[i], min_visible=min_visible,
+                                   keep_iou=keep_iou))
+        report(progress, i + 1, len(vids))
     result = {"n_clips": len(clips), "tracker": getattr(tracker, "name", type(tracker).__name__),
               "point_tracker": None if point_tracker is None else getattr(point_tracker, "name",
                                                                          type(point_tracker).__name__),

@@ -1,12 +1,13 @@
 """``trackdiffusion synth``: write SynTrack clips (video, tracklets JSON, point trajectories) to a folder.
 
     trackdiffusion synth OUT [--split test|val|train] [--tier eval|ci] [--clips N] [--step S] [--flat]
-                             [--format npz|png|mp4]
+                             [--format npz|png|mp4] [--no-progress]
 
 Per clip: ``<name>.json`` (ground-truth tracklets, our format), ``<name>.npz`` (``video`` unless --format png/mp4,
 ``points``, ``visibility``, ``component``, ``visible_fraction``) and ``<name>.mp4`` / ``<name>/`` frames for the
 other formats; plus ``manifest.json`` for ``trackdiffusion eval clips``. Names are seeds (held-out splits) or
-``train-<step>-<i>``. An existing OUT/<name> is never overwritten.
+``train-<step>-<i>``. An existing OUT/<name> is never overwritten. A progress bar on stderr counts the clips made and
+written; stdout has only the result line.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from ...data.errors import InvalidInputError
+from ...data.progress import add_progress_flag, cli_progress
 from ...data.tracklets import atomic_write_text
 
 
@@ -59,11 +61,19 @@ def _cmd_synth(args) -> int:
 
     out = Path(args.output)
     if args.split == "train":
-        named = [(f"train-{args.step}-{i}", c) for i, c in
-                 enumerate(train_batch(args.step, args.clips, args.tier, texture=not args.flat))]
+        batch = train_batch(args.step, args.clips, args.tier, texture=not args.flat)
+        named = ((f"train-{args.step}-{i}", c) for i, c in enumerate(batch))
+        total = len(batch)
     else:
-        named = [(str(s), make_clip(s, args.tier, texture=not args.flat)) for s in split_seeds(args.split, args.clips)]
-    manifest = [write_clip(c, out, name, args.format) for name, c in named]
+        seeds = split_seeds(args.split, args.clips)
+        named = ((str(s), make_clip(s, args.tier, texture=not args.flat)) for s in seeds)  # each made, then written
+        total = len(seeds)
+    manifest = []
+    with cli_progress(args, "synth", "clip") as progress:
+        progress(0, total)
+        for name, clip in named:
+            manifest.append(write_clip(clip, out, name, args.format))
+            progress(len(manifest), total)
     atomic_write_text(out / "manifest.json", json.dumps(manifest, indent=1) + "\n")
     print(f"wrote {len(manifest)} SynTrack clips to {out} (manifest.json for `trackdiffusion eval clips`)")
     return 0
@@ -83,4 +93,5 @@ def add_synth_parser(sub) -> None:
     p.add_argument("--flat", action="store_true", help="no checker texture")
     p.add_argument("--format", choices=("npz", "png", "mp4"), default="npz",
                    help="video container (default npz, lossless; mp4 compression changes colours)")
+    add_progress_flag(p)
     p.set_defaults(func=_cmd_synth)

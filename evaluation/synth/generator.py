@@ -18,6 +18,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ...data.errors import InvalidInputError
+from ...data.progress import ProgressCallback, report
 from ...data.tracklets.formats.common import keyframes_from_presence, tracklets_dict
 from ...data.tracklets.model import Tracklets, parse_tracklets_dict
 from ...data.trajectories import PointTrajectories
@@ -455,23 +456,37 @@ def make_clip(seed: int, tier="eval", *, scenario: str | None = None, texture: b
     return clip_from_spec(sample_spec(rng, tier, scenario, texture, seed=int(seed)))
 
 
-def make_split(split: str, tier="eval", n: int | None = None, *, texture: bool = True) -> list[SynClip]:
-    """The clips of a held-out split (``val`` or ``test``), optionally the first ``n``."""
-    return [make_clip(s, tier, texture=texture) for s in split_seeds(split, n)]
+def make_split(split: str, tier="eval", n: int | None = None, *, texture: bool = True,
+               progress: ProgressCallback | None = None) -> list[SynClip]:
+    """The clips of a held-out split (``val`` or ``test``), optionally the first ``n``; ``progress(done, total)``
+    counts the clips made (see :mod:`trackdiffusion.data.progress`)."""
+    seeds = split_seeds(split, n)
+    clips: list[SynClip] = []
+    report(progress, 0, len(seeds))
+    for seed in seeds:
+        clips.append(make_clip(seed, tier, texture=texture))
+        report(progress, len(clips), len(seeds))
+    return clips
 
 
-def train_batch(step: int, batch_size: int = 4, tier="ci", *, texture: bool = True) -> list[SynClip]:
+def train_batch(step: int, batch_size: int = 4, tier="ci", *, texture: bool = True,
+                progress: ProgressCallback | None = None) -> list[SynClip]:
     """Training clips of one step: clip ``i`` is drawn from ``default_rng(step).spawn(batch_size)[i]``.
 
     The spawned streams differ from ``default_rng(seed)`` itself, so no training clip ever repeats a val/test clip,
-    whatever the step number. Scenarios are drawn uniformly.
+    whatever the step number. Scenarios are drawn uniformly. ``progress(done, total)`` counts the clips made.
     """
     if isinstance(step, (bool, np.bool_)) or not isinstance(step, (int, np.integer)) or step < 0:
         raise InvalidInputError(f"step must be a non-negative integer, got {step!r:.40}.", source="SynTrack")
     if not 1 <= int(batch_size) <= 4096:
         raise InvalidInputError(f"batch_size must be 1..4096, got {batch_size!r}.", source="SynTrack")
     streams = np.random.default_rng(int(step)).spawn(int(batch_size))
-    return [clip_from_spec(sample_spec(rng, tier, None, texture)) for rng in streams]
+    clips: list[SynClip] = []
+    report(progress, 0, len(streams))
+    for rng in streams:
+        clips.append(clip_from_spec(sample_spec(rng, tier, None, texture)))
+        report(progress, len(clips), len(streams))
+    return clips
 
 
 def with_colors(spec: ClipSpec, colors: list[np.ndarray]) -> ClipSpec:

@@ -2,9 +2,11 @@
 
     trackdiffusion weights inspect SRC
     trackdiffusion weights convert SRC DST [--kind auto|svd|modelscope] [--dtype fp16|bf16|fp32] [--force]
+                                   [--no-progress]
 
 SRC is the official ``diffusion_pytorch_model.safetensors`` (or its ``unet`` folder); DST a ``.safetensors`` file or
-a folder. Bad input exits with status 2 and one ``error:`` line; warnings go to stderr as ``warning:`` lines.
+a folder. Bad input exits with status 2 and one ``error:`` line; warnings go to stderr as ``warning:`` lines, and so
+does the progress bar of ``convert`` (stdout has only the result line).
 Torch and safetensors are imported only when a command runs, so registering the parser is cheap.
 """
 
@@ -14,6 +16,7 @@ import argparse
 import sys
 
 from ...data.errors import InvalidInputError
+from ...data.progress import add_progress_flag, cli_progress
 
 DTYPES = ("fp16", "bf16", "fp32")
 
@@ -36,7 +39,9 @@ def _cmd_inspect(args) -> int:
 def _cmd_convert(args) -> int:
     from .convert import convert_checkpoint
 
-    result = convert_checkpoint(args.src, args.dst, kind=args.kind, dtype=args.dtype, overwrite=args.overwrite)
+    with cli_progress(args, "convert", "tensor") as progress:
+        result = convert_checkpoint(args.src, args.dst, kind=args.kind, dtype=args.dtype, overwrite=args.overwrite,
+                                    progress=progress)
     for w in result.warnings:
         print(f"warning: {w}", file=sys.stderr)
     print(f"wrote {result.path} ({result.kind}, {result.num_tensors} tensors, {result.num_bytes / 1e6:.1f} MB, "
@@ -61,6 +66,7 @@ def add_weights_parser(subparsers) -> argparse.ArgumentParser:
     conv.add_argument("--dtype", choices=DTYPES, default="fp16", help="output precision (default fp16)")
     conv.add_argument("--force", "--overwrite", dest="overwrite", action="store_true",
                       help="replace DST if it exists (like every other command's --force; never the input itself)")
+    add_progress_flag(conv)
     conv.set_defaults(func=lambda a: _run(_cmd_convert, a))
     return weights
 

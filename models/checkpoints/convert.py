@@ -35,6 +35,7 @@ from safetensors import safe_open
 
 from ...data.atomic import atomic_write
 from ...data.errors import InvalidInputError
+from ...data.progress import ProgressCallback, report
 from ..svd.naming import diffusers_to_comfyui  # noqa: F401  (importable from here as before the split)
 from .inspect import (
     FORMAT_VERSION,
@@ -98,14 +99,19 @@ def _target_dtype(src: str, dtype: torch.dtype | None) -> torch.dtype:
     return dtype if dtype is not None and t.is_floating_point else t
 
 
-def _stream(path: Path, plan: _Plan, dtype: torch.dtype | None) -> Iterator[tuple[str, torch.Tensor]]:
-    """Yield (output key, tensor) one at a time, each loaded alone through safe_open and cast."""
+def _stream(path: Path, plan: _Plan, dtype: torch.dtype | None, progress: ProgressCallback | None = None
+            ) -> Iterator[tuple[str, torch.Tensor]]:
+    """Yield (output key, tensor) one at a time, each loaded alone through safe_open and cast; ``progress(done,
+    total)`` counts the tensors (0 when the first is read, ``total`` after the last)."""
+    total = len(plan.items)
     with safe_open(str(path), framework="pt") as f:
-        for src, dst in plan.items:
+        report(progress, 0, total)
+        for i, (src, dst) in enumerate(plan.items, start=1):
             t = f.get_tensor(src)
             if dtype is not None and t.is_floating_point() and t.dtype != dtype:
                 t = t.to(dtype)
             yield dst, t
+            report(progress, i, total)
 
 
 def _tensor_bytes(t: torch.Tensor) -> memoryview:
@@ -177,7 +183,7 @@ class ConvertResult:
 
 
 def _convert(info: CheckpointInfo, plan: _Plan, kind: str, dst: str | os.PathLike, dtype, overwrite: bool,
-             default_name: str) -> ConvertResult:
+             default_name: str, progress: ProgressCallback | None = None) -> ConvertResult:
     dt = _as_dtype(dtype)
     out = _resolve_destination(dst, info.path, default_name, overwrite)
     entries = [(o, _target_dtype(info.dtypes[s], dt), info.shapes[s]) for s, o in plan.items]
@@ -185,7 +191,7 @@ def _convert(info: CheckpointInfo, plan: _Plan, kind: str, dst: str | os.PathLik
     written = {}
 
     def write(fh):
-        written["bytes"] = _write_stream(fh, entries, _stream(info.path, plan, dt), plan.metadata)
+        written["bytes"] = _write_stream(fh, entries, _stream(info.path, plan, dt, progress), plan.metadata)
 
     _atomic_write(out, write, size)
     return ConvertResult(out, kind, dict(plan.metadata), list(plan.warnings), len(entries), written["bytes"], info)
@@ -197,45 +203,49 @@ def _dtype_tag(dtype) -> str:
 
 
 def convert_svd(src: str | os.PathLike, dst: str | os.PathLike, dtype: torch.dtype | str = torch.float16, *,
-                overwrite: bool = False) -> ConvertResult:
+                overwrite: bool = False, progress: ProgressCallback | None = None) -> ConvertResult:
     """Write the ComfyUI-named SVD delta of an official TrackDiffusion SVD UNet (see the module docstring).
 
     ``dst`` may be a folder (the file is then named ``trackdiffusion_svd_stage<N>_<dtype>.safetensors``). Stage 1,
     unknown stage and an XT base are reported in ``result.warnings`` (and stored in the file's metadata).
+    ``progress(done, total)`` counts the tensors written (see :mod:`trackdiffusion.data.progress`).
     """
     info = inspect_checkpoint(src)
     plan = _svd_plan(info)
     stage = f"_stage{info.stage}" if info.stage else ""
     name = f"trackdiffusion_svd{stage}_{_dtype_tag(dtype)}.safetensors"
-    return _convert(info, plan, KIND_SVD_DELTA, dst, dtype, overwrite, name)
+    return _convert(info, plan, KIND_SVD_DELTA, dst, dtype, overwrite, name, progress)
 
 
 def convert_modelscope(src: str | os.PathLike, dst: str | os.PathLike, dtype: torch.dtype | str = torch.float16, *,
-                       overwrite: bool = False) -> ConvertResult:
-    """Write our ModelScope adapter file: TrackDiffusion's added UNet3D tensors, diffusers naming."""
+                       overwrite: bool = False, progress: ProgressCallback | None = None) -> ConvertResult:
+    """Write our ModelScope adapter file: TrackDiffusion's added UNet3D tensors, diffusers naming (``progress`` as in
+    :func:`convert_svd`)."""
     info = inspect_checkpoint(src)
     plan = _modelscope_plan(info)
     name = f"trackdiffusion_modelscope_adapter_{_dtype_tag(dtype)}.safetensors"
-    return _convert(info, plan, KIND_MODELSCOPE_ADAPTER, dst, dtype, overwrite, name)
+    return _convert(info, plan, KIND_MODELSCOPE_ADAPTER, dst, dtype, overwrite, name, progress)
 
 
 def convert_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, kind: str = "auto",
-            dtype: torch.dtype | str = torch.float16, *, overwrite: bool = False) -> ConvertResult:
+            dtype: torch.dtype | str = torch.float16, *, overwrite: bool = False,
+            progress: ProgressCallback | None = None) -> ConvertResult:
     """:func:`convert_svd` or :func:`convert_modelscope`; ``kind`` "auto" picks from the file's keys."""
     if kind not in ("auto", "svd", "modelscope"):
         raise InvalidInputError(f"unknown kind '{kind}'.", fix="use auto, svd or modelscope.")
     if kind == "auto":
         kind = "modelscope" if inspect_checkpoint(src).kind == KIND_TD_MODELSCOPE else "svd"
     fn = convert_modelscope if kind == "modelscope" else convert_svd
-    return fn(src, dst, dtype, overwrite=overwrite)
+    return fn(src, dst, dtype, overwrite=overwrite, progress=progress)
 
 
-def load_delta(path: str | os.PathLike, dtype: torch.dtype | str | None = None
-               ) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+def load_delta(path: str | os.PathLike, dtype: torch.dtype | str | None = None, *,
+               progress: ProgressCallback | None = None) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """Load a converted SVD delta / ModelScope adapter, or convert an official file on the fly (in memory).
 
     Returns (tensors, metadata); the tensors are named as in the converted file, ``dtype`` None keeps the stored
     dtype. Warnings of an on-the-fly conversion are in ``metadata["warnings"]`` (newline-separated), as in a file.
+    ``progress(done, total)`` counts the tensors read (the whole work of an on-the-fly conversion).
     """
     info = inspect_checkpoint(path)
     dt = _as_dtype(dtype)
@@ -255,4 +265,4 @@ def load_delta(path: str | os.PathLike, dtype: torch.dtype | str | None = None
         plan = _modelscope_plan(info)
     else:
         plan = _svd_plan(info)
-    return dict(_stream(info.path, plan, dt)), dict(plan.metadata)
+    return dict(_stream(info.path, plan, dt, progress)), dict(plan.metadata)

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from ....data.progress import ProgressCallback, report
 from .fft import high_frequency_reset
 from .loss import AlignmentTargets, alignment_loss
 
@@ -47,7 +48,8 @@ class OptimisationResult:
 def optimise_latent(latent: torch.Tensor, features: Callable[[torch.Tensor], list[torch.Tensor]],
                     targets: AlignmentTargets, *, iterations: int = 5, lr: float = 0.21, weight_decay: float = 0.01,
                     fft_ratio: float = 0.5, scaler: LossScaler | None = None,
-                    check_interrupt: Callable[[], None] | None = None) -> OptimisationResult:
+                    check_interrupt: Callable[[], None] | None = None,
+                    progress: ProgressCallback | None = None) -> OptimisationResult:
     """Optimise ``latent`` [F, C, H, W] so that the features of each box match its template (SG-I2V).
 
     Runs under ``torch.enable_grad``; call it outside ``torch.inference_mode`` (the latent is cloned into a normal
@@ -59,35 +61,50 @@ def optimise_latent(latent: torch.Tensor, features: Callable[[torch.Tensor], lis
         fft_ratio: the high-frequency reset's Butterworth ratio (0: return the original latent, see :mod:`.fft`).
         scaler: the loss scaling of this guided step (needed for a float16 forward).
         check_interrupt: called before every iteration (ComfyUI's cancel button).
+        progress: ``progress(done, iterations)`` after each iteration (from 0 at the start; an optimisation that stops
+            early reports ``iterations`` as it ends), see :mod:`trackdiffusion.data.progress`.
     """
     original = latent.detach().clone()
     losses: list[float] = []
     if iterations <= 0:
         return OptimisationResult(original, losses)
     scaler = scaler or LossScaler(torch.float32)
+    report(progress, 0, iterations)
     with torch.enable_grad():
         z = original.clone().requires_grad_(True)
         optimizer = torch.optim.AdamW([z], lr=lr, weight_decay=weight_decay)
-        for _ in range(iterations):
+
+        def iterate() -> bool:
+            """One iteration; False when the optimisation ends here."""
             if check_interrupt is not None:
                 check_interrupt()
             feats = features(z)
             loss = alignment_loss(feats, targets)
             if loss is None:  # no box overlaps two frames: nothing to optimise
-                break
+                return False
             (grad,) = torch.autograd.grad(loss * scaler.scale, z)
             del feats
             if not bool(torch.isfinite(grad).all()):
                 scaler.backoff()  # skip this update, as a gradient scaler does
                 log.info("SG-I2V: gradient overflow, update skipped, loss scale lowered to %g", scaler.scale)
-                continue
+                return True
             value = float(loss.detach())
             if not math.isfinite(value):
-                break
+                return False
             losses.append(value)
             z.grad = grad / scaler.scale
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
+            return True
+
+        reached = 0
+        for done in range(1, iterations + 1):
+            if not iterate():
+                break
+            reached = done
+            report(progress, done, iterations)
+    if reached < iterations:  # stopped early: the remaining iterations are not needed
+        report(progress, iterations, iterations)
     optimised = z.detach()
     result = high_frequency_reset(original, optimised, fft_ratio) if fft_ratio > 0 else original
     return OptimisationResult(result.to(latent.dtype), losses)
