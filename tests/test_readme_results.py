@@ -247,7 +247,8 @@ def test_results_file_has_provenance_and_current_weights(path):
 
 
 #: results files whose derived figures come from their own benchmark (its own goal), not bench_controllability's
-DERIVED_BY = {"results_tiny_svd_trackdiffusion.json": "bench_tiny_svd_trackdiffusion"}
+DERIVED_BY = {"results_tiny_svd_trackdiffusion.json": "bench_tiny_svd_trackdiffusion",
+              "results_tiny_svd_sgi2v.json": "bench_tiny_svd_sgi2v"}
 
 
 def test_derived_figures_follow_from_the_stored_ones():

@@ -296,6 +296,26 @@ def tiny_svd_box_loss(docs) -> str:
                               f"{doc['stage_targets']} targets, the same noise in every condition.")
 
 
+def tiny_svd_sgi2v(docs) -> str:
+    """SG-I2V on the stock tiny SVD (and on top of the TrackDiffusion patch), sampled in ComfyUI
+    (dev/benchmarks/results_tiny_svd_sgi2v.json)."""
+    (doc,) = docs
+    labels = {"plain": "plain (no guidance)", "SG-I2V, true boxes": "SG-I2V, true boxes",
+              "SG-I2V, shuffled boxes": "SG-I2V, shuffled boxes (another clip's)",
+              "TrackDiffusion + SG-I2V, true boxes": "TrackDiffusion adapter + SG-I2V, true boxes"}
+    table = _metric_table(doc, [(k, v) for k, v in labels.items() if k in doc["conditions"]], "sampling")
+    diffs = ["| paired difference | TrackAP | AP50 | mIoU |", "|---|---|---|---|"]
+    for pair in doc["differences"]:
+        diffs.append(f"| {pair} | " + " | ".join(_diff(doc, pair, m, bold=_supported(doc, pair, m))
+                                                 for m in ("TrackAP", "AP50", "mIoU")) + " |")
+    ratios = "; ".join(f"{k} {v:.1f}x" for k, v in doc["derived"]["time_ratio_over_plain"].items())
+    text = (f"{doc['clips']} SynTrack test clips, {doc['steps']} sampling steps, the same first frames and seeds in every "
+            f"condition; SG-I2V layers: {doc['sgi2v_layers']}. "
+            + (f"Wall time over plain sampling: {ratios} " if ratios else "")
+            + f"({doc['derived']['generate_minutes']:.0f} minutes of sampling on this CPU).")
+    return table + "\n\n" + "\n".join(diffs) + "\n\n" + text
+
+
 def track_from_video(docs) -> str:
     """Track From Video and Point Trajectories From Video on SynTrack (dev/benchmarks/results_track_from_video.json)."""
     (doc,) = docs
@@ -313,7 +333,7 @@ def track_from_video(docs) -> str:
 
 
 RENDERERS: dict[str, Callable[[list[dict]], str]] = {f.__name__: f for f in (tiny_svd_base, tiny_svd_trackdiffusion,
-    tiny_svd_trackdiffusion_training, tiny_svd_box_loss, track_from_video, controllability, controllability_differences, ablation, ablation_differences,
+    tiny_svd_trackdiffusion_training, tiny_svd_box_loss, tiny_svd_sgi2v, track_from_video, controllability, controllability_differences, ablation, ablation_differences,
     controllability_minutes, guidance, ceiling, ceiling_short, demo_time, sgi2v_cost, patch_cost, slots, trajectories,
     svd_delta_size, trackgo_params, demo_params)}
 
