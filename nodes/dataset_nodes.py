@@ -12,6 +12,7 @@ from comfy_api.latest import io, ui
 from ..data.dataset import claim_next_sequence_name, write_tracking_sequence
 from ..data.errors import InvalidInputError
 from .convert import image_to_numpy
+from .progress import comfy_progress
 from .types import CATEGORY, Tracklets
 
 #: one folder of the dataset path (under ComfyUI's output folder)
@@ -61,7 +62,8 @@ class SaveTrackingDataset(io.ComfyNode):
         try:
             # claimed, not just looked up: another process (a shard, a second server) may fill the same folder
             name = claim_next_sequence_name(Path(root), sequence_prefix)
-            target = write_tracking_sequence(frames, tracklets, root, name, image_format=image_format, claimed=True)
+            target = write_tracking_sequence(frames, tracklets, root, name, image_format=image_format, claimed=True,
+                                             progress=comfy_progress())
         except OSError as exc:
             raise InvalidInputError(f"could not write the dataset ({exc.strerror or type(exc).__name__}).",
                                     fix="check the output folder's space and permissions.", source=dataset[:80]) from None

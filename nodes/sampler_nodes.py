@@ -11,6 +11,7 @@ import nodes
 from ..models.guidance.cfg import normalized_guidance
 from ..models.guidance.sgi2v import DEFAULT_LAYERS
 from .patches.sgi2v import apply_sgi2v
+from .progress import comfy_progress
 from .types import CATEGORY, Tracklets
 
 GUIDANCE_MODES = ("linear per frame (SVD)", "normalized (TrackDiffusion ModelScope)")
@@ -90,7 +91,8 @@ class TrackDiffusionSampler(io.ComfyNode):
             guided = apply_sgi2v(guided, tracklets, layers=sgi2v_layers, start_percent=sgi2v_start,
                                  end_percent=sgi2v_end, iterations=sgi2v_iterations, lr=sgi2v_lr,
                                  fft_ratio=sgi2v_fft_ratio, heatmap_sigma=sgi2v_heatmap_sigma,
-                                 memory_budget_gb=sgi2v_memory_budget_gb or None)
+                                 memory_budget_gb=sgi2v_memory_budget_gb or None,
+                                 progress=comfy_progress())  # the optimisation iterations (the sampler shows steps)
         # common_ksampler brings ComfyUI's noise, progress bar, previews and interruption.
         latent = nodes.common_ksampler(guided, seed, steps, max_cfg, sampler_name, scheduler, positive, negative,
                                        latent_image, denoise=denoise)[0]

@@ -13,6 +13,7 @@ from ..models.tiny_svd import files as tiny_svd_files
 from ..models.trackgo.adapter import TRACKGO_FORMAT
 from .patches.svd import SVDAdapterBundle, apply_trackdiffusion_svd, load_svd_adapter
 from .patches.trackgo import TrackGoAdapterBundle, apply_trackgo, load_trackgo_adapter
+from .progress import comfy_progress
 from .types import CATEGORY, OVERFLOW_CHOICES, PointTrajectories, Tracklets, overflow_input
 
 MODEL_FOLDER = "trackdiffusion"
@@ -66,7 +67,7 @@ class LoadTrackDiffusionAdapter(io.ComfyNode):
             from safetensors.torch import load_file
 
             return io.NodeOutput(load_trackgo_adapter(load_file(path), _file_metadata(path)))
-        tensors, metadata = load_delta(path)
+        tensors, metadata = load_delta(path, progress=comfy_progress())  # an official file is converted here
         if metadata.get("format") == MODELSCOPE_ADAPTER_FORMAT:
             raise InvalidInputError("this is the ModelScope (text-to-video) adapter; the patch here is for SVD.",
                                     fix="load the file converted from svd_stage2 instead.", source=adapter_name)

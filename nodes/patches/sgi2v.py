@@ -88,6 +88,8 @@ class _Run:
     done: set[int] = field(default_factory=set)
     targets: dict = field(default_factory=dict)
     checkpoint: frozenset | None = None
+    iterations_done: int = 0  # optimisation iterations of this run so far, for ``progress``
+    iterations_total: int = 0
 
     def step_of(self, sigma: float) -> int | None:
         """The index of the scheduled step whose sigma this is (searching forward from the last one found)."""
@@ -301,7 +303,8 @@ def _differentiable_attention(options: dict) -> None:
 def apply_sgi2v(model, tracklets, *, layers=DEFAULT_LAYERS, start_percent: float = 0.1, end_percent: float = 0.4,
                 start_step: int | None = None, end_step: int | None = None, iterations: int = 5, lr: float = 0.21,
                 fft_ratio: float = 0.5, heatmap_sigma: float = 0.4, weight_decay: float = 0.01,
-                checkpointing: str = "auto", memory_budget_gb: float | None = None, report: list | None = None):
+                checkpointing: str = "auto", memory_budget_gb: float | None = None, report: list | None = None,
+                progress=None):
     """A clone of ``model`` (a ComfyUI SVD ModelPatcher, plain or already patched, e.g. by
     ``apply_trackdiffusion_svd``) whose sampling steers the objects of ``tracklets`` along their boxes (SG-I2V).
 
@@ -317,6 +320,8 @@ def apply_sgi2v(model, tracklets, *, layers=DEFAULT_LAYERS, start_percent: float
             activations would not fit the memory budget), "all" or "off".
         memory_budget_gb: the device memory the whole run may use (default: what is free); "auto" plans with it.
         report: if given, one dict per guided step is appended: ``{"step", "sigma", "losses"}``.
+        progress: ``progress(done, total)`` over the optimisation iterations of each sampling run (total = guided
+            steps x iterations): 0 when sampling starts, ``total`` when it ends (see ``trackdiffusion.data.progress``).
     Raises:
         InvalidInputError: bad settings, a MODEL without the named layers, invalid boxes (at sampling time, when the
             latent's size is known: empty boxes, objects wholly outside the picture), or a latent with a noise mask.
@@ -358,6 +363,11 @@ def apply_sgi2v(model, tracklets, *, layers=DEFAULT_LAYERS, start_percent: float
             run.targets[key] = build_alignment_targets(boxes, config.heatmap_sigma).to(x.device)
         return run.targets[key]
 
+    def run_progress(run: _Run, done: int, total: int) -> None:
+        """One guided step's ``optimise_latent`` progress, as this run's: its iterations after the earlier steps'."""
+        if done:
+            progress(min(run.iterations_done + done, run.iterations_total), run.iterations_total)
+
     def guide(guider, run: _Run, step: int, x: torch.Tensor, timestep, model_options: dict) -> torch.Tensor:
         conds = guider.conds.get("positive")
         if conds is None:
@@ -398,8 +408,10 @@ def apply_sgi2v(model, tracklets, *, layers=DEFAULT_LAYERS, start_percent: float
             result = optimise_latent(x.detach().clone(), features, targets, iterations=config.iterations,
                                      lr=config.lr, weight_decay=config.weight_decay, fft_ratio=config.fft_ratio,
                                      scaler=LossScaler(dtype),  # a fresh scale per guided step, as official
-                                     check_interrupt=comfy.model_management.throw_exception_if_processing_interrupted)
+                                     check_interrupt=comfy.model_management.throw_exception_if_processing_interrupted,
+                                     progress=None if progress is None else functools.partial(run_progress, run))
             capture.features.clear()
+            run.iterations_done = min(run.iterations_done + config.iterations, run.iterations_total)
         if result.losses:
             log.info("SG-I2V step %d (sigma %.4g): alignment loss %.5g -> %.5g over %d iterations", step,
                      run.sigmas[step], result.losses[0], result.losses[-1], len(result.losses))
@@ -411,6 +423,7 @@ def apply_sgi2v(model, tracklets, *, layers=DEFAULT_LAYERS, start_percent: float
                        denoise_mask=None, disable_pbar=False):
         schedule = [float(s) for s in sigmas]
         run = _Run(schedule, set(config.guided_steps(len(schedule) - 1)))
+        run.iterations_total = len(run.guided) * config.iterations
         if run.guided and denoise_mask is not None:
             raise InvalidInputError("SG-I2V guidance cannot run on a latent with a noise mask.",
                                     fix="remove the noise mask, or sample without trajectory guidance.")
@@ -419,7 +432,12 @@ def apply_sgi2v(model, tracklets, *, layers=DEFAULT_LAYERS, start_percent: float
         transformer_options[RUN_KEY] = run
         model_options["transformer_options"] = transformer_options
         extra_args = dict(extra_args, model_options=model_options)
-        return executor(model_wrap, sigmas, extra_args, callback, noise, latent_image, denoise_mask, disable_pbar)
+        if progress is not None and run.iterations_total:
+            progress(0, run.iterations_total)
+        out = executor(model_wrap, sigmas, extra_args, callback, noise, latent_image, denoise_mask, disable_pbar)
+        if progress is not None and run.iterations_done < run.iterations_total:  # a guided step was never reached
+            progress(run.iterations_total, run.iterations_total)
+        return out
 
     def predict_noise(executor, x, timestep, model_options={}, seed=None):  # noqa: B006 (ComfyUI's signature)
         run = model_options.get("transformer_options", {}).get(RUN_KEY)
