@@ -1,9 +1,10 @@
 """Writes example_workflows/*.json in ComfyUI's UI (canvas) format from compact node lists.
 
-    python dev/make_example_workflows.py [NAME ...]
+    python dev/make_example_workflows.py [--no-preview] [NAME ...]
 
 NAME is an example's key (demo_cpu, svd_trackdiffusion, ...: see WORKFLOWS). Its file is
-example_workflows/<TITLES[NAME]>.json, with a same-named .jpg thumbnail: the file name is the title ComfyUI's template
+example_workflows/<TITLES[NAME]>.json, with a same-named .jpg thumbnail (--no-preview: the workflows only, the
+thumbnails and input files left as they are): the file name is the title ComfyUI's template
 browser shows on the card, so it is written for users. The tests name the examples by key (tests/support/examples.py
 reads TITLES from here).
 
@@ -47,9 +48,10 @@ MODELSCOPE_FT_MODEL = {"name": "modelscope_ft/unet/diffusion_pytorch_model.safet
 
 
 def build(nodes: list[dict], links: list[tuple]) -> dict:
-    """nodes: {id, type, pos, widgets, inputs: [(name, type, widget?)], outputs: [(name, type)]};
-    links: (from_id, from_slot, to_id, to_input_name)."""
+    """nodes: {id, type, pos, size, widgets, inputs: [(name, type, widget?)], outputs: [(name, type)]};
+    links: (from_id, from_slot, to_id, to_input_name). Checks that no two nodes overlap, title bars included."""
     by_id = {n["id"]: n for n in nodes}
+    check_no_overlap(nodes)
     ui_links, out_nodes = [], []
     for link_id, (src, slot, dst, name) in enumerate(links, start=1):
         dst_inputs = by_id[dst]["inputs"]
@@ -69,26 +71,30 @@ def build(nodes: list[dict], links: list[tuple]) -> dict:
         properties = {"Node name for S&R": n["type"]}
         if n.get("models"):
             properties["models"] = n["models"]
-        out_nodes.append({"id": n["id"], "type": n["type"], "pos": n["pos"], "size": n.get("size", [320, 160]),
+        out_nodes.append({"id": n["id"], "type": n["type"], "pos": n["pos"], "size": n["size"],
                           "flags": {}, "order": order, "mode": 0, "inputs": inputs, "outputs": outputs,
                           "properties": properties, "widgets_values": n["widgets"]})
     return {"last_node_id": max(by_id), "last_link_id": len(ui_links), "nodes": out_nodes, "links": ui_links,
             "groups": [], "config": {}, "extra": {"ds": framing(out_nodes)}, "version": 0.4}
 
 
-#: the view a workflow is framed for at load: a 1600x900 browser window less the frontend's menu bar, screen pixels
+#: the view a workflow is framed for at load: a 1600x900 browser window, screen pixels
 VIEW_WIDTH, VIEW_HEIGHT = 1600, 900
-#: screen margins: room for the top menu bar (and its tabs) and a little air on the left, right and bottom
-VIEW_TOP, VIEW_LEFT, VIEW_MARGIN = 110, 40, 40
+#: screen margins: room for the top menu bar (and its tabs), the left side bar (59 px wide) and a little air on the
+#: right and at the bottom
+VIEW_TOP, VIEW_LEFT, VIEW_MARGIN = 110, 80, 40
+#: the bottom right corner the frontend's minimap and zoom buttons cover (x1, y1, x2, y2), screen pixels
+VIEW_CORNER = (1330, 630, 1600, 900)
 #: LiteGraph draws a node's title bar this far above its ``pos`` (graph units)
 TITLE_HEIGHT = 30
-#: never zoom in past ComfyUI's usual working scale, however small the graph
-MAX_SCALE = 0.9
+#: never zoom in past ComfyUI's usual working scale, however small the graph; never out past a readable one
+MAX_SCALE, MIN_SCALE = 0.9, 0.5
 
 
 def framing(nodes: list[dict]) -> dict:
     """``extra.ds`` (LiteGraph's scale and offset, which the frontend restores when it loads a workflow) that frames
-    every node, title bars included, below the menu bar: screen = (graph + offset) x scale."""
+    every node, title bars included, below the menu bar, right of the side bar and clear of the minimap's corner:
+    screen = (graph + offset) x scale."""
     x1 = min(n["pos"][0] for n in nodes)
     y1 = min(n["pos"][1] for n in nodes) - TITLE_HEIGHT
     x2 = max(n["pos"][0] + n["size"][0] for n in nodes)
@@ -96,50 +102,126 @@ def framing(nodes: list[dict]) -> dict:
     scale = min(MAX_SCALE, (VIEW_WIDTH - VIEW_LEFT - VIEW_MARGIN) / (x2 - x1),
                 (VIEW_HEIGHT - VIEW_TOP - VIEW_MARGIN) / (y2 - y1))
     scale = math.floor(scale * 1000) / 1000  # three decimals, rounded down: still inside
+
+    def in_corner(s: float) -> bool:  # the graph's top left at (VIEW_LEFT, VIEW_TOP): does a node reach the corner?
+        cx, cy = VIEW_CORNER[0] / s - VIEW_LEFT / s + x1, VIEW_CORNER[1] / s - VIEW_TOP / s + y1
+        return any(n["pos"][0] + n["size"][0] > cx and n["pos"][1] + n["size"][1] > cy for n in nodes)
+
+    while in_corner(scale):  # zoom out until the minimap covers nothing (a layout leaves that corner free)
+        scale = round(scale - 0.005, 3)
+        if scale < MIN_SCALE:
+            raise ValueError("a node sits in the minimap's corner at every readable scale: move it")
     return {"scale": scale, "offset": [round(VIEW_LEFT / scale - x1, 1), round(VIEW_TOP / scale - y1, 1)]}
 
 
-def node(id: int, type: str, pos: list, widgets: list, inputs: list = (), outputs: list = (),
+def check_no_overlap(nodes: list[dict]) -> None:
+    """No two nodes' rectangles (title bars included) meet."""
+    def box(n):
+        (x, y), (w, h) = n["pos"], n["size"]
+        return x, y - TITLE_HEIGHT, x + w, y + h
+
+    for i, a in enumerate(nodes):
+        for b in nodes[i + 1:]:
+            (ax1, ay1, ax2, ay2), (bx1, by1, bx2, by2) = box(a), box(b)
+            if ax1 < bx2 and bx1 < ax2 and ay1 < by2 and by1 < ay2:
+                raise ValueError(f"nodes {a['id']} ({a['type']}) and {b['id']} ({b['type']}) overlap")
+
+
+#: Each node's size (graph units, below its title bar): at least what ComfyUI's frontend (1.35) gives it when the
+#: workflow loads, in either renderer, so that nothing grows at load. Measured in headless Chromium: the classic
+#: canvas widens a node to its widgets (LGraphNode.computeSize); Nodes 2.0 (the Vue renderer) scales a classic
+#: workflow by 1.2, adds the 30 px header and then grows a node to its content, so a height here is at least
+#: (content - 30) / 1.2. Nodes that show a picture (Load Image, Save Animated WEBP) are sized by :func:`pictured`.
+SIZES = {"ImageOnlyCheckpointLoader": [360, 110], "LoadTinySVD": [320, 90], "LoadImage": [320, 100],
+         "TrackletEditor": [620, 620], "PointTrajectoryEditor": [620, 620], "LoadTrackDiffusionAdapter": [320, 80],
+         "InstanceEnhancerPatch": [320, 200], "TrackAdapterPatch": [320, 200], "VideoLinearCFGGuidance": [320, 80],
+         "SVD_img2vid_Conditioning": [320, 250], "TrackDiffusionSampler": [360, 600], "KSampler": [320, 280],
+         "VAEDecode": [320, 70], "VisualizeTracklets": [320, 150], "SaveAnimatedWEBP": [320, 190],
+         "LoadModelScopeTrackDiffusion": [370, 140], "LoadTracklets": [400, 430],
+         "ModelScopeTrackDiffusionSampler": [360, 450], "SaveTrackingDataset": [320, 160],
+         "TrackDiffusionDemo": [340, 210], "LoadVideo": [320, 280], "GetVideoComponents": [320, 90],
+         "TrackFromVideo": [320, 170], "ImageStitch": [320, 180]}
+
+#: How the frontend (1.35) fits a picture into a node, measured: the classic canvas shows a Save Animated WEBP's
+#: result in a widget at least 50 high under its widgets (the node grows to 196 if shorter) and a Load Image's picture
+#: in one at least 220 high (the node grows to 314), shrinking the picture into whatever room the node has; Nodes 2.0
+#: shows it at the node's full width (1.2 x width - 16 px) in its own aspect, with 8 px above and a 24 px size caption
+#: below, and grows the node to fit. PICTURE_FRAME is that frame in graph units (40 / 1.2), rounded up, with room to
+#: spare; a picture node's height is its widgets' (SIZES) + the frame + the picture at the node's width.
+PICTURE_FRAME = 40
+CLASSIC_PICTURE_MIN = {"SaveAnimatedWEBP": 196, "LoadImage": 314}
+
+
+def pictured(n: dict, frame: tuple[int, int]) -> dict:
+    """Size ``n``, a node that shows a picture of ``frame`` = (width, height) pixels (a Save Animated WEBP its result,
+    a Load Image its input), so that the picture fits in either renderer without the node growing over another."""
+    w, h = n["size"]
+    n["size"] = [w, max(CLASSIC_PICTURE_MIN[n["type"]] + 10, h + PICTURE_FRAME + math.ceil(w * frame[1] / frame[0]))]
+    return n
+
+
+#: room between nodes (graph units): beside each other, and between one's bottom and the next one's title bar
+GAP_X, GAP_Y = 40, 40
+
+
+def right_of(*nodes: dict) -> int:
+    """The x of a column right of ``nodes``."""
+    return max(n["pos"][0] + n["size"][0] for n in nodes) + GAP_X
+
+
+def below(*nodes: dict) -> int:
+    """The y (a pos: below the title bar) of a node under ``nodes``."""
+    return max(n["pos"][1] + n["size"][1] for n in nodes) + GAP_Y + TITLE_HEIGHT
+
+
+def column(x: int, y: int, *nodes: dict) -> None:
+    """Stack ``nodes`` from top to bottom at ``x``, the first at ``y``."""
+    for n in nodes:
+        n["pos"] = [x, y]
+        y = below(n)
+
+
+def node(id: int, type: str, pos: list | None, widgets: list, inputs: list = (), outputs: list = (),
          size: list | None = None, models: list | None = None) -> dict:
-    """One node for build(); size is left out (build's default) unless given; models: its downloads (see
-    SVD_MODEL), each named by one of the widget values."""
-    n = {"id": id, "type": type, "pos": pos, "widgets": widgets, "inputs": list(inputs), "outputs": list(outputs)}
-    if size is not None:
-        n["size"] = size
+    """One node for build(); pos: where it goes (None: placed later, e.g. by column()); size: SIZES[type] unless
+    given; models: its downloads (see SVD_MODEL), each named by one of the widget values."""
+    n = {"id": id, "type": type, "pos": pos, "widgets": widgets, "inputs": list(inputs), "outputs": list(outputs),
+         "size": list(size or SIZES[type])}
     if models:
         assert all(m["name"] in widgets for m in models), (type, models)
         n["models"] = [dict(m) for m in models]
     return n
 
 
-def svd_checkpoint(id: int, pos: list) -> dict:
+def svd_checkpoint(id: int, pos: list | None) -> dict:
     return node(id, "ImageOnlyCheckpointLoader", pos, ["svd.safetensors"],
                 outputs=[("MODEL", "MODEL"), ("CLIP_VISION", "CLIP_VISION"), ("VAE", "VAE")], models=[SVD_MODEL])
 
 
-def tiny_svd_loader(id: int, pos: list) -> dict:
+def tiny_svd_loader(id: int, pos: list | None) -> dict:
     """Load Tiny SVD: the same three outputs as Image Only Checkpoint Loader, from the files the pack ships."""
     return node(id, "LoadTinySVD", pos, [], outputs=[("MODEL", "MODEL"), ("CLIP_VISION", "CLIP_VISION"),
                                                     ("VAE", "VAE")])
 
 
-def load_image(id: int, pos: list, file: str = "example.png") -> dict:
-    return node(id, "LoadImage", pos, [file, "image"], outputs=[("IMAGE", "IMAGE"), ("MASK", "MASK")])
+def load_image(id: int, pos: list | None, file: str = "example.png", frame: tuple[int, int] = (1024, 576)) -> dict:
+    """Load Image, sized to show its picture of ``frame`` pixels (example.png: the user's own, SVD's 16:9 assumed)."""
+    return pictured(node(id, "LoadImage", pos, [file, "image"], outputs=[("IMAGE", "IMAGE"), ("MASK", "MASK")]), frame)
 
 
-def tracklet_editor(id: int, pos: list, state: dict = STREET) -> dict:
+def tracklet_editor(id: int, pos: list | None, state: dict = STREET) -> dict:
     """The Tracklet Editor drawing over the input image; its state is the tracklet JSON (the street example)."""
     return node(id, "TrackletEditor", pos, [json.dumps(state), state["width"], state["height"], state["num_frames"]],
                 [("background", "IMAGE")],
-                [("tracklets", "TRACKLETS"), ("tracks", "TRACKS"), ("masks", "MASK"), ("preview", "IMAGE")],
-                size=[620, 620])
+                [("tracklets", "TRACKLETS"), ("tracks", "TRACKS"), ("masks", "MASK"), ("preview", "IMAGE")])
 
 
-def load_adapter(id: int, pos: list, file: str) -> dict:
+def load_adapter(id: int, pos: list | None, file: str) -> dict:
     return node(id, "LoadTrackDiffusionAdapter", pos, [file], outputs=[("adapter", "TRACKDIFFUSION_ADAPTER")])
 
 
-def svd_conditioning(id: int, pos: list, fps: int, size: tuple = (1024, 576, 14), augmentation: float = 0.02) -> dict:
+def svd_conditioning(id: int, pos: list | None, fps: int, size: tuple = (1024, 576, 14),
+                     augmentation: float = 0.02) -> dict:
     """1024x576, 14 frames (the editors'), motion bucket 127, augmentation 0.02; ComfyUI passes fps-1 to SVD."""
     return node(id, "SVD_img2vid_Conditioning", pos, [*size, 127, fps, augmentation],
                 [("clip_vision", "CLIP_VISION"), ("init_image", "IMAGE"), ("vae", "VAE")],
@@ -150,44 +232,45 @@ SAMPLER_INPUTS = [("model", "MODEL"), ("positive", "CONDITIONING"), ("negative",
                   ("latent_image", "LATENT")]
 
 
-def trackdiffusion_sampler(id: int, pos: list, seed: int, steps: int, sgi2v: list, tracklets_input: bool = False,
-                           size: list | None = None) -> dict:
+def trackdiffusion_sampler(id: int, pos: list | None, seed: int, steps: int, sgi2v: list,
+                           tracklets_input: bool = False) -> dict:
     inputs = SAMPLER_INPUTS + ([("tracklets", "TRACKLETS")] if tracklets_input else [])
     return node(id, "TrackDiffusionSampler", pos,
                 [seed, "fixed", steps, 1.0, 3.0, "linear per frame (SVD)", "euler", "karras", 1.0, *sgi2v],
-                inputs, [("LATENT", "LATENT")], size=size)
+                inputs, [("LATENT", "LATENT")])
 
 
-def vae_decode(id: int, pos: list) -> dict:
+def vae_decode(id: int, pos: list | None) -> dict:
     return node(id, "VAEDecode", pos, [], [("samples", "LATENT"), ("vae", "VAE")], [("IMAGE", "IMAGE")])
 
 
-def visualize_tracklets(id: int, pos: list, widgets: list = (True, 2, True)) -> dict:
+def visualize_tracklets(id: int, pos: list | None, widgets: list = (True, 2, True)) -> dict:
     return node(id, "VisualizeTracklets", pos, list(widgets), [("tracklets", "TRACKLETS"), ("images", "IMAGE")],
                 [("images", "IMAGE")])
 
 
-def save_webp(id: int, pos: list, prefix: str, fps: float = 8.0, lossless: bool = False) -> dict:
-    return node(id, "SaveAnimatedWEBP", pos, [prefix, fps, lossless, 90, "default"], [("images", "IMAGE")])
+def save_webp(id: int, pos: list | None, prefix: str, frame: tuple[int, int], fps: float = 8.0,
+              lossless: bool = False) -> dict:
+    """Save Animated WEBP of frames ``frame`` = (width, height) pixels, sized to show them (see pictured())."""
+    return pictured(node(id, "SaveAnimatedWEBP", pos, [prefix, fps, lossless, 90, "default"], [("images", "IMAGE")]),
+                    frame)
 
 
-def load_modelscope(id: int, pos: list) -> dict:
+def load_modelscope(id: int, pos: list | None) -> dict:
     return node(id, "LoadModelScopeTrackDiffusion", pos,
                 ["TrackDiffusion_Pretrain", MODELSCOPE_FT_MODEL["name"], "auto"],
                 outputs=[("model", "MODELSCOPE_TRACKDIFFUSION")], models=[MODELSCOPE_FT_MODEL])
 
 
-def load_tracklets(id: int, pos: list, size: list, source: str) -> dict:
+def load_tracklets(id: int, pos: list | None, source: str) -> dict:
     return node(id, "LoadTracklets", pos, [source, "auto", 0, 0, 0, "", 64.0, False, "(source text)"],
-                outputs=[("tracklets", "TRACKLETS"), ("width", "INT"), ("height", "INT"), ("num_frames", "INT")],
-                size=size)
+                outputs=[("tracklets", "TRACKLETS"), ("width", "INT"), ("height", "INT"), ("num_frames", "INT")])
 
 
-def modelscope_sampler(id: int, pos: list, prompt: str, seed: int, control: str) -> dict:
+def modelscope_sampler(id: int, pos: list | None, prompt: str, seed: int, control: str) -> dict:
     return node(id, "ModelScopeTrackDiffusionSampler", pos,
                 [prompt, "", 0, 384, 256, 50, 1.2, "normalized", "pndm", seed, control, "error"],
-                [("model", "MODELSCOPE_TRACKDIFFUSION"), ("tracklets", "TRACKLETS")], [("images", "IMAGE")],
-                size=[360, 420])
+                [("model", "MODELSCOPE_TRACKDIFFUSION"), ("tracklets", "TRACKLETS")], [("images", "IMAGE")])
 
 
 def svd_trackdiffusion(tiny: bool = False) -> dict:
@@ -198,24 +281,34 @@ def svd_trackdiffusion(tiny: bool = False) -> dict:
         from trackdiffusion.models.tiny_svd.files import TRACKDIFFUSION_ADAPTER
 
         state = json.loads(make_split("val", "eval", n=TINY_CLIP + 1)[TINY_CLIP].tracklets.to_json())
-    loader = tiny_svd_loader(1, [0, 0]) if tiny else svd_checkpoint(1, [0, 0])
+    frame = (64, 64) if tiny else (1024, 576)  # the first frame, the decoded video and the boxes drawn on it
     nodes = [
-        loader,
-        load_image(2, [0, 200], TINY_FIRST_FRAME if tiny else "example.png"),
-        tracklet_editor(3, [0, 560], state if tiny else STREET),
-        load_adapter(4, [420, 0], TRACKDIFFUSION_ADAPTER if tiny else "trackdiffusion_svd_stage2_fp16.safetensors"),
-        node(5, "InstanceEnhancerPatch", [780, 0], [1.0, 0.0, 1.0, "error"],
-             [("model", "MODEL"), ("adapter", "TRACKDIFFUSION_ADAPTER"), ("tracklets", "TRACKLETS")],
-             [("MODEL", "MODEL")]),
+        loader := tiny_svd_loader(1, None) if tiny else svd_checkpoint(1, None),
+        image := load_image(2, None, TINY_FIRST_FRAME if tiny else "example.png", frame),
+        editor := tracklet_editor(3, None, state if tiny else STREET),
+        adapter := load_adapter(4, None,
+                                TRACKDIFFUSION_ADAPTER if tiny else "trackdiffusion_svd_stage2_fp16.safetensors"),
+        patch := node(5, "InstanceEnhancerPatch", None, [1.0, 0.0, 1.0, "error"],
+                      [("model", "MODEL"), ("adapter", "TRACKDIFFUSION_ADAPTER"), ("tracklets", "TRACKLETS")],
+                      [("MODEL", "MODEL")]),
         # fps 8: ComfyUI passes fps-1 = 7, the value TrackDiffusion-SVD was trained with.
         # width, height and frames match the editor's (the patch checks the frame count and says so if it differs)
-        svd_conditioning(7, [420, 300], fps=8, **({"size": (64, 64, 16), "augmentation": 0.0} if tiny else {})),
-        trackdiffusion_sampler(8, [1120, 200], seed=42, steps=25, sgi2v=SGI2V_OFF),
-        vae_decode(9, [1460, 200]),
-        visualize_tracklets(10, [1460, 400], [True, 1, False] if tiny else (True, 2, True)),
-        save_webp(11, [1800, 200], "tiny_svd_trackdiffusion" if tiny else "trackdiffusion"),
-        save_webp(12, [1800, 500], "tiny_svd_trackdiffusion_boxes" if tiny else "trackdiffusion_boxes"),
+        conditioning := svd_conditioning(7, None, fps=8,
+                                         **({"size": (64, 64, 16), "augmentation": 0.0} if tiny else {})),
+        sampler := trackdiffusion_sampler(8, None, seed=42, steps=25, sgi2v=SGI2V_OFF),
+        decode := vae_decode(9, None),
+        boxes := visualize_tracklets(10, None, [True, 1, False] if tiny else (True, 2, True)),
+        save := save_webp(11, None, "tiny_svd_trackdiffusion" if tiny else "trackdiffusion", frame),
+        save_boxes := save_webp(12, None, "tiny_svd_trackdiffusion_boxes" if tiny else "trackdiffusion_boxes", frame),
     ]
+    # Inputs on the left (the editor under the adapter, whose patch sits above it), then sampling, decoding and the
+    # two results; the bottom right stays free for the minimap.
+    column(0, 0, loader, image)
+    column(right_of(loader, image), 0, adapter, conditioning, editor)
+    column(right_of(adapter, conditioning), 0, patch)
+    column(right_of(patch, editor), 0, sampler)
+    column(right_of(sampler), 0, decode, boxes, save_boxes)
+    column(right_of(decode, boxes, save_boxes), 0, save)
     links = [(1, 0, 5, "model"), (4, 0, 5, "adapter"), (3, 0, 5, "tracklets"), (2, 0, 3, "background"),
              (1, 1, 7, "clip_vision"), (2, 0, 7, "init_image"), (1, 2, 7, "vae"), (5, 0, 8, "model"),
              (7, 0, 8, "positive"),
@@ -238,25 +331,33 @@ def trajectory_state() -> str:
 
 def svd_trackgo() -> dict:
     nodes = [
-        svd_checkpoint(1, [0, 0]),
-        load_image(2, [0, 200]),
+        loader := svd_checkpoint(1, None),
+        image := load_image(2, None),
         # Paint each moving part on the first frame and draw its arrow in the Point Trajectory Editor.
-        node(3, "PointTrajectoryEditor", [380, 480], [trajectory_state(), 1024, 576, 14, 0, 4],
-             [("background", "IMAGE")],
-             [("trajectories", "POINT_TRAJECTORIES"), ("tracks", "TRACKS"), ("trajectory_video", "IMAGE"),
-              ("masks", "MASK")], size=[620, 620]),
-        load_adapter(4, [380, 0], "trackadapter_svd.safetensors"),
-        node(5, "TrackAdapterPatch", [760, 0], [-100.0, 0.2, 1.0, 4],
-             [("model", "MODEL"), ("trajectories", "POINT_TRAJECTORIES"), ("adapter", "TRACKDIFFUSION_ADAPTER")],
-             [("MODEL", "MODEL")]),
-        node(6, "VideoLinearCFGGuidance", [1100, 0], [1.0], [("model", "MODEL")], [("MODEL", "MODEL")]),
-        svd_conditioning(7, [380, 200], fps=8),
-        node(8, "KSampler", [1100, 200], [42, "fixed", 25, 2.5, "euler", "karras", 1.0], SAMPLER_INPUTS,
-             [("LATENT", "LATENT")]),
-        vae_decode(9, [1440, 200]),
-        save_webp(10, [1780, 200], "trackgo"),
-        save_webp(11, [1040, 480], "trackgo_trajectories", lossless=True),
+        editor := node(3, "PointTrajectoryEditor", None, [trajectory_state(), 1024, 576, 14, 0, 4],
+                       [("background", "IMAGE")],
+                       [("trajectories", "POINT_TRAJECTORIES"), ("tracks", "TRACKS"), ("trajectory_video", "IMAGE"),
+                        ("masks", "MASK")]),
+        adapter := load_adapter(4, None, "trackadapter_svd.safetensors"),
+        patch := node(5, "TrackAdapterPatch", None, [-100.0, 0.2, 1.0, 4],
+                      [("model", "MODEL"), ("trajectories", "POINT_TRAJECTORIES"),
+                       ("adapter", "TRACKDIFFUSION_ADAPTER")], [("MODEL", "MODEL")]),
+        cfg := node(6, "VideoLinearCFGGuidance", None, [1.0], [("model", "MODEL")], [("MODEL", "MODEL")]),
+        conditioning := svd_conditioning(7, None, fps=8),
+        sampler := node(8, "KSampler", None, [42, "fixed", 25, 2.5, "euler", "karras", 1.0], SAMPLER_INPUTS,
+                        [("LATENT", "LATENT")]),
+        decode := vae_decode(9, None),
+        save := save_webp(10, None, "trackgo", (1024, 576)),
+        save_video := save_webp(11, None, "trackgo_trajectories", (1024, 576), lossless=True),
     ]
+    # Inputs on the left (the editor under the adapter, whose patch sits above it), then guidance and sampling with
+    # the editor's conditioning video right of it, then decoding and the result; the bottom right stays free.
+    column(0, 0, loader, image)
+    column(right_of(loader, image), 0, adapter, conditioning, editor)
+    column(right_of(adapter, conditioning), 0, patch)
+    column(right_of(patch), 0, cfg, sampler)
+    column(right_of(editor), below(sampler), save_video)
+    column(right_of(cfg, sampler, save_video), 0, decode, save)
     links = [(2, 0, 3, "background"), (1, 0, 5, "model"), (3, 0, 5, "trajectories"), (4, 0, 5, "adapter"),
              (5, 0, 6, "model"), (1, 1, 7, "clip_vision"), (2, 0, 7, "init_image"), (1, 2, 7, "vae"),
              (6, 0, 8, "model"), (7, 0, 8, "positive"), (7, 1, 8, "negative"), (7, 2, 8, "latent_image"),
@@ -266,13 +367,17 @@ def svd_trackgo() -> dict:
 
 def modelscope_trackdiffusion() -> dict:
     nodes = [
-        load_modelscope(1, [0, 0]),
-        load_tracklets(2, [0, 200], [400, 300], json.dumps(STREET, indent=1)),
-        modelscope_sampler(3, [440, 0], "a car and a person on a city street", 42, "fixed"),
-        visualize_tracklets(4, [840, 300]),
-        save_webp(5, [840, 0], "trackdiffusion_t2v"),
-        save_webp(6, [1180, 300], "trackdiffusion_t2v_boxes"),
+        loader := load_modelscope(1, None),
+        tracklets := load_tracklets(2, None, json.dumps(STREET, indent=1)),
+        sampler := modelscope_sampler(3, None, "a car and a person on a city street", 42, "fixed"),
+        boxes := visualize_tracklets(4, None),
+        save := save_webp(5, None, "trackdiffusion_t2v", (384, 256)),
+        save_boxes := save_webp(6, None, "trackdiffusion_t2v_boxes", (384, 256)),
     ]
+    column(0, 0, loader, tracklets)
+    column(right_of(loader, tracklets), 0, sampler)
+    column(right_of(sampler), 0, boxes, save)
+    column(right_of(boxes, save), 0, save_boxes)
     return build(nodes, [(1, 0, 3, "model"), (2, 0, 3, "tracklets"), (3, 0, 5, "images"), (2, 0, 4, "tracklets"),
                          (3, 0, 4, "images"), (4, 0, 6, "images")])
 
@@ -281,29 +386,36 @@ def dataset_from_tracklets() -> dict:
     """Run with `trackdiffusion run "example_workflows/Dataset - synthetic tracking data from tracklets.json"
     --batch DIR`: one MOT sequence per tracklet file."""
     nodes = [
-        load_modelscope(1, [0, 0]),
-        load_tracklets(2, [0, 200], [400, 200], "tracklets/street.json"),
-        modelscope_sampler(3, [440, 0], "a street scene, multi-object tracking video", 0, "increment"),
-        node(4, "SaveTrackingDataset", [840, 0], ["trackdiffusion_dataset", "synth", "jpg"],
-             [("images", "IMAGE"), ("tracklets", "TRACKLETS")], size=[320, 160]),
+        loader := load_modelscope(1, None),
+        tracklets := load_tracklets(2, None, "tracklets/street.json"),
+        sampler := modelscope_sampler(3, None, "a street scene, multi-object tracking video", 0, "increment"),
+        save := node(4, "SaveTrackingDataset", None, ["trackdiffusion_dataset", "synth", "jpg"],
+                     [("images", "IMAGE"), ("tracklets", "TRACKLETS")]),
     ]
+    column(0, 0, loader, tracklets)
+    column(right_of(loader, tracklets), 0, sampler)
+    column(right_of(sampler), 0, save)
     return build(nodes, [(1, 0, 3, "model"), (2, 0, 3, "tracklets"), (3, 0, 4, "images"), (2, 0, 4, "tracklets")])
 
 
 def svd_boxes_training_free() -> dict:
     """Stock SVD steered along Tracklet Editor boxes by SG-I2V (no adapter): SG-I2V's 50 euler steps, fps 7."""
     nodes = [
-        svd_checkpoint(1, [0, 0]),
-        load_image(2, [0, 200]),
-        tracklet_editor(3, [0, 560]),
-        svd_conditioning(4, [420, 300], fps=7),
-        trackdiffusion_sampler(5, [780, 200], seed=817, steps=50, sgi2v=SGI2V_ON, tracklets_input=True,
-                               size=[360, 560]),
-        vae_decode(6, [1180, 200]),
-        visualize_tracklets(7, [1180, 400]),
-        save_webp(8, [1520, 200], "sgi2v", fps=7.0),
-        save_webp(9, [1520, 500], "sgi2v_boxes", fps=7.0),
+        loader := svd_checkpoint(1, None),
+        image := load_image(2, None),
+        editor := tracklet_editor(3, None),
+        conditioning := svd_conditioning(4, None, fps=7),
+        sampler := trackdiffusion_sampler(5, None, seed=817, steps=50, sgi2v=SGI2V_ON, tracklets_input=True),
+        decode := vae_decode(6, None),
+        boxes := visualize_tracklets(7, None),
+        save := save_webp(8, None, "sgi2v", (1024, 576), fps=7.0),
+        save_boxes := save_webp(9, None, "sgi2v_boxes", (1024, 576), fps=7.0),
     ]
+    column(0, 0, loader, image)
+    column(right_of(loader, image), 0, conditioning, editor)
+    column(right_of(conditioning, editor), 0, sampler)
+    column(right_of(sampler), 0, decode, boxes, save_boxes)
+    column(right_of(decode, boxes, save_boxes), 0, save)
     links = [(2, 0, 3, "background"), (1, 1, 4, "clip_vision"), (2, 0, 4, "init_image"), (1, 2, 4, "vae"),
              (1, 0, 5, "model"), (4, 0, 5, "positive"), (4, 1, 5, "negative"), (4, 2, 5, "latent_image"),
              (3, 0, 5, "tracklets"), (5, 0, 6, "samples"), (1, 2, 6, "vae"), (6, 0, 8, "images"),
@@ -315,13 +427,16 @@ def demo_cpu() -> dict:
     """The embedded demo model on the CPU, nothing to download: a SynTrack test clip's first frame and boxes."""
     nodes = [
         # widgets: syntrack_clip, frames (0 = the tracklets'), steps, seed + its control value, upscale
-        node(1, "TrackDiffusionDemo", [0, 0], [20000, 0, 20, 0, "fixed", 4],
-             [("first_frame", "IMAGE"), ("tracklets", "TRACKLETS")],
-             [("frames", "IMAGE"), ("tracklets", "TRACKLETS")], size=[340, 260]),
-        save_webp(2, [400, 0], "trackdiffusion_demo"),
-        visualize_tracklets(3, [400, 300], [True, 1, False]),
-        save_webp(4, [740, 300], "trackdiffusion_demo_boxes"),
+        demo := node(1, "TrackDiffusionDemo", None, [20000, 0, 20, 0, "fixed", 4],
+                     [("first_frame", "IMAGE"), ("tracklets", "TRACKLETS")],
+                     [("frames", "IMAGE"), ("tracklets", "TRACKLETS")]),
+        save := save_webp(2, None, "trackdiffusion_demo", (256, 256)),  # SynTrack's 64 x 64, upscaled x4
+        boxes := visualize_tracklets(3, None, [True, 1, False]),
+        save_boxes := save_webp(4, None, "trackdiffusion_demo_boxes", (256, 256)),
     ]
+    column(0, 0, demo)
+    column(right_of(demo), 0, boxes, save)
+    column(right_of(boxes, save), 0, save_boxes)
     return build(nodes, [(1, 0, 2, "images"), (1, 1, 3, "tracklets"), (1, 0, 3, "images"), (3, 0, 4, "images")])
 
 
@@ -351,20 +466,26 @@ def motion_from_video() -> dict:
     """Load Video -> boxes drawn on its first frame -> Track From Video -> the CPU demo model animates the first
     frame along the copied motion -> reference and generated side by side."""
     nodes = [
-        node(1, "LoadVideo", [0, 0], [REFERENCE_FILE, "image"], outputs=[("VIDEO", "VIDEO")]),
-        node(2, "GetVideoComponents", [0, 200], [], [("video", "VIDEO")],
-             [("images", "IMAGE"), ("audio", "AUDIO"), ("fps", "FLOAT")]),
-        tracklet_editor(3, [0, 400], first_frame_boxes(reference_clip())),
-        node(4, "TrackFromVideo", [660, 0], [0, 0, 0], [("video", "IMAGE"), ("boxes", "TRACKLETS")],
-             [("tracklets", "TRACKLETS"), ("preview", "IMAGE"), ("confidence", "STRING")], size=[320, 200]),
-        node(5, "TrackDiffusionDemo", [1020, 0], [20000, 0, 20, 0, "fixed", 1],
-             [("first_frame", "IMAGE"), ("tracklets", "TRACKLETS")],
-             [("frames", "IMAGE"), ("tracklets", "TRACKLETS")], size=[340, 260]),
-        node(6, "ImageStitch", [1400, 0], ["right", True, 2, "white"], [("image1", "IMAGE"), ("image2", "IMAGE")],
-             [("IMAGE", "IMAGE")]),
-        save_webp(7, [1740, 0], "motion_from_video"),
-        save_webp(8, [1020, 320], "motion_from_video_tracked"),
+        video := node(1, "LoadVideo", None, [REFERENCE_FILE, "image"], outputs=[("VIDEO", "VIDEO")]),
+        frames := node(2, "GetVideoComponents", None, [], [("video", "VIDEO")],
+                       [("images", "IMAGE"), ("audio", "AUDIO"), ("fps", "FLOAT")]),
+        editor := tracklet_editor(3, None, first_frame_boxes(reference_clip())),
+        track := node(4, "TrackFromVideo", None, [0, 0, 0], [("video", "IMAGE"), ("boxes", "TRACKLETS")],
+                      [("tracklets", "TRACKLETS"), ("preview", "IMAGE"), ("confidence", "STRING")]),
+        demo := node(5, "TrackDiffusionDemo", None, [20000, 0, 20, 0, "fixed", 1],
+                     [("first_frame", "IMAGE"), ("tracklets", "TRACKLETS")],
+                     [("frames", "IMAGE"), ("tracklets", "TRACKLETS")]),
+        stitch := node(6, "ImageStitch", None, ["right", True, 2, "white"],
+                       [("image1", "IMAGE"), ("image2", "IMAGE")], [("IMAGE", "IMAGE")]),
+        # the 64 x 64 clip: side by side with the generated one (2 px apart), and alone with its followed boxes
+        save := save_webp(7, None, "motion_from_video", (130, 64)),
+        save_tracked := save_webp(8, None, "motion_from_video_tracked", (64, 64)),
     ]
+    column(0, 0, video, frames, editor)
+    column(right_of(video, frames, editor), 0, track, save_tracked)
+    column(right_of(track, save_tracked), 0, demo)
+    column(right_of(demo), 0, stitch)
+    column(right_of(stitch), 0, save)
     links = [(1, 0, 2, "video"), (2, 0, 3, "background"), (2, 0, 4, "video"), (3, 0, 4, "boxes"),
              (2, 0, 5, "first_frame"), (4, 0, 5, "tracklets"), (4, 1, 6, "image1"), (5, 0, 6, "image2"),
              (6, 0, 7, "images"), (4, 1, 8, "images")]
@@ -591,8 +712,8 @@ def tiny_adapter_exists() -> bool:
     return (ADAPTERS / TRACKDIFFUSION_ADAPTER).is_file()
 
 
-def main(names: list[str] | None = None) -> None:
-    """Write every example (or those named on the command line) and its preview."""
+def main(names: list[str] | None = None, previews: bool = True) -> None:
+    """Write every example (or those named on the command line) and, unless ``previews`` is false, its preview."""
     folder = REPO / "example_workflows"
     folder.mkdir(exist_ok=True)
     unknown = sorted(set(names or ()) - set(WORKFLOWS))
@@ -607,11 +728,13 @@ def main(names: list[str] | None = None) -> None:
             continue
         out = folder / f"{TITLES[name]}.json"
         out.write_text(json.dumps(make(), indent=1) + "\n")
-        preview(folder / f"{TITLES[name]}.jpg")
-        print(f"wrote {out} and its preview")
+        if previews:
+            preview(folder / f"{TITLES[name]}.jpg")
+        print(f"wrote {out}" + (" and its preview" if previews else ""))
 
 
 if __name__ == "__main__":
     import sys
 
-    main(sys.argv[1:])
+    args = sys.argv[1:]
+    main([a for a in args if a != "--no-preview"], previews="--no-preview" not in args)
