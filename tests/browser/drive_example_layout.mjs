@@ -1,4 +1,4 @@
-// Opens example workflows in the real ComfyUI frontend (tests/browser/test_example_layout.py starts the server) and
+// Opens example workflows in the real ComfyUI frontend (tests/browser/test_example_layout_in_browser.py starts the server) and
 // reads every node's rectangle, title bar included, in graph units: once the workflow has loaded and its nodes hold
 // still, and again once every output node shows its result. A case either runs for real (queues the prompt and
 // waits for it) or hands the frontend the results a run would report ("executed" messages naming files the test put

@@ -1,6 +1,6 @@
 """Where ComfyUI's frontend (comfyui-frontend-package 1.35) draws a workflow's nodes, title bars included, when it
 loads and once each node that shows a picture shows it: the growth rules measured in headless Chromium
-(tests/browser/test_example_layout.py checks them against the real frontend) and the example workflows' picture
+(tests/browser/test_example_layout_in_browser.py checks them against the real frontend) and the example workflows' picture
 sizes. tests/test_example_layout.py uses them to check that nothing in an example overlaps, in either renderer,
 before or after a run.
 
