@@ -190,11 +190,9 @@ class Trainer:
             self.attachment.adapter.requires_grad_(True)
             named = list(self.attachment.adapter.named_parameters())
         if self.is_svd and cfg.base_lr == 0:  # the base's own layers frozen: only the added modules train
-            markers = self.attachment.ADDED_MARKERS
             for name, p in named:
-                if not any(m in name for m in markers):
-                    p.requires_grad_(False)
-            named = [(name, p) for name, p in named if any(m in name for m in markers)]
+                p.requires_grad_(self._is_added(name))
+            named = [(name, p) for name, p in named if self._is_added(name)]
         self.named_parameters = named
         self.parameters = [p for _, p in named]
 
@@ -203,10 +201,13 @@ class Trainer:
         reports), then the base UNet's own trained layers at ``base_lr`` where that differs."""
         if not self.is_svd or cfg.base_lr == cfg.lr:
             return [{"params": self.parameters}]
-        markers = self.attachment.ADDED_MARKERS
-        added = [p for name, p in self.named_parameters if any(m in name for m in markers)]
-        own = [p for name, p in self.named_parameters if not any(m in name for m in markers)]
+        added = [p for name, p in self.named_parameters if self._is_added(name)]
+        own = [p for name, p in self.named_parameters if not self._is_added(name)]
         return [{"params": added}] + ([{"params": own, "lr": cfg.base_lr}] if own else [])
+
+    def _is_added(self, name: str) -> bool:
+        """Whether parameter ``name`` belongs to a module the attachment added (not to the base UNet's own layers)."""
+        return any(m in name for m in self.attachment.ADDED_MARKERS)
 
     def _init_svd(self, path: str) -> None:
         tensors, metadata = _load_safetensors(path)
