@@ -31,7 +31,7 @@ import tempfile
 from pathlib import Path
 
 from provenance import default_json, provenance, write_json
-from tiny_svd_comfy import TinySVDRuns, clip_image, node_id
+from tiny_svd_comfy import TinySVDRuns, add_run_arguments, clip_overrides, node_id
 
 from trackdiffusion.evaluation.metrics import evaluate_clips, paired_bootstrap
 from trackdiffusion.evaluation.synth import make_split
@@ -82,13 +82,9 @@ def derived(doc: dict) -> dict:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--clips", type=int, default=64)
-    p.add_argument("--steps", type=int, default=25)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--bootstrap", type=int, default=1000)
+    add_run_arguments(p)
     p.add_argument("--layers", help="SG-I2V's feature layers (default: the sampler's, the paper's)")
     p.add_argument("--conditions", nargs="*", choices=list(CONDITIONS), default=list(CONDITIONS))
-    p.add_argument("--comfyui", help="the ComfyUI checkout (default: COMFYUI_PATH, ../ComfyUI, ../shared/ComfyUI)")
     p.add_argument("--json", type=Path, default=default_json("tiny_svd_sgi2v"))
     args = p.parse_args()
     started = datetime.datetime.now(datetime.timezone.utc)
@@ -109,12 +105,10 @@ def main() -> None:
             for name in args.conditions:
                 which, patched, guided = CONDITIONS[name]
                 s = ids["TrackDiffusionSampler"]
-                overrides = [[f"{ids['LoadImage']}.image={json.dumps(clip_image(i))}",
-                              f"{ids['TrackletEditor']}.tracklets_json={json.dumps(sources[which][i].to_json(indent=None))}",
-                              f"{s}.seed={args.seed + i}", f"{s}.steps={args.steps}",
+                overrides = [[*clip_overrides(ids, video, i, sources[which][i], args),
                               f"{s}.trajectory_guidance={json.dumps(SGI2V if guided else 'off')}",
-                              *([f"{s}.sgi2v_layers={json.dumps(args.layers)}"] if args.layers else []),
-                              f"{video}.lossless=true"] for i in range(start, min(start + CHUNK, len(clips)))]
+                              *([f"{s}.sgi2v_layers={json.dumps(args.layers)}"] if args.layers else [])]
+                             for i in range(start, min(start + CHUNK, len(clips)))]
                 got, took = runs.videos(f"{name} {start}", graphs[patched], overrides, VIDEO_PREFIX)
                 videos[name] += got
                 seconds[name] += took

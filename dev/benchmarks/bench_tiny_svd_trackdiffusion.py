@@ -28,7 +28,7 @@ import tempfile
 from pathlib import Path
 
 from provenance import default_json, provenance, write_json
-from tiny_svd_comfy import TinySVDRuns, clip_image, node_id
+from tiny_svd_comfy import TinySVDRuns, add_run_arguments, clip_overrides, node_id
 
 from trackdiffusion.evaluation.metrics import evaluate_clips, paired_bootstrap
 from trackdiffusion.evaluation.synth import make_split
@@ -54,12 +54,8 @@ def derived(doc: dict) -> dict:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--clips", type=int, default=64)
-    p.add_argument("--steps", type=int, default=25)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--bootstrap", type=int, default=1000)
+    add_run_arguments(p)
     p.add_argument("--adapter", type=Path, help="a converted adapter to measure instead of the shipped one")
-    p.add_argument("--comfyui", help="the ComfyUI checkout (default: COMFYUI_PATH, ../ComfyUI, ../shared/ComfyUI)")
     p.add_argument("--json", type=Path, default=default_json("tiny_svd_trackdiffusion"))
     args = p.parse_args()
     started = datetime.datetime.now(datetime.timezone.utc)
@@ -81,13 +77,10 @@ def main() -> None:
                            models={"trackdiffusion": {adapter_name: adapter}} if args.adapter is not None else None)
         results, seconds = {}, {}
         for name, (sources, strength) in conditions.items():
-            overrides = [[f"{ids['LoadImage']}.image={json.dumps(clip_image(i))}",
-                          f"{ids['TrackletEditor']}.tracklets_json={json.dumps(tracklets.to_json(indent=None))}",
-                          f"{ids['TrackDiffusionSampler']}.seed={args.seed + i}",
-                          f"{ids['TrackDiffusionSampler']}.steps={args.steps}",
+            overrides = [[*clip_overrides(ids, video, i, tracklets, args),
                           f"{ids['InstanceEnhancerPatch']}.strength={strength}",
-                          f"{ids['LoadTrackDiffusionAdapter']}.adapter_name={json.dumps(adapter_name)}",
-                          f"{video}.lossless=true"] for i, tracklets in enumerate(sources)]
+                          f"{ids['LoadTrackDiffusionAdapter']}.adapter_name={json.dumps(adapter_name)}"]
+                         for i, tracklets in enumerate(sources)]
             videos, seconds[name] = runs.videos(name, workflow, overrides, VIDEO_PREFIX)
             results[name] = evaluate_clips(videos, clips, bootstrap=args.bootstrap, seed=args.seed)
             m = results[name]["metrics"]

@@ -9,6 +9,7 @@ the videos (lossless WEBP, so scoring sees exactly the decoded frames).
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import sys
@@ -51,6 +52,24 @@ def node_id(workflow: dict, kind: str, prefix: str | None = None) -> str:
 def clip_image(i: int) -> str:
     """The first frame of clip ``i`` as Load Image names it."""
     return f"bench/clip_{i:03d}.png"
+
+
+def add_run_arguments(parser) -> None:
+    """The options every tiny-SVD ComfyUI benchmark takes: clips, steps, seed, bootstrap resamples, ComfyUI."""
+    parser.add_argument("--clips", type=int, default=64)
+    parser.add_argument("--steps", type=int, default=25)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--bootstrap", type=int, default=1000)
+    parser.add_argument("--comfyui", help="the ComfyUI checkout (default: COMFYUI_PATH, ../ComfyUI, ../shared/ComfyUI)")
+
+
+def clip_overrides(ids: dict[str, str], video: str, i: int, tracklets, args) -> list[str]:
+    """What every benchmark sets for clip ``i``: its first frame (Load Image), ``tracklets`` in the Tracklet Editor,
+    the sampler's seed (seed + i) and steps, and lossless output from the SaveAnimatedWEBP ``video``."""
+    sampler = ids["TrackDiffusionSampler"]
+    return [f"{ids['LoadImage']}.image={json.dumps(clip_image(i))}",
+            f"{ids['TrackletEditor']}.tracklets_json={json.dumps(tracklets.to_json(indent=None))}",
+            f"{sampler}.seed={args.seed + i}", f"{sampler}.steps={args.steps}", f"{video}.lossless=true"]
 
 
 class TinySVDRuns:
