@@ -25,6 +25,20 @@ export async function launch() {
   };
 }
 
+/**
+ * Open the ComfyUI frontend at `base` in `page` and wait until its graph, LiteGraph and the pack's extension named
+ * `extension` are there, then (briefly) for the default workflow's nodes. `window.tdApp()` gives the app whichever way
+ * this frontend exposes it.
+ */
+export async function openComfyUI(page, base, extension) {
+  await page.addInitScript(() => { window.tdApp = () => window.comfyAPI?.app?.app ?? window.app; });
+  await page.goto(base);
+  await page.waitForFunction(() => window.tdApp()?.graph && window.LiteGraph, null, { timeout: 120000 });
+  await page.waitForFunction((name) => [...(window.tdApp().extensions ?? [])].some((e) => e.name === name),
+    extension, { timeout: 60000 });
+  await page.waitForFunction(() => window.tdApp().graph.nodes.length > 0, null, { timeout: 20000 }).catch(() => {});
+}
+
 // Our scripts, by file name (served from /js/ on the harness page, from /extensions/<pack folder>/ by ComfyUI).
 const OWN_SCRIPTS = new Set(readdirSync(new URL("../../js/", import.meta.url)).filter((f) => f.endsWith(".js")));
 

@@ -10,7 +10,7 @@
 // Works with every frontend the tests serve (tests/support/frontends.py): the app is reached as
 // window.comfyAPI.app.app or window.app, settings through the extension manager or the legacy settings UI, and node
 // ids are compared as strings (newer frontends keep them as strings in the live graph, numbers in the saved one).
-import { collectErrors, drag, launch } from "./browser.mjs";
+import { collectErrors, drag, launch, openComfyUI } from "./browser.mjs";
 
 const [base, imageName, shots, editorKind, renderer, framesArg, firstImage] = process.argv.slice(2);
 const numFrames = Number(framesArg ?? 5);
@@ -35,15 +35,9 @@ const result = { editor: editorKind, renderer };
 try {
   const page = await context.newPage();
   const errors = collectErrors(page);
-  await page.addInitScript(() => { window.tdApp = () => window.comfyAPI?.app?.app ?? window.app; });
-  await page.goto(base);
-  await page.waitForFunction(() => window.tdApp()?.graph && window.LiteGraph, null, { timeout: 90000 });
-  await page.waitForFunction(() => [...(window.tdApp().extensions ?? [])]
-    .some((e) => e.name === "TrackDiffusion.CanvasEditors"), null, { timeout: 30000 });
+  // Start from an empty graph: openComfyUI waits for the default workflow to arrive, then it is cleared.
+  await openComfyUI(page, base, "TrackDiffusion.CanvasEditors");
   result.frontendVersion = await page.evaluate(() => window.__COMFYUI_FRONTEND_VERSION__ ?? null);
-  // Start from an empty graph: wait for the default workflow to arrive, then clear it.
-  await page.waitForFunction(() => window.tdApp().graph.nodes.length > 0, null, { timeout: 15000 })
-    .catch(() => {});
   result.vueNodes = await page.evaluate(async (useVue) => {
     const app = window.tdApp(), id = "Comfy.VueNodes.Enabled";
     const store = app.extensionManager?.setting;

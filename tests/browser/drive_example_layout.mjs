@@ -9,7 +9,7 @@
 // Prints JSON: per case {load, after: [{id, type, rect: [x1, y1, x2, y2]}], shown: {node id: [w, h]}, ds, history},
 // and the page's errors.
 import { readFileSync } from "node:fs";
-import { collectErrors, launch } from "./browser.mjs";
+import { collectErrors, launch, openComfyUI } from "./browser.mjs";
 
 const [base, casesPath] = process.argv.slice(2);
 if (!casesPath) throw new Error("usage: drive_example_layout.mjs BASE_URL CASES_JSON");
@@ -29,12 +29,7 @@ try {
   const page = await context.newPage();
   await page.setViewportSize({ width: 1600, height: 900 }); // the window the examples are framed for
   const errors = collectErrors(page);
-  await page.addInitScript(() => { window.tdApp = () => window.comfyAPI?.app?.app ?? window.app; });
-  await page.goto(base);
-  await page.waitForFunction(() => window.tdApp()?.graph && window.LiteGraph, null, { timeout: 120000 });
-  await page.waitForFunction(() => [...(window.tdApp().extensions ?? [])]
-    .some((e) => e.name === "TrackDiffusion.CanvasEditors"), null, { timeout: 60000 });
-  await page.waitForFunction(() => window.tdApp().graph.nodes.length > 0, null, { timeout: 20000 }).catch(() => {});
+  await openComfyUI(page, base, "TrackDiffusion.CanvasEditors");
   for (const c of cases) result.cases[c.name] = await runCase(page, c);
   result.errors = errors.filter((e) => OURS.test(e) || !FOREIGN.some((re) => re.test(e)));
 } finally {

@@ -7,7 +7,7 @@
 // Prints JSON: the widgets before and after, the saved widgets_values and the API prompt's inputs, and errors.
 import { readFileSync } from "node:fs";
 import { basename } from "node:path";
-import { collectErrors, launch } from "./browser.mjs";
+import { collectErrors, launch, openComfyUI } from "./browser.mjs";
 
 const [base, filePath, secondPath] = process.argv.slice(2);
 if (!secondPath) throw new Error("usage: drive_load_tracklets.mjs BASE_URL FILE SECOND");
@@ -26,12 +26,7 @@ const result = {};
 try {
   const page = await context.newPage();
   const errors = collectErrors(page);
-  await page.addInitScript(() => { window.tdApp = () => window.comfyAPI?.app?.app ?? window.app; });
-  await page.goto(base);
-  await page.waitForFunction(() => window.tdApp()?.graph && window.LiteGraph, null, { timeout: 90000 });
-  await page.waitForFunction(() => [...(window.tdApp().extensions ?? [])]
-    .some((e) => e.name === "trackdiffusion.LoadTrackletsUpload"), null, { timeout: 30000 });
-  await page.waitForFunction(() => window.tdApp().graph.nodes.length > 0, null, { timeout: 15000 }).catch(() => {});
+  await openComfyUI(page, base, "trackdiffusion.LoadTrackletsUpload");
   await page.evaluate(async () => {
     const app = window.tdApp(), id = "Comfy.VueNodes.Enabled", store = app.extensionManager?.setting;
     if (typeof store?.set === "function") await store.set(id, false); // the classic canvas: the button is drawn there
