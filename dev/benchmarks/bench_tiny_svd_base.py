@@ -6,7 +6,10 @@ decoded by it can reach) and the base model's own videos (what it does with a fi
 
 Every video is scored against its clip's true tracklets with the SynTrack metric stack (colour-blob tracker). The
 base model cannot know where objects go, so its tracking scores measure how much of the first frame it keeps and
-moves plausibly, not control: they are the floor the TrackDiffusion adapter starts from. Also: frame-0 PSNR (how
+moves plausibly, not control: they are the floor the TrackDiffusion adapter starts from. Object persistence
+(:mod:`trackdiffusion.evaluation.metrics.persistence`) measures the first part alone: the fraction of visible
+objects found in frames 1-15 in their colour at about their size, wherever they are; a box adapter can only move
+objects the base keeps. Also: frame-0 PSNR (how
 faithfully the first frame is kept), the tracks found per true object, and the training runs' steps, wall time and
 loss curves (every 250 steps, mean of the preceding 250) read from their loss.csv logs (a step over 10x the median
 time was the process paused or starved by another job: it counts at the median and the excess is reported).
@@ -24,7 +27,7 @@ import numpy as np
 import torch
 from provenance import default_json, provenance, write_json
 
-from trackdiffusion.evaluation.metrics import evaluate_clips
+from trackdiffusion.evaluation.metrics import evaluate_clips, object_persistence
 from trackdiffusion.evaluation.synth import make_split
 from trackdiffusion.models.tiny_svd import files, pipeline
 from trackdiffusion.models.tiny_svd.vae import decode, encode
@@ -66,8 +69,9 @@ def shipped(folder: Path) -> dict:
     return {"megabytes": sum(f.stat().st_size for f in files_) / 1e6, "unet_parameters_millions": params / 1e6}
 
 
-def summary(result: dict) -> dict:
-    return {"metrics": {k: result["metrics"].get(k) for k in METRICS}, "ci": result.get("ci")}
+def summary(result: dict, persistence: dict) -> dict:
+    return {"metrics": {k: result["metrics"].get(k) for k in METRICS}, "ci": result.get("ci"),
+            "persistence": persistence["persistence"], "persistence_per_frame": persistence["per_frame"]}
 
 
 def main() -> None:
@@ -95,6 +99,7 @@ def main() -> None:
     for i, c in enumerate(clips):
         generated.append(pipeline.generate(model, c.video[0], steps=args.steps, seed=args.seed + i))
     base_s = time.time() - t0
+    videos = {"vae round trip": round_trip, "base, no boxes": generated, "ground truth": [c.video for c in clips]}
     results = {"vae round trip": evaluate_clips(round_trip, clips, bootstrap=args.bootstrap, seed=args.seed,
                                                 point_tracker=None),
                "base, no boxes": evaluate_clips(generated, clips, bootstrap=args.bootstrap, seed=args.seed,
@@ -103,7 +108,7 @@ def main() -> None:
     doc = {
         "provenance": provenance(sorted(args.weights.glob("*/*.safetensors")), started),
         "clips": args.clips, "steps": args.steps, "seed": args.seed, "bootstrap": args.bootstrap,
-        "conditions": {name: summary(r) for name, r in results.items()},
+        "conditions": {name: summary(r, object_persistence(videos[name], clips)) for name, r in results.items()},
         "vae_round_trip_psnr_db": float(np.mean([psnr(r, c.video) for r, c in zip(round_trip, clips)])),
         "base_frame0_psnr_db": float(np.mean([psnr(g[0], c.video[0]) for g, c in zip(generated, clips)])),
         "base_last_frame_psnr_db": float(np.mean([psnr(g[-1], c.video[-1]) for g, c in zip(generated, clips)])),
@@ -113,7 +118,7 @@ def main() -> None:
     }
     for name, r in doc["conditions"].items():
         print(f"{name}: " + ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}"
-                                      for k, v in r["metrics"].items()))
+                                      for k, v in r["metrics"].items()) + f", persistence {r['persistence']:.3f}")
     print({k: v for k, v in doc.items() if k.endswith("_db")})
     if str(args.json) != "-":
         write_json(args.json, doc)

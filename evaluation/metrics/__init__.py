@@ -12,6 +12,7 @@
   :mod:`.frechet`
 - trackers: the SynTrack colour-blob tracker, or predictions of a real tracker read through our importers:
   :mod:`.tracks`
+- object persistence (a base model keeps each object's colour and size, wherever it moves it): :mod:`.persistence`
 - bootstrap CIs over clips, plain and paired: :mod:`.bootstrap`, :func:`paired_bootstrap`
 """
 
@@ -31,6 +32,7 @@ from .frechet import (
     video_frechet_distance,
 )
 from .objmc import LKPointTracker, ObjMCStats, objmc_stats, track_points
+from .persistence import object_persistence
 from .tracks import (
     ColorBlobTracker,
     GroundTruthTracker,
@@ -48,7 +50,7 @@ __all__ = [
     "Extractor", "GroundTruthTracker", "HandcraftedVideoFeatures", "I3DExtractor", "LKPointTracker", "ObjMCStats",
     "PrecomputedTracker", "Track", "Tracker", "WeightsUnavailableError", "associate", "bootstrap_ci",
     "bootstrap_weights", "classify_colors", "evaluate_clip", "evaluate_clips", "frechet_distance",
-    "frechet_from_stats", "greedy_match", "linear_sum_assignment", "load_predictions", "objmc_stats",
+    "frechet_from_stats", "greedy_match", "linear_sum_assignment", "load_predictions", "object_persistence", "objmc_stats",
     "paired_bootstrap", "paired_bootstrap_ci", "pairwise_iou", "resolve_i3d_weights", "st_iou", "summarize", "track_ap", "track_points",
     "tracks_from_tracklets", "tracks_from_ytvis_results", "video_frechet_distance",
 ]
