@@ -19,37 +19,95 @@ export function h(tag, props = {}, children = []) {
   return el;
 }
 
+/** The margin ComfyUI's frontend keeps above and below a DOM widget's element (BaseDOMWidgetImpl.DEFAULT_MARGIN). */
+export const DOM_WIDGET_MARGIN = 10;
+
 /** A toolbar button. */
 export function button(text, title, onclick) {
   return h("button", { textContent: text, title, onclick });
 }
 
-/** Our styles, injected once per document; everything is scoped under .td-editor. */
+/** A button showing a glyph (undo, redo, frame steps): drawn larger than text, or it reads as a dot. */
+export function iconButton(glyph, title, onclick) {
+  return h("button", { className: "td-icon", textContent: glyph, title, "aria-label": title, onclick });
+}
+
+/** A small captioned control: "caption [control]" (a <label>, so the caption names the control). */
+export function field(caption, ...controls) {
+  return h("label", { className: "td-field" }, [h("span", { textContent: caption }), ...controls]);
+}
+
+/**
+ * Fill a <select> with [value, text] options. With none, or when `selected` is not among them, it shows `placeholder`
+ * (a disabled option) rather than an empty box or a stale entry.
+ */
+export function setOptions(select, options, selected, placeholder) {
+  const signature = JSON.stringify([options, placeholder]);
+  if (select.dataset.options !== signature) { // rebuilding the list on every drag step would be wasted work
+    select.dataset.options = signature;
+    select.replaceChildren(h("option", { value: "", textContent: placeholder, disabled: true, hidden: options.length > 0 }),
+      ...options.map(([value, textContent, style]) => h("option", { value, textContent, style: style ?? {} })));
+  }
+  const value = options.some(([v]) => v === selected) ? selected : "";
+  select.value = value;
+  select.classList.toggle("td-placeholder", value === "");
+}
+
+/**
+ * Our styles, injected once per document; everything is scoped under .td-editor. Colours come from the ComfyUI
+ * frontend's CSS variables (the ones its own DOM widgets use: --comfy-input-bg, --input-text, --border-color,
+ * --descrip-text, ...), so the editors follow its theme; the fallbacks are its dark defaults (the harness page has
+ * no frontend).
+ */
 export function injectStyles() {
   if (document.getElementById("td-editor-styles")) return;
   const css = `
-.td-editor { display: flex; flex-direction: column; gap: 4px; width: 100%; height: 100%; min-height: 380px;
-  box-sizing: border-box; font: 12px/1.3 sans-serif; color: #ddd; outline: none; }
+.td-editor { --td-bg: var(--comfy-input-bg, #222); --td-fg: var(--input-text, #ddd);
+  --td-border: var(--border-color, #4e4e4e); --td-muted: var(--descrip-text, #999);
+  --td-on-bg: var(--content-bg, #4e4e4e); --td-on-fg: var(--content-fg, #fff); --td-error: var(--error-text, #f44);
+  display: flex; flex-direction: column; gap: 4px; width: 100%; height: 100%; min-height: 0; overflow: hidden;
+  box-sizing: border-box; font-size: 12px; line-height: 1.3; color: var(--td-fg); outline: none; }
 .td-editor * { box-sizing: border-box; }
-.td-row { display: flex; flex-wrap: wrap; gap: 4px; align-items: center; }
-.td-editor button, .td-editor select, .td-editor input { font: inherit; color: #eee; background: #333;
-  border: 1px solid #555; border-radius: 3px; padding: 1px 5px; height: 22px; }
-.td-editor button:hover:not(:disabled) { background: #444; }
-.td-editor button:disabled { opacity: 0.4; }
-.td-editor button.td-on { background: #2d5a88; border-color: #4a8ad0; }
-.td-editor input[type=number] { width: 62px; }
-.td-editor input[type=color] { width: 28px; padding: 0 1px; }
-.td-editor input[type=range] { flex: 1; min-width: 80px; height: 16px; padding: 0; }
+.td-row { display: flex; flex-wrap: wrap; gap: 4px; align-items: center; flex: none; }
+.td-editor button, .td-editor select, .td-editor input { font: inherit; color: var(--td-fg); background: var(--td-bg);
+  border: 1px solid var(--td-border); border-radius: 4px; padding: 1px 6px; height: 22px; margin: 0; }
+.td-editor option { color: var(--td-fg); background: var(--td-bg); }
+.td-editor select.td-placeholder { color: var(--td-muted); }
+.td-editor button { cursor: pointer; }
+.td-editor button:hover:not(:disabled), .td-editor select:hover:not(:disabled) { border-color: var(--td-muted); }
+.td-editor button:disabled, .td-editor select:disabled, .td-editor input:disabled { opacity: 0.45; cursor: default; }
+.td-editor button.td-on { background: var(--td-on-bg); color: var(--td-on-fg); border-color: var(--td-muted); }
+.td-editor button.td-icon { font-size: 16px; line-height: 1; min-width: 26px; padding: 0 4px; }
+.td-editor input::placeholder { color: var(--td-muted); }
+.td-editor input[type=number] { width: 6.5em; padding: 1px 4px; appearance: textfield; -moz-appearance: textfield; }
+.td-editor input[type=number]::-webkit-inner-spin-button, .td-editor input[type=number]::-webkit-outer-spin-button {
+  -webkit-appearance: none; margin: 0; }
+.td-editor input[type=color] { width: 28px; padding: 2px; cursor: pointer; }
+.td-editor input[type=color]::-webkit-color-swatch-wrapper { padding: 0; }
+.td-editor input[type=color]::-webkit-color-swatch { border: none; border-radius: 2px; }
+.td-editor input[type=range] { flex: 1; min-width: 80px; height: 16px; padding: 0; border: none; background: none;
+  -webkit-appearance: none; appearance: none; cursor: pointer; }
+.td-editor input[type=range]::-webkit-slider-runnable-track { height: 4px; border-radius: 2px; background: var(--td-border); }
+.td-editor input[type=range]::-webkit-slider-thumb { -webkit-appearance: none; width: 12px; height: 12px;
+  margin-top: -4px; border-radius: 50%; background: var(--td-fg); }
+.td-editor input[type=range]::-moz-range-track { height: 4px; border-radius: 2px; background: var(--td-border); }
+.td-editor input[type=range]::-moz-range-thumb { width: 12px; height: 12px; border: none; border-radius: 50%;
+  background: var(--td-fg); }
 .td-editor .td-label { width: 90px; }
-.td-stage { position: relative; flex: 1 1 auto; min-height: 200px; background: #1b1b1b; border-radius: 3px;
-  overflow: hidden; }
+.td-field { display: inline-flex; align-items: center; gap: 3px; color: var(--td-muted); }
+.td-stage { position: relative; flex: 1 1 0; min-height: 120px; background: var(--comfy-menu-secondary-bg, #292929);
+  border: 1px solid var(--td-border); border-radius: 4px; overflow: hidden; }
 .td-stage canvas { position: absolute; inset: 0; width: 100%; height: 100%; touch-action: none; }
-.td-warning { position: absolute; left: 6px; top: 4px; right: 6px; color: #ff6b6b; font-weight: bold;
+.td-warning { position: absolute; left: 6px; top: 4px; right: 6px; color: var(--td-error); font-weight: bold;
   text-shadow: 0 0 3px #000, 0 0 3px #000; pointer-events: none; white-space: pre-line; }
-.td-status { color: #aaa; flex: 1; min-width: 120px; overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }
+.td-hint { position: absolute; left: 6px; right: 6px; bottom: 4px; color: var(--td-muted); font-size: 11px;
+  text-align: center; pointer-events: none; white-space: nowrap; overflow: hidden; text-overflow: ellipsis; }
+.td-status { color: var(--td-muted); flex: 1; min-width: 120px; overflow: hidden; text-overflow: ellipsis;
+  white-space: nowrap; }
 .td-keysink { position: absolute; left: 0; top: 0; width: 1px; height: 1px; opacity: 0; padding: 0; border: 0;
   resize: none; pointer-events: none; }
-.td-strip { width: 100%; height: 16px; display: block; cursor: pointer; touch-action: none; }
+.td-strip { width: 100%; height: 16px; flex: none; display: block; cursor: pointer; touch-action: none;
+  border-radius: 4px; }
 `;
   document.head.append(h("style", { id: "td-editor-styles", textContent: css }));
 }
@@ -115,21 +173,27 @@ export function clientPoint(el, x, y) {
 
 /**
  * Hide a state widget in both renderers (LiteGraph reads widget.hidden, the Vue nodes read options.hidden) while it
- * still serialises into the workflow and the API prompt.
+ * still serialises into the workflow and the API prompt. Older frontends (1.27, ComfyUI 0.3.64) skip a hidden widget
+ * when drawing but not when laying the widgets out, which left an empty row above the first visible one: a widget
+ * whose computeSize is [0, -4] takes no room there (LiteGraph adds 4 px between rows).
  */
 export function hideWidget(widget) {
   if (!widget) return;
   widget.hidden = true;
   widget.options = widget.options ?? {};
   widget.options.hidden = true;
+  widget.computeSize = () => [0, -4];
 }
 
-/** A DOM widget on the node that is never serialised: the state lives in the declared STRING input instead. */
+/**
+ * A DOM widget on the node that is never serialised: the state lives in the declared STRING input instead.
+ * `minHeight`: px, or a function giving them (asked at every layout).
+ */
 export function addCanvasWidget(node, name, type, element, minHeight) {
   const widget = node.addDOMWidget(name, type, element, {
     serialize: false,
     hideOnZoom: false,
-    getMinHeight: () => minHeight,
+    getMinHeight: typeof minHeight === "function" ? minHeight : () => minHeight,
     getValue: () => undefined,
     setValue: () => {},
   });
@@ -284,17 +348,42 @@ export class CanvasEditor {
     return this.root;
   }
 
-  /** The stage: the canvas, the warning overlay and the key sink. */
+  /**
+   * The stage: the canvas, the warning overlay (top), the hint line (bottom, in the margin below the image, where
+   * boxes and masks do not cover it) and the key sink.
+   */
   buildStage() {
     this.canvas = h("canvas");
     this.warning = h("div", { className: "td-warning" });
+    this.hint = h("div", { className: "td-hint" });
     this.keySink = makeKeySink();
-    return h("div", { className: "td-stage" }, [this.canvas, this.warning, this.keySink]);
+    this.stage = h("div", { className: "td-stage" }, [this.canvas, this.warning, this.hint, this.keySink]);
+    return this.stage;
+  }
+
+  /**
+   * The DOM widget's minimum height: `preferred`, or more when the rows have wrapped on a narrow node: then the rows
+   * as laid out now, the gaps, the stage's CSS minimum and the frontend's margin above and below the widget (its
+   * element gets the widget's height less 2 x DOM_WIDGET_MARGIN). Only a layout at the node's current width counts
+   * (the classic canvas gives the element the node's width less the margins): while the element is still being
+   * placed it may be laid out at any width, and a node that grew to fit that never shrinks back. Otherwise, and in
+   * the Vue renderer (which sizes the element itself), `preferred`.
+   */
+  minHeight(preferred) {
+    const rows = [...this.root.children].filter((el) => el !== this.stage);
+    const width = this.node.size?.[0];
+    if (!this.root.isConnected || !rows.some((el) => el.offsetHeight) || !width
+      || Math.abs(this.root.offsetWidth - (width - 2 * DOM_WIDGET_MARGIN)) > 2) return preferred;
+    const style = getComputedStyle(this.root);
+    const gaps = (parseFloat(style.rowGap) || 0) * (this.root.children.length - 1);
+    const stageMin = parseFloat(getComputedStyle(this.stage).minHeight) || 0;
+    const needed = rows.reduce((sum, el) => sum + el.offsetHeight, 0) + gaps + stageMin + 2 * DOM_WIDGET_MARGIN;
+    return Math.max(preferred, Math.ceil(needed));
   }
 
   buildUndoButtons() {
-    this.undoButton = button("↶", "Undo (Ctrl+Z)", () => this.doUndo());
-    this.redoButton = button("↷", "Redo (Ctrl+Shift+Z)", () => this.doRedo());
+    this.undoButton = iconButton("↶", "Undo (Ctrl+Z)", () => this.doUndo());
+    this.redoButton = iconButton("↷", "Redo (Ctrl+Shift+Z)", () => this.doRedo());
     return [this.undoButton, this.redoButton];
   }
 
@@ -324,10 +413,13 @@ export class CanvasEditor {
     this.canvas.addEventListener("pointermove", (e) => this.onPointerMove(e));
     this.canvas.addEventListener("pointerup", (e) => this.pointerUp(e));
     this.canvas.addEventListener("pointercancel", (e) => this.pointerUp(e));
-    // The graph canvas must not see our pointer/wheel/key events (it would drag or zoom the node, or delete it).
-    for (const type of ["pointerdown", "wheel", "contextmenu", "dblclick"]) {
+    this.canvas.addEventListener("pointerleave", (e) => this.onPointerLeave(e));
+    // The graph canvas must not see our pointer/key events (it would drag the node, or delete it). The wheel is not
+    // ours: the editors do not use it, so it zooms the graph as it does over ComfyUI's own widgets (see onWheel).
+    for (const type of ["pointerdown", "contextmenu", "dblclick"]) {
       this.root.addEventListener(type, (e) => e.stopPropagation());
     }
+    this.root.addEventListener("wheel", (e) => this.onWheel(e));
     this.root.addEventListener("keydown", (e) => this.onKey(e));
     this.root.addEventListener("focus", () => this.keySink.focus({ preventScroll: true })); // Tab into the editor
     this.root.addEventListener("dragover", (e) => { e.preventDefault(); e.stopPropagation(); });
@@ -335,6 +427,14 @@ export class CanvasEditor {
     this.root.addEventListener("drop", (e) => this.onDrop(e));
     this.resizeObserver = new ResizeObserver(() => this.requestRender());
     this.resizeObserver.observe(resizeTarget);
+    // A narrower node wraps the rows: have the frontend lay the node out again, as minHeight() may have grown.
+    let width = 0;
+    this.widthObserver = new ResizeObserver(() => {
+      if (this.root.offsetWidth === width) return;
+      width = this.root.offsetWidth;
+      this.node.setDirtyCanvas?.(true, true);
+    });
+    this.widthObserver.observe(this.root);
   }
 
   /** Left button only: keys go to the key sink, the canvas keeps the pointer until it is released. */
@@ -343,6 +443,26 @@ export class CanvasEditor {
     this.keySink.focus({ preventScroll: true });
     this.canvas.setPointerCapture?.(e.pointerId);
     this.onPointerDown(e);
+  }
+
+  /** The pointer left the canvas (hover feedback ends); nothing by default. */
+  onPointerLeave() {}
+
+  /**
+   * The wheel over the editor zooms (or pans) the graph. ComfyUI's DOM widgets sit in a layer beside the graph
+   * canvas, not inside it, so a wheel event there never reaches the canvas by itself; its own widgets hand it over.
+   * The extension sets `wheelTarget` (() => the graph's canvas element) and the event goes there, once; without one
+   * (the harness page) it simply bubbles on.
+   */
+  onWheel(e) {
+    const target = this.wheelTarget?.();
+    if (!target) return;
+    e.preventDefault();
+    e.stopPropagation();
+    target.dispatchEvent(new WheelEvent("wheel", { clientX: e.clientX, clientY: e.clientY, screenX: e.screenX,
+      screenY: e.screenY, deltaX: e.deltaX, deltaY: e.deltaY, deltaZ: e.deltaZ, deltaMode: e.deltaMode,
+      ctrlKey: e.ctrlKey, metaKey: e.metaKey, shiftKey: e.shiftKey, altKey: e.altKey, buttons: e.buttons,
+      bubbles: true, cancelable: true, composed: true }));
   }
 
   /** Ends the drag (this.drag) and hands it to onPointerUp(e, drag); nothing when none was under way. */
@@ -425,8 +545,8 @@ export class CanvasEditor {
 
   /**
    * Start a frame: size the canvas to its box (device pixels), clear it, draw this frame's background (or a grey
-   * area with `placeholder` text) and the image border. null while the canvas has no size; else {ctx, t, ix, iy, iw,
-   * ih}: the context, the view transform and the image's rectangle in CSS px.
+   * area, with `placeholder` in the hint line below the image) and the image border. null while the canvas has no
+   * size; else {ctx, t, ix, iy, iw, ih}: the context, the view transform and the image's rectangle in CSS px.
    */
   beginRender(placeholder = "") {
     const c = this.canvas, dpr = window.devicePixelRatio || 1;
@@ -444,15 +564,10 @@ export class CanvasEditor {
     const bg = this.backgroundFor(this.frame);
     if (bg) ctx.drawImage(bg, ix, iy, iw, ih);
     else {
-      ctx.fillStyle = "#303030";
+      ctx.fillStyle = "#3a3a3a";
       ctx.fillRect(ix, iy, iw, ih);
-      if (placeholder) {
-        ctx.fillStyle = "#8a8a8a";
-        ctx.textAlign = "center";
-        ctx.fillText(placeholder, ix + iw / 2, iy + ih / 2);
-        ctx.textAlign = "left";
-      }
     }
+    this.hint.textContent = bg ? "" : placeholder;
     ctx.strokeStyle = "#888";
     ctx.lineWidth = 1;
     ctx.strokeRect(ix - 0.5, iy - 0.5, iw + 1, ih + 1);
@@ -462,6 +577,7 @@ export class CanvasEditor {
   destroy() {
     clearInterval(this.syncTimer);
     this.resizeObserver.disconnect();
+    this.widthObserver.disconnect();
   }
 }
 
@@ -473,6 +589,9 @@ export function mountEditor(node, Editor) {
   hideWidget(node.widgets?.find((w) => w.name === Editor.stateInput));
   const editor = new Editor(node);
   const { name, type, minHeight } = Editor.canvasWidget;
-  editor.domWidget = addCanvasWidget(node, name, type, editor.root, minHeight);
+  // The element gets the widget's height less the margins: never less than this, so the rows always fit (a Vue node
+  // gives its widget no height of its own, and the canvas takes what is left).
+  editor.root.style.minHeight = `${minHeight - 2 * DOM_WIDGET_MARGIN}px`;
+  editor.domWidget = addCanvasWidget(node, name, type, editor.root, () => editor.minHeight(minHeight));
   return editor;
 }

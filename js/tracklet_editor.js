@@ -84,6 +84,8 @@ app.registerExtension({
     if (!spec) return;
     chain(nodeType.prototype, "onNodeCreated", function () {
       this.tdEditor = spec.mount(this);
+      // The wheel over the editor zooms the graph, as over ComfyUI's own widgets (see CanvasEditor.onWheel).
+      this.tdEditor.wheelTarget = () => app.canvas?.canvas ?? null;
       this.setSize([Math.max(this.size[0], spec.size[0]), Math.max(this.size[1], spec.size[1])]);
       watchUpstream(this);
     });

@@ -5,7 +5,8 @@
 // the workflow and the API prompt); this widget parses it, edits a working copy, and writes it back after each edit.
 // The canvas DOM widget itself is serialize:false. The plumbing shared with the other editor is CanvasEditor's.
 
-import { button, CanvasEditor, downloadText, h, isTextTarget, localPoint, mountEditor, readFile } from "./editor_ui.js";
+import { button, CanvasEditor, downloadText, field, h, iconButton, isTextTarget, localPoint, mountEditor, readFile,
+  setOptions } from "./editor_ui.js";
 import { boxFromPoints, cursorFor, dragBox, handlePoints, hitTest, isOutside, isWhollyOutside, roundBox,
   toView } from "./geometry.js";
 import { addObject, deleteKeyframe, deleteObject, evaluate, findObject, importText, INTERPOLATIONS, keyframeAt,
@@ -212,10 +213,12 @@ export class TrackletEditor extends CanvasEditor {
     } }, [["", "Export…"], ["json", "tracklets JSON"], ["mot", "MOT gt.txt"], ["tracks", "core TRACKS JSON"]]
       .map(([value, textContent]) => h("option", { value, textContent })));
 
-    this.stage = this.buildStage();
+    this.buildStage(); // sets this.stage
 
-    this.numInputs = ["x1", "y1", "x2", "y2"].map((name) => h("input", { type: "number", step: "1", title: name,
-      placeholder: name, onchange: () => this.numericEdit() }));
+    // The box at this frame, typed in: each field captioned (a placeholder would vanish once it holds a value).
+    const coords = ["x1", "y1", "x2", "y2"];
+    this.numInputs = coords.map((name) => h("input", { type: "number", step: "1",
+      title: `${name} of the box at this frame (image pixels)`, onchange: () => this.numericEdit() }));
     this.statusText = h("span", { className: "td-status" });
     this.sizeButton = button("use image size", "Set width/height to the background's size (boxes are rescaled)",
       () => this.useImageSize());
@@ -230,13 +233,14 @@ export class TrackletEditor extends CanvasEditor {
         button("delete", "Delete the object (Shift+Delete)", () => this.deleteSelected()),
         this.labelInput, this.colorInput, this.interpSelect, this.visibleButton]),
       this.stage,
-      h("div", { className: "td-row" }, [...this.numInputs, button("key", "Keyframe here (K)", () => this.keyHere()),
+      h("div", { className: "td-row" }, [...this.numInputs.map((input, i) => field(coords[i], input)),
+        button("key", "Keyframe here (K)", () => this.keyHere()),
         button("unkey", "Delete this keyframe (Delete)", () => this.deleteKeyframeHere()), ...this.buildUndoButtons(),
         button("import", "Import tracklets JSON, MOT gt.txt or core TRACKS JSON", () => this.fileInput.click()),
         this.exportSelect, this.fileInput]),
       h("div", { className: "td-row" }, [
-        button("◀", "Previous frame (←); Shift: previous keyframe", () => this.step(-1)), this.playButton,
-        button("▶", "Next frame (→); Shift: next keyframe", () => this.step(1)), slider, frameLabel]),
+        iconButton("◀", "Previous frame (←); Shift: previous keyframe", () => this.step(-1)), this.playButton,
+        iconButton("▶", "Next frame (→); Shift: next keyframe", () => this.step(1)), slider, frameLabel]),
       this.strip,
       h("div", { className: "td-row" }, [this.statusText, this.sizeButton]),
     ]);
@@ -254,14 +258,9 @@ export class TrackletEditor extends CanvasEditor {
   /** Bring every control in line with the document (after any edit, selection or frame change). */
   refreshControls() {
     const o = this.obj;
-    const names = this.doc.objects.map((x) => [String(x.id),
-      `${x.id}${x.label ? " · " + x.label : ""}${x.keyframes.length ? "" : " (no box)"}`]);
-    const signature = JSON.stringify(names);
-    if (signature !== this.listSignature) { // rebuilding the list on every drag step would be wasted work
-      this.listSignature = signature;
-      this.objectSelect.replaceChildren(...names.map(([value, textContent]) => h("option", { value, textContent })));
-    }
-    if (o) this.objectSelect.value = String(o.id);
+    setOptions(this.objectSelect, this.doc.objects.map((x) => [String(x.id),
+      `object ${x.id}${x.label ? " · " + x.label : ""}${x.keyframes.length ? "" : " (no box)"}`]),
+    o ? String(o.id) : "", this.doc.objects.length ? "(none)" : "no objects");
     for (const el of [this.labelInput, this.colorInput, this.interpSelect, this.visibleButton]) el.disabled = !o;
     if (o && document.activeElement !== this.labelInput) this.labelInput.value = o.label;
     if (o) { this.colorInput.value = o.color; this.interpSelect.value = o.interpolation; }

@@ -3,7 +3,7 @@
 // tracklet_widget.js. State: the node's hidden STRING input `trajectory_json` (format in trajectory_model.js). The
 // plumbing shared with the other editor is CanvasEditor's.
 
-import { button, CanvasEditor, h, mountEditor } from "./editor_ui.js";
+import { button, CanvasEditor, field, h, mountEditor, setOptions } from "./editor_ui.js";
 import { toView } from "./geometry.js";
 import { arcLengthOffsets, componentColor, emptyState, parseState, previewPoints, rleDecode,
   rleEncode, TRAJECTORY_FORMAT } from "./trajectory_model.js";
@@ -21,6 +21,7 @@ export class TrajectoryEditor extends CanvasEditor {
     this.selected = -1;
     this.tool = "brush";
     this.brush = 24;
+    this.hover = null; // image point under the pointer while no button is down (the brush outline follows it)
     this.exact = null; // {state, points, component} from the last run, valid while the state is unchanged
     this.previewCache = new Map();
     this.start();
@@ -132,6 +133,7 @@ export class TrajectoryEditor extends CanvasEditor {
   setTool(tool) {
     this.tool = tool;
     for (const [name, b] of Object.entries(this.toolButtons)) b.classList.toggle("td-on", name === tool);
+    this.requestRender(); // the brush outline shows for the brush and the eraser only
   }
 
   /** Exact sampled points of the last run (ui "td_points"), shown instead of the JS preview until the next edit. */
@@ -154,14 +156,19 @@ export class TrajectoryEditor extends CanvasEditor {
       erase: button("erase", "Erase the mask (E)", () => this.setTool("erase")),
       arrow: button("arrow", "Drag an arrow (A); Shift+click adds a bend", () => this.setTool("arrow")),
     };
-    this.brushInput = h("input", { type: "range", min: "2", max: "160", value: String(this.brush), title: "Brush size",
-      style: { flex: "0 1 90px" }, oninput: () => { this.brush = Number(this.brushInput.value); } });
+    this.brushInput = h("input", { type: "range", min: "2", max: "160", value: String(this.brush),
+      title: "Brush size (image pixels)", style: { flex: "0 1 80px", minWidth: "60px" }, oninput: () => {
+        this.brush = Number(this.brushInput.value);
+        this.brushValue.textContent = `${this.brush} px`;
+        this.requestRender(); // the outline shows the new size
+      } });
+    this.brushValue = h("span", { textContent: `${this.brush} px`, style: { minWidth: "40px" } });
     this.statusText = h("span", { className: "td-status" });
     this.buildRoot("trajectories", [
       h("div", { className: "td-row" }, [this.compSelect,
         button("+ part", "New component: paint its mask, then its arrow", () => this.addComponent()),
         button("delete", "Delete the component", () => this.deleteComponent()),
-        ...Object.values(this.toolButtons), this.brushInput, ...this.buildUndoButtons(),
+        ...Object.values(this.toolButtons), field("size", this.brushInput, this.brushValue), ...this.buildUndoButtons(),
         button("clear arrow", "Remove the arrow: the part stays still", () => {
           const c = this.components[this.selected];
           if (c) { this.checkpoint(); c.arrow = []; this.write(); }
@@ -175,9 +182,8 @@ export class TrajectoryEditor extends CanvasEditor {
   }
 
   refreshControls() {
-    this.compSelect.replaceChildren(...this.components.map((c, i) => h("option", { value: String(i),
-      textContent: `part ${i}${c.label ? " · " + c.label : ""}`, style: { color: componentColor(i) } })));
-    if (this.selected >= 0) this.compSelect.value = String(this.selected);
+    setOptions(this.compSelect, this.components.map((c, i) => [String(i), `part ${i}${c.label ? " · " + c.label : ""}`,
+      { color: componentColor(i) }]), String(this.selected), "no parts");
     this.refreshSharedControls();
     this.statusText.textContent = this.components.length
       ? `${this.components.length} part(s); points: ${this.exact?.state === this.lastWritten ? "exact (last run)"
@@ -216,13 +222,22 @@ export class TrajectoryEditor extends CanvasEditor {
   }
 
   onPointerMove(e) {
-    if (!this.drag) return;
-    const c = this.components[this.selected];
     const p = this.eventImagePoint(e);
+    if (!this.drag) { // hovering: the brush outline shows where and how large a stroke would paint
+      this.hover = p;
+      if (this.tool !== "arrow") this.requestRender();
+      return;
+    }
+    const c = this.components[this.selected];
     if (this.tool === "arrow") c.arrow[c.arrow.length - 1] = p;
     else { this.paint(c, this.drag.last, p); c.rle = null; }
     this.drag.last = p;
     this.requestRender();
+  }
+
+  onPointerLeave() {
+    this.hover = null;
+    if (this.tool !== "arrow") this.requestRender();
   }
 
   onPointerUp(e, d) {
@@ -304,11 +319,17 @@ export class TrajectoryEditor extends CanvasEditor {
         ctx.stroke();
       }
     });
-    if (this.drag && this.tool !== "arrow") { // brush outline under the pointer while painting
-      const [vx, vy] = toView(t, ...this.drag.last);
+    const at = this.drag ? this.drag.last : this.hover;
+    if (at && this.tool !== "arrow") { // the brush outline under the pointer, while painting and while hovering
+      const [vx, vy] = toView(t, ...at), r = Math.max(1, (this.brush / 2) * t.scale);
+      ctx.lineWidth = 1;
+      ctx.strokeStyle = "#000"; // dark and light rings: visible on any background
+      ctx.beginPath();
+      ctx.arc(vx, vy, r + 1, 0, 2 * Math.PI);
+      ctx.stroke();
       ctx.strokeStyle = "#fff";
       ctx.beginPath();
-      ctx.arc(vx, vy, (this.brush / 2) * t.scale, 0, 2 * Math.PI);
+      ctx.arc(vx, vy, r, 0, 2 * Math.PI);
       ctx.stroke();
     }
     this.warning.textContent = this.error ? `⚠ ${this.error}` : "";

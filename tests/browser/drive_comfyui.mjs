@@ -142,6 +142,78 @@ async function shown(page) {
   });
 }
 
+/**
+ * Where the editor's bottom edge and its status line are against the node's bottom border, in client pixels: the
+ * Vue node's element, or the classic node's rectangle on the canvas.
+ */
+function againstNode(page) {
+  return page.evaluate(() => {
+    const app = window.tdApp(), node = window.tdNode, ed = node.tdEditor, ds = app.canvas.ds;
+    const el = document.querySelector(`.lg-node[data-node-id="${node.id}"]`);
+    const canvasTop = app.canvas.canvas.getBoundingClientRect().top;
+    const nodeBottom = el ? el.getBoundingClientRect().bottom : canvasTop + (node.pos[1] + node.size[1] + ds.offset[1]) * ds.scale;
+    return { nodeBottom, rootBottom: ed.root.getBoundingClientRect().bottom,
+      statusBottom: ed.statusText.getBoundingClientRect().bottom, stageHeight: ed.canvas.getBoundingClientRect().height };
+  });
+}
+
+/** The editor in its node: at the size it was given, and (classic) with the node shrunk to its minimum size. */
+async function fitsInNode(page) {
+  result.inNode = await againstNode(page);
+  if (vue) return;
+  const size = await page.evaluate(() => {
+    const node = window.tdNode, size = [...node.size];
+    node.setSize(node.computeSize());
+    window.tdApp().canvas.setDirty(true, true);
+    return size;
+  });
+  await settle(page);
+  result.inNodeAtMinimum = await againstNode(page);
+  await page.evaluate((s) => { window.tdNode.setSize(s); window.tdApp().canvas.setDirty(true, true); }, size);
+  await settle(page);
+}
+
+/**
+ * The wheel over the editor does to the graph what it does over the empty canvas (zoom, or pan in the standard
+ * navigation mode): the view after one notch over the editor's canvas and after one over empty canvas, from the
+ * same start (restored afterwards).
+ */
+async function wheelOverEditor(page) {
+  const view = () => page.evaluate(() => {
+    const ds = window.tdApp().canvas.ds;
+    return { scale: ds.scale, offset: [...ds.offset] };
+  });
+  const restore = (v) => page.evaluate((x) => {
+    const c = window.tdApp().canvas;
+    c.ds.scale = x.scale;
+    c.ds.offset = [...x.offset];
+    c.setDirty(true, true);
+  }, v);
+  const notch = async (at) => {
+    await page.mouse.move(at[0], at[1]);
+    await page.mouse.wheel(0, -120);
+    await page.waitForTimeout(150);
+    await painted(page);
+    return view();
+  };
+  const before = await view();
+  const editorAt = await page.evaluate(() => {
+    const r = window.tdNode.tdEditor.canvas.getBoundingClientRect();
+    return [r.left + r.width / 2, r.top + r.height / 2];
+  });
+  const emptyAt = await page.evaluate(() => {
+    const canvas = window.tdApp().canvas.canvas;
+    return [[1250, 500], [1250, 800], [1150, 300], [700, 950], [200, 800]]
+      .find(([x, y]) => document.elementFromPoint(x, y) === canvas) ?? null;
+  });
+  const overEditor = await notch(editorAt);
+  await restore(before);
+  const overCanvas = emptyAt ? await notch(emptyAt) : null;
+  await restore(before);
+  await settle(page);
+  return { before, overEditor, overCanvas };
+}
+
 async function queueAndWait(page, until) {
   await page.evaluate(() => window.tdApp().queuePrompt(0, 1));
   await waitFor(page, until, null, 120000);
@@ -213,6 +285,7 @@ async function trajectory(page) {
     const s = r.width / ed.canvas.offsetWidth; // the classic canvas scales DOM widgets by the zoom
     return [r.left + (a * t.scale + t.ox) * s, r.top + (b * t.scale + t.oy) * s];
   }, [x, y]);
+  await fitsInNode(page);
   const editor = page.locator('[data-td-editor="trajectories"]');
   await editor.locator("button", { hasText: "+ part" }).click();
   await settle(page);
@@ -228,6 +301,7 @@ async function trajectory(page) {
   await page.evaluate(() => window.tdNode.tdEditor.setFrame(window.tdNode.tdEditor.params().numFrames - 1));
   await painted(page);
   if (shots) await page.screenshot({ path: `${shots}/trajectory_editor_${renderer}.png`, clip: await nodesClip(page) });
+  result.wheel = await wheelOverEditor(page);
 }
 
 async function tracklets(page) {
@@ -248,6 +322,7 @@ async function tracklets(page) {
     const w = window.tdNode.widgets.find((x) => x.name === "tracklets_json");
     return !!(w.hidden || w.options?.hidden);
   });
+  await fitsInNode(page);
 
   // Draw one box with the mouse, then a keyframe at the last frame moved by 100 px.
   const at = (x, y) => page.evaluate(([a, b]) => window.tdNode.tdEditor.imageToClient(a, b), [x, y]);
@@ -278,6 +353,7 @@ async function tracklets(page) {
   result.framesLoaded = await page.evaluate(loaded);
   await painted(page);
   if (shots) await page.screenshot({ path: `${shots}/tracklet_editor_${renderer}_after_run.png`, clip });
+  result.wheel = await wheelOverEditor(page);
 
   // Save and reload the workflow: the new node instance's editor must show the same document. The extension
   // follows the upstream image in a task queued while the workflow loads; wait until that has run (tdLoading).

@@ -63,6 +63,7 @@ def test_outside_box_is_flagged_and_undo_redo_restore(driven):
 
 def test_state_widget_hidden_and_canvas_not_serialised(driven):
     assert driven["stateHidden"] is True
+    assert driven["stateRowHeight"] == 0  # no empty row above the first widget on frontends that lay hidden ones out
     assert driven["domWidgetSerialize"] is False
     assert driven["frameAfterScrub"] == 3
 
@@ -82,6 +83,7 @@ def test_trajectory_editor_mask_and_arrow_feed_the_builder(driven):
     # After a run the status line names the node's exact points (no further input needed to refresh it).
     before, after = driven["trajectoryStatus"]
     assert "preview" in before and "exact (last run)" in after
+    assert "preview" in driven["statusAfterEdit"]  # until the next edit, no longer
     traj = build_point_trajectories(mask[None], [comp["arrow"]], 8, seed=0)
     end_shift = traj.points[-1] - traj.points[0]
     np.testing.assert_allclose(end_shift, np.broadcast_to([180, 0], end_shift.shape), atol=1e-3)
@@ -100,3 +102,40 @@ def test_copy_paste_keyframe_export_and_import(driven):
     np.testing.assert_allclose(imported.dense().boxes[1, 0], [12, 10, 32, 30])
     frames, state = driven["afterImportUndo"]
     assert frames == 9 and load(state).to_dict() == pasted.to_dict()
+
+
+def test_tracklet_editor_controls_read_clearly(driven):
+    """Issue 19: an empty object list, uncaptioned coordinate fields that cut values off, the hint under the boxes,
+    tiny undo glyphs."""
+    assert driven["emptyObjectSelect"] == "no objects"
+    assert driven["deselectedObjectSelect"] == "(none)"
+    fields = driven["coordinateFields"]
+    assert [f["caption"] for f in fields] == ["x1", "y1", "x2", "y2"]
+    assert [f["value"] for f in fields] == ["250", "200", "350", "300"]
+    assert all(f["fits"] for f in fields), fields
+    hint = driven["hint"]
+    assert "connect an image" in hint["text"] and hint["visible"]
+    assert hint["top"] >= hint["imageBottom"] - 0.5, hint  # below the image: no box covers it
+    assert min(driven["glyphFontPx"]) >= 15
+
+
+def test_wheel_over_the_editor_leaves_it_for_the_graph(driven):
+    """The editors do not use the wheel: it bubbles out of the editor, or goes to the wheel target (the graph's
+    canvas in ComfyUI) exactly once."""
+    wheel = driven["wheel"]
+    assert [(w["at"], w["deltaY"]) for w in wheel["free"]] == [("editor", 120)]
+    assert [(w["at"], w["deltaY"]) for w in wheel["forwarded"]] == [("target", 120)]
+
+
+def test_trajectory_editor_brush_label_outline_and_part_list(driven):
+    assert driven["emptyPartSelect"] == "no parts"
+    assert driven["brushLabel"] == {"text": "size 20 px", "visible": True}
+    assert driven["hoverRing"] > 20  # the brush outline follows the pointer with no button down
+    assert driven["ringAfterLeave"] == 0  # and goes when the pointer leaves the canvas
+
+
+def test_trajectory_editor_fits_a_node_at_its_minimum_height(driven):
+    small = driven["smallNode"]
+    assert small["rootBottom"] <= small["nodeBottom"] + 0.5, small
+    assert small["statusBottom"] <= small["nodeBottom"] + 0.5, small  # the status line is not below the node
+    assert small["stageHeight"] >= 120, small

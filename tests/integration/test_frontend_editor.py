@@ -109,6 +109,18 @@ def _drive(served: Served, editor: str, renderer: str, num_frames: int, tmp_path
     assert result["vueNodes"] is (renderer == "vue")
     assert result["host"] == ("vue-node" if renderer == "vue" else "dom-widget")
     assert result["editorUncovered"] is True
+    # The editor, its status line last, stays inside the node's border, also (classic) at the node's minimum size;
+    # the canvas gives way instead.
+    for where in ("inNode", "inNodeAtMinimum") if renderer == "classic" else ("inNode",):
+        fit = result[where]
+        assert fit["rootBottom"] <= fit["nodeBottom"] + 1 and fit["statusBottom"] <= fit["nodeBottom"] + 1, (where, fit)
+        assert fit["stageHeight"] >= 100, (where, fit)
+    # The wheel over the editor zooms (or pans) the graph as it does over the empty canvas; the editor has no use
+    # for it.
+    wheel = result["wheel"]
+    assert wheel["overCanvas"] is not None, wheel
+    assert wheel["overEditor"] != wheel["before"], wheel
+    assert wheel["overEditor"]["scale"] == pytest.approx(wheel["overCanvas"]["scale"]), wheel
     return result
 
 
