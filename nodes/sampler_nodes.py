@@ -74,6 +74,12 @@ class TrackDiffusionSampler(io.ComfyNode):
                 scheduler, denoise, trajectory_guidance=TRAJECTORY_MODES[0], tracklets=None, sgi2v_start=0.1,
                 sgi2v_end=0.4, sgi2v_iterations=5, sgi2v_lr=0.21, sgi2v_fft_ratio=0.5, sgi2v_heatmap_sigma=0.4,
                 sgi2v_layers=LAYERS_DEFAULT, sgi2v_memory_budget_gb=0.0) -> io.NodeOutput:
+        for name, value, options in (("guidance", guidance, GUIDANCE_MODES),
+                                     ("trajectory_guidance", trajectory_guidance, TRAJECTORY_MODES)):
+            if value not in options:  # ComfyUI checks combos in the UI and API, not in a direct call
+                from ..data.errors import InvalidInputError
+
+                raise InvalidInputError(f"unknown {name} {value!r}.", fix=f"use one of: {', '.join(options)}.")
         if guidance == GUIDANCE_MODES[0]:
             guided = VideoLinearCFGGuidance().patch(model, min_cfg)[0]
         else:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -279,3 +280,32 @@ def test_demo_runs_trackdiffusion_on_the_shipped_tiny_svd(tmp_path, capsys):
     assert main(["demo", str(tmp_path / "x.gif"), "--model", "tiny-svd", "--adapter", str(tmp_path / "no")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "adapter is missing" in err and not (tmp_path / "x.gif").exists()
+
+
+def test_demo_method_sgi2v_steers_the_stock_tiny_svd(tmp_path, capsys):
+    """`trackdiffusion demo --method sgi2v`: SG-I2V's latent optimisation on the stock tiny SVD (the diffusers
+    backend, held equal to the ComfyUI sampler in integration/test_tiny_svd_in_comfyui.py): the command writes its
+    clip; generate_sgi2v guides the band's steps and changes the video; wrong combinations are one line each."""
+    from PIL import Image
+
+    from trackdiffusion.__main__ import main
+    from trackdiffusion.evaluation.synth import make_clip
+    from trackdiffusion.models.tiny_svd import demo, pipeline
+
+    out = tmp_path / "sg.gif"
+    assert main(["demo", str(out), "--method", "sgi2v", "--steps", "8", "--frames", "8", "--seed", "3"]) == 0
+    assert "steered by SG-I2V" in capsys.readouterr().out
+    with Image.open(out) as gif:
+        assert gif.n_frames == 8 and gif.size == (2 * 64 * 4, 64 * 4)
+    clip = make_clip(20000, "eval")
+    report = []
+    guided = demo.generate_sgi2v(clip.video[0], clip.tracklets, frames=8, steps=8, seed=3, report=report)
+    assert [r["step"] for r in report] == [1, 2, 3]  # 8 steps: the band 0.1..0.4
+    assert all(len(r["losses"]) == 5 for r in report)
+    plain = pipeline.generate(files.load(), clip.video[0], frames=8, steps=8, seed=3)
+    assert np.abs(guided.astype(float) - plain.astype(float)).mean() > 0.5  # measured 1.36
+    for argv, message in ((["--method", "sgi2v", "--model", "conv"], "runs on the tiny SVD"),
+                          (["--method", "sgi2v", "--adapter", "x.safetensors"], "takes no --adapter")):
+        assert main(["demo", str(tmp_path / "bad.gif"), *argv]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and message in err and not (tmp_path / "bad.gif").exists()

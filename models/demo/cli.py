@@ -10,7 +10,7 @@ import numpy as np
 
 WEIGHTS = Path(__file__).resolve().parent / "weights" / "demo_box_i2v.safetensors"
 #: instance slots per model: the demo model's (models/demo/data.py SLOTS) and TrackDiffusion's (the official 20)
-MAX_OBJECTS = {"conv": 4, "tiny-svd": 20}
+MAX_OBJECTS = {"conv": 4, "trackdiffusion": 20}
 
 
 def load_demo_model(path: Path | str = WEIGHTS):
@@ -53,6 +53,7 @@ def _first_frame(args, clip):
 
 
 def _cmd_demo(args) -> int:
+    from ...data.errors import InvalidInputError
     from ...data.tracklets import load
     from ...data.visualize import draw_tracklets, write_frames
     from ...evaluation.synth import make_clip
@@ -63,12 +64,30 @@ def _cmd_demo(args) -> int:
         Path(args.tracklets), args.fmt, width=args.width, height=args.height, video=args.video,
         box_size=args.box_size)
     first = _first_frame(args, clip)
-    slots = MAX_OBJECTS[args.model]
-    if len(tracklets.objects) > slots:
+    if args.method is not None:
+        if args.model == "conv":
+            raise InvalidInputError(f"--method {args.method} runs on the tiny SVD, not on the convolution-only demo "
+                                    "model.", fix="leave out --model conv (--method implies --model tiny-svd).",
+                                    source="trackdiffusion demo")
+        if args.method == "sgi2v" and args.adapter:
+            raise InvalidInputError("--method sgi2v is training-free: it takes no --adapter.",
+                                    fix="leave out --adapter, or use --method trackdiffusion.",
+                                    source="trackdiffusion demo")
+    args.model = args.model or ("tiny-svd" if args.method else "conv")
+    method = args.method or ("trackdiffusion" if args.model == "tiny-svd" else None)
+    slots = MAX_OBJECTS.get(method or args.model)
+    if slots is not None and len(tracklets.objects) > slots:
         print(f"warning: the tracklets have {len(tracklets.objects)} objects and this model has {slots} slots: only "
               f"the first {slots} (lowest ids) are animated; the boxes drawn on the right are all of them.",
               file=sys.stderr)
-    if args.model == "tiny-svd":
+    if method == "sgi2v":
+        from ..tiny_svd import demo as tiny_demo
+
+        tiny_demo.warn_if_cropped(first, tracklets)
+        frames = args.frames or tiny_demo.FRAMES
+        video = tiny_demo.generate_sgi2v(first, tracklets, frames=frames, steps=args.steps or 25, seed=args.seed)
+        what = "the stock tiny SVD steered by SG-I2V (training-free)"
+    elif method == "trackdiffusion":
         from ..tiny_svd import demo as tiny_demo
 
         tiny_demo.warn_if_cropped(first, tracklets)
@@ -129,10 +148,13 @@ def add_demo_parser(sub) -> None:
     p.add_argument("--box-size", type=float, default=64.0, help="box size for point formats (default 64)")
     p.add_argument("--frames", type=_count(2, 64), help="frame count, 2..64 (default: the tracklets')")
     p.add_argument("--steps", type=_count(1, 200), help="denoising steps, 1..200 (default: 25 tiny SVD, 20 conv)")
-    p.add_argument("--model", choices=("conv", "tiny-svd"), default="conv",
+    p.add_argument("--model", choices=("conv", "tiny-svd"),
                    help="conv: the convolution-only demo model; tiny-svd: TrackDiffusion on the tiny SVD (the "
                    "method's own modules, diffusers backend) (default conv)")
-    p.add_argument("--adapter", help="with --model tiny-svd: a converted TrackDiffusion adapter for the tiny SVD "
-                   "(default: the one that ships in models/tiny_svd/adapters)")
+    p.add_argument("--method", choices=("trackdiffusion", "sgi2v"),
+                   help="the control method, on the tiny SVD: trackdiffusion (the trained adapter; what --model "
+                   "tiny-svd runs) or sgi2v (training-free SG-I2V guidance of the stock model, about 2-3x slower)")
+    p.add_argument("--adapter", help="with --method trackdiffusion: a converted TrackDiffusion adapter for the tiny "
+                   "SVD (default: the one that ships in models/tiny_svd/adapters)")
     p.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
     p.set_defaults(func=_cmd_demo)

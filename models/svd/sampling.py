@@ -68,7 +68,8 @@ def sample_svd(unet: Any, image_latent: torch.Tensor, embedding: torch.Tensor, *
                seed: int = 0, min_cfg: float = 1.0, max_cfg: float = 3.0, fps: int = 6, motion_bucket: int = 127,
                augmentation: float = 0.0,
                conditioned: Callable[[bool], Any] | None = None,
-               callback: Callable[[int, torch.Tensor], None] | None = None) -> torch.Tensor:
+               callback: Callable[[int, torch.Tensor], None] | None = None,
+               guide: Any = None) -> torch.Tensor:
     """The sampled UNet latents ``[F, C, h, w]``.
 
     Args:
@@ -77,6 +78,10 @@ def sample_svd(unet: Any, image_latent: torch.Tensor, embedding: torch.Tensor, *
         embedding: ``[1, 1, D]`` the CLIP image embedding of the first frame.
         conditioned: ``conditioned(is_conditional)`` returns the context manager each half runs in (e.g. a
             TrackDiffusion attachment's boxes for the conditional half, null boxes for the other).
+        guide: latent guidance (SG-I2V, :class:`~trackdiffusion.models.guidance.sgi2v.diffusers.SGI2VDiffusers`):
+            at each step in ``guide.guided_steps(steps)``, before that step's evaluations, the latent becomes
+            ``guide.guide(i, sigma, x, evaluate)``, where ``evaluate(z)`` is the conditional half's model evaluation
+            (as ComfyUI's ``PREDICT_NOISE`` wrapper replaces the sampler's latent in place).
     """
     conditioned = conditioned or (lambda positive: contextlib.nullcontext())
     c, h, w = image_latent.shape
@@ -85,8 +90,15 @@ def sample_svd(unet: Any, image_latent: torch.Tensor, embedding: torch.Tensor, *
     time_ids = torch.tensor([[fps - 1, motion_bucket, augmentation]], dtype=torch.float32)
     scales = linear_cfg(frames, min_cfg, max_cfg)
     zero_latent, zero_embedding = torch.zeros_like(image_latent), torch.zeros_like(embedding)
+    guided = guide.guided_steps(steps) if guide is not None else set()
     for i in range(steps):
         s, s_next = float(sigmas[i]), float(sigmas[i + 1])
+        if i in guided:
+            def evaluate(z: torch.Tensor, s: float = s) -> torch.Tensor:
+                with conditioned(True):
+                    return edm_denoise(unet, z, s, image_latent, embedding, time_ids)
+
+            x = guide.guide(i, s, x, evaluate)
         with conditioned(True):
             cond = edm_denoise(unet, x, s, image_latent, embedding, time_ids)
         if math.isclose(max_cfg, 1.0):  # ComfyUI's cfg-1 shortcut: no unconditional half, "uncond" is 0

@@ -55,3 +55,17 @@ def generate(first_frame: np.ndarray, tracklets, *, frames: int = FRAMES, steps:
     model, attachment = model_and_attachment or load_with_adapter()
     return pipeline.generate(model, first_frame, tracklets=tracklets, attachment=attachment, frames=frames,
                              steps=steps, seed=seed, overflow=overflow)
+
+
+def generate_sgi2v(first_frame: np.ndarray, tracklets, *, frames: int = FRAMES, steps: int = 25, seed: int = 0,
+                   model=None, config=None, report: list | None = None) -> np.ndarray:
+    """A video [frames, 64, 64, 3] uint8 from the stock tiny SVD (no adapter) whose latent SG-I2V steers along
+    ``tracklets`` (resampled to ``frames``); ``config`` an :class:`~trackdiffusion.models.guidance.sgi2v.SGI2VConfig`
+    (default: SG-I2V's own settings, as the TrackDiffusion Sampler's)."""
+    from ..guidance.sgi2v.diffusers import sgi2v_attached
+    from . import pipeline
+
+    model = model or files.load()
+    tracklets = tracklets.resample(num_frames=frames)
+    with sgi2v_attached(model.unet, tracklets, config, report=report) as guidance:
+        return pipeline.generate(model, first_frame, frames=frames, steps=steps, seed=seed, guidance=guidance)

@@ -48,10 +48,11 @@ def generate(model: TinySVD, first_frame: np.ndarray, *, tracklets: Any = None, 
              frames: int = FRAMES, steps: int = 25, seed: int = 0, min_cfg: float = 1.0, max_cfg: float = 3.0,
              fps: int = FPS, motion_bucket: int = MOTION_BUCKET, augmentation: float = 0.0,
              width: int = WIDTH, height: int = HEIGHT, overflow: str = "error",
-             return_latents: bool = False) -> np.ndarray | tuple[np.ndarray, torch.Tensor]:
+             return_latents: bool = False, guidance: Any = None) -> np.ndarray | tuple[np.ndarray, torch.Tensor]:
     """A video [F, height, width, 3] uint8 from ``first_frame`` ([H, W, 3] uint8, any size); with ``tracklets`` and
-    ``attachment`` (a TrackDiffusion-SVD attachment on ``model.unet``) its objects follow their boxes. With
-    ``return_latents`` also the sampled UNet latents [F, 4, h, w]."""
+    ``attachment`` (a TrackDiffusion-SVD attachment on ``model.unet``) its objects follow their boxes; ``guidance``
+    (SG-I2V attached to ``model.unet``, :func:`~trackdiffusion.models.guidance.sgi2v.diffusers.sgi2v_attached`)
+    steers the latent along its own boxes. With ``return_latents`` also the sampled UNet latents [F, 4, h, w]."""
     image = torch.from_numpy(np.ascontiguousarray(first_frame[..., :3])).float().div(255.0).movedim(-1, 0)[None]
     pixels = fit_frame(image, width, height)
     if augmentation > 0:  # ComfyUI adds this noise to [0, 1] pixels, from its unseeded global generator
@@ -65,7 +66,7 @@ def generate(model: TinySVD, first_frame: np.ndarray, *, tracklets: Any = None, 
         raise ValueError("tracklets need an attachment (the TrackDiffusion-SVD modules) to steer the video")
     latents = sample_svd(model.unet, image_latent, embedding, frames=frames, steps=steps, seed=seed,
                          min_cfg=min_cfg, max_cfg=max_cfg, fps=fps, motion_bucket=motion_bucket,
-                         augmentation=augmentation, conditioned=conditioned)
+                         augmentation=augmentation, conditioned=conditioned, guide=guidance)
     video = decode(model.vae, latents)
     out = ((video.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).movedim(1, -1).numpy()
     return (out, latents) if return_latents else out

@@ -53,6 +53,20 @@ def test_sampler_linear_cfg_is_svds_and_normalized_cfg_follows_the_official_rule
     assert not torch.equal(normalized_3, linear) and torch.isfinite(normalized_3).all()
 
 
+def test_sampler_refuses_an_unknown_mode_in_one_line(comfy, tiny_svd):
+    """A direct call (the API or another node pack) bypasses the UI's combo check: a misspelt mode must not fall
+    through to another one (an unknown trajectory_guidance once sampled unguided)."""
+    # the pack runs under ComfyUI's own module name: its InvalidInputError is the ValueError subclass of that copy
+    with pytest.raises(ValueError, match="unknown guidance 'linear'.*one of: linear per frame"):
+        run_sampler(comfy, tiny_svd, "linear")
+    positive, negative, latent = conditioning()
+    node = comfy.node_class("TrackDiffusionSampler")
+    with pytest.raises(ValueError, match="unknown trajectory_guidance 'SG-I2V'"):
+        node.execute(model=tiny_svd, positive=positive, negative=negative, latent_image=latent, seed=7, steps=2,
+                     min_cfg=1.0, max_cfg=3.0, guidance="linear per frame (SVD)", sampler_name="euler",
+                     scheduler="karras", denoise=1.0, trajectory_guidance="SG-I2V")
+
+
 def test_save_tracking_dataset_numbers_sequences_and_stays_in_output(comfy):
     import folder_paths
 

@@ -41,9 +41,11 @@ def first_frame():
     return make_split("test", "eval", 1)[0].video[0]
 
 
-def comfy_sample(comfy, parts, first_frame, *, steps=STEPS, seed=SEED, tracklets=None, adapter=None):
+def comfy_sample(comfy, parts, first_frame, *, steps=STEPS, seed=SEED, tracklets=None, adapter=None,
+                 sgi2v=None):
     """The stock SVD graph in process: SVD_img2vid_Conditioning -> (TrackDiffusion Patch) -> TrackDiffusion Sampler
-    -> VAEDecode; returns (samples as the UNet sees them, frames in [0, 1])."""
+    (with SG-I2V along ``sgi2v``, tracklets, when given) -> VAEDecode; returns (samples as the UNet sees them,
+    frames in [0, 1])."""
     from comfy_extras.nodes_video_model import SVD_img2vid_Conditioning
 
     with torch.inference_mode():  # as ComfyUI runs its nodes
@@ -54,8 +56,9 @@ def comfy_sample(comfy, parts, first_frame, *, steps=STEPS, seed=SEED, tracklets
         if tracklets is not None:
             model = comfy.node_class("InstanceEnhancerPatch").execute(model, adapter, tracklets, 1.0, 0.0, 1.0).result[0]
         sampler = comfy.node_class("TrackDiffusionSampler")
+        guidance = {} if sgi2v is None else {"trajectory_guidance": "SG-I2V boxes (training-free)", "tracklets": sgi2v}
         out = sampler.execute(model, positive, negative, latent, seed, steps, 1.0, 3.0, "linear per frame (SVD)",
-                              "euler", "karras", 1.0).result[0]
+                              "euler", "karras", 1.0, **guidance).result[0]
         frames = comfy.nodes.VAEDecode().decode(vae, out)[0]
     return out["samples"] * tiny.SD_SCALE_FACTOR, frames.detach().float()
 
@@ -131,3 +134,28 @@ def test_trackdiffusion_on_the_tiny_svd_equals_the_diffusers_backend(comfy, comf
     attachment.detach()
     plain = pipeline.generate(files.load(), first_frame, steps=STEPS, seed=SEED)
     assert np.abs(plain.astype(float) - video.astype(float)).mean() > 1.0, "the boxes leave the video as it was"
+
+
+def test_sgi2v_on_the_tiny_svd_equals_the_diffusers_backend(comfy, comfy_tiny_svd, first_frame):
+    """SG-I2V on the stock tiny SVD: the TrackDiffusion Sampler's trajectory guidance in ComfyUI (the ComfyUI patch)
+    against the diffusers backend's (models.guidance.sgi2v.diffusers), same seed, boxes and default settings; and the
+    guidance changes the video, while the UNet is left as it was."""
+    from trackdiffusion.evaluation.synth import make_split
+    from trackdiffusion.models.guidance.sgi2v.diffusers import sgi2v_attached
+
+    clip = make_split("test", "eval", 1)[0]
+    z_comfy, frames_comfy = comfy_sample(comfy, comfy_tiny_svd, first_frame, sgi2v=clip.tracklets)
+    model, report = files.load(), []
+    with sgi2v_attached(model.unet, clip.tracklets, report=report) as guidance:
+        video, z = pipeline.generate(model, first_frame, steps=STEPS, seed=SEED, guidance=guidance,
+                                     return_latents=True)
+    assert [r["step"] for r in report] == [1, 2, 3, 4]  # 10 steps, the band 0.1..0.4
+    assert all(len(r["losses"]) == 5 for r in report)
+    relative = float((z_comfy - z).norm() / z.norm())
+    assert relative <= LATENT_TOLERANCE, relative
+    pixels = float((frames_comfy - torch.from_numpy(video).float() / 255.0).abs().max())
+    assert pixels <= PIXEL_TOLERANCE + 0.5 / 255, pixels
+    plain = pipeline.generate(model, first_frame, steps=STEPS, seed=SEED)  # the processors are restored
+    assert np.abs(plain.astype(float) - video.astype(float)).mean() > 0.5, "the guidance leaves the video as it was"
+    reference = pipeline.generate(files.load(), first_frame, steps=STEPS, seed=SEED)
+    assert np.array_equal(plain, reference)
