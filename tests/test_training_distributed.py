@@ -180,10 +180,10 @@ def test_refusals_are_one_line(tmp_path, monkeypatch):
     with pytest.raises(InvalidInputError, match="bf16 mixed precision needs --device cuda"):
         TrainConfig(**settings(SVD, tmp_path)).resolved()
     monkeypatch.delenv("ACCELERATE_MIXED_PRECISION")
-    monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")
-    with pytest.raises(InvalidInputError, match="asks for FSDP, which trackdiffusion train does not support"):
-        train(TrainConfig(**settings(SVD, tmp_path / "fsdp", steps=1)))
-    monkeypatch.delenv("ACCELERATE_USE_FSDP")
+    monkeypatch.setenv("ACCELERATE_USE_MEGATRON_LM", "true")  # DeepSpeed's and FSDP's: tests/test_training_fsdp.py
+    with pytest.raises(InvalidInputError, match="asks for Megatron-LM, which trackdiffusion train does not support"):
+        train(TrainConfig(**settings(SVD, tmp_path / "megatron", steps=1)))
+    monkeypatch.delenv("ACCELERATE_USE_MEGATRON_LM")
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setitem(sys.modules, "accelerate", None)  # "not installed"
     with pytest.raises(InvalidInputError, match="one of 2 processes, but Hugging Face Accelerate is not installed") \

@@ -9,6 +9,7 @@
                          [--mixed-precision no|bf16] [--gradient-accumulation A] [--process-timeout SECONDS]
                          [--no-progress]
     accelerate launch --multi_gpu --num_processes N -m trackdiffusion train ...   (data parallel; the same options)
+    accelerate launch --use_fsdp --num_processes N -m trackdiffusion train ...    (sharded: FSDP; the same options)
 
 Writes DIR/checkpoints/step-*.pt (the newest 3), DIR/loss.csv, DIR/run.json and the adapter the ComfyUI nodes load:
 DIR/trackdiffusion_svd_stage<N>.safetensors or DIR/trackgo_adapter.safetensors. Ctrl-C (or a kill) between steps
@@ -30,6 +31,8 @@ EPILOG = """examples:
   trackdiffusion train trackgo --data datasets/mot17 --out runs/go --base svd/unet --vae svd/vae --frames 14
   accelerate launch --multi_gpu --num_processes 4 -m trackdiffusion train trackgo --data datasets/mot17 \
       --out runs/go4 --base svd/unet --vae svd/vae --frames 14 --batch 8 --device cuda   (2 clips per GPU)
+  accelerate launch --use_fsdp --fsdp_version 2 --num_processes 4 -m trackdiffusion train svd-base \
+      --data datasets/ytvis --out runs/base4 --base svd/unet --vae svd/vae --batch 8 --device cuda   (UNet sharded)
 """
 
 

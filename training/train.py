@@ -55,6 +55,9 @@ system they all see). ``resume`` continues a run with any number of processes an
 global batch is the one it was trained with (the settings check refuses another): step ``s + 1`` after checkpoint
 ``s`` gets the clips and noise the uninterrupted run would have given it. When a process dies, the others stop at
 their next collective operation with one line naming the last checkpoint (and ``accelerate launch`` stops the rest).
+With an accelerate config that asks for FSDP (``accelerate launch --use_fsdp ...``) the trained tensors, their
+gradients and optimizer state are sharded over the processes (:mod:`.distributed`); the step, the checkpoints (whole
+tensors, gathered to the main process) and the adapter file are the same, so a run resumes with or without FSDP.
 
 Modules: :mod:`.config` (:class:`TrainConfig`), :mod:`.loading` (base UNet, VAE, image encoder, tiny UNets),
 :mod:`.latents` (the latent codecs), :mod:`.trainer` (:class:`Trainer`, one step), :mod:`.progress`, :mod:`.export`
@@ -185,6 +188,8 @@ def _train(cfg: TrainConfig, out: Path, say: Callable[[str], None],
         if processes.count > 1 or cfg.gradient_accumulation > 1:
             run["shared"] = {"processes": processes.count, "gradient_accumulation": cfg.gradient_accumulation,
                              "micro_batch": trainer.micro_batch}
+            if processes.sharding is not None:
+                run["shared"]["sharded"] = processes.sharding.asked
         run_json = json.dumps(run, indent=1, default=str).encode("utf-8")
         ckpt.atomic_write(out / "run.json", lambda fh: fh.write(run_json))
     say(f"training {cfg.model} on {trainer.source.description}; base {trainer.base_description}; "

@@ -32,7 +32,14 @@ from .data import (
     step_rng,
     trajectory_video,
 )
-from .distributed import AcceleratedProcesses, SingleProcess
+from .distributed import (
+    AcceleratedProcesses,
+    SingleProcess,
+    gathered_optimizer_state,
+    gathered_tensors,
+    load_gathered_state,
+    whole_parameters,
+)
 from .export import adapter_path, export_adapter
 from .latents import PixelLatents, VAELatents, _to_float
 from .loading import (
@@ -58,8 +65,8 @@ def step_generator(seed: int, step: int) -> torch.Generator:
 
 class _LossModule(torch.nn.Module):
     """The trainer's loss as one module that holds every trained tensor (the UNet's, and a TrackGo adapter's, which
-    is not a UNet submodule), for DistributedDataParallel to wrap: its forward is the one it hooks to average those
-    tensors' gradients over the processes."""
+    is not a UNet submodule), for DistributedDataParallel to wrap (its forward is the one it hooks to average those
+    tensors' gradients over the processes) or FSDP to shard (its forward gathers the trained tensors)."""
 
     def __init__(self, trainer: Trainer) -> None:
         super().__init__()
@@ -105,6 +112,10 @@ class Trainer:
             torch.manual_seed(cfg.seed)
             self._build_models(cfg)
         self._check_sizes()
+        #: sharded (FSDP): the loss module whose parameters are the shards; None when each process holds them whole
+        self._sharded: _LossModule | None = None
+        if self.processes.sharding is not None:
+            self._shard()
         self.optimizer = torch.optim.AdamW(self._parameter_groups(cfg), lr=cfg.lr, betas=(0.9, 0.999),
                                            weight_decay=cfg.weight_decay, eps=1e-8)
         warmup, total = cfg.warmup, cfg.steps
@@ -116,8 +127,12 @@ class Trainer:
 
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda)
         # several processes: the loss goes through DistributedDataParallel (which also starts every process from the
-        # main process's trained tensors); alone: straight to _losses, as ever
-        self._loss_forward = (self.processes.wrap(_LossModule(self)) if self.processes.count > 1 else self._losses)
+        # main process's trained tensors) or the sharded loss module; alone: straight to _losses, as ever
+        if self._sharded is not None:
+            self._loss_forward = self._sharded
+        else:
+            self._loss_forward = (self.processes.wrap(_LossModule(self)) if self.processes.count > 1
+                                  else self._losses)
 
     # ---- construction -------------------------------------------------------------------------------------------
 
@@ -195,6 +210,21 @@ class Trainer:
             named = [(name, p) for name, p in named if self._is_added(name)]
         self.named_parameters = named
         self.parameters = [p for _, p in named]
+
+    def _shard(self) -> None:
+        """Shard the trained tensors over the processes (FSDP, :meth:`.distributed.AcceleratedProcesses.wrap`) and
+        read them back as shards. Units: the whole UNet (``svd-base``) is gathered block by block (each of its down,
+        mid and up blocks, then the rest); the adapters (TrackDiffusion's modules, a TrackAdapter) are small, one unit
+        gathered for the whole step."""
+        module = _LossModule(self)
+        name_of = {id(p): name for name, p in module.named_parameters()}
+        #: trained parameter -> its name in the sharded loss module (the names of its state dicts)
+        self._sharded_names = {name: name_of[id(p)] for name, p in self.named_parameters}
+        units = [*self.unet.down_blocks, self.unet.mid_block, *self.unet.up_blocks] if self.is_base else []
+        self._sharded = self.processes.wrap(module, self.parameters, units)
+        shards = dict(self._sharded.named_parameters())
+        self.named_parameters = [(name, shards[self._sharded_names[name]]) for name, _ in self.named_parameters]
+        self.parameters = [p for _, p in self.named_parameters]
 
     def _parameter_groups(self, cfg: TrainConfig) -> list[dict[str, Any]]:
         """The optimizer's groups: the added modules (position net, fusers) at ``lr`` first (the LR the loss log
@@ -371,7 +401,12 @@ class Trainer:
         return contextlib.nullcontext()
 
     def losses(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
-        """The step's loss(es) (with the graph), as 0-dim float32 tensors; ``"loss"`` is what is minimised."""
+        """The step's loss(es) (with the graph), as 0-dim float32 tensors; ``"loss"`` is what is minimised. Sharded:
+        every process must call it (the trained tensors are gathered)."""
+        if self._sharded is not None:
+            self.processes.gather(self._sharded)
+            with self._conditioned(batch):
+                return self._sharded(batch)
         with self._conditioned(batch):
             return self._losses(batch)
 
@@ -408,6 +443,8 @@ class Trainer:
         totals: dict[str, float] = {}
         for index, batch in enumerate(batches):
             last = index == len(batches) - 1
+            if self._sharded is not None:  # the position net runs in _conditioned, before the loss module's forward
+                self.processes.gather(self._sharded)
             with self.processes.gradient_sync(self._loss_forward, sync=last), self._conditioned(batch):
                 losses = self._loss_forward(batch)
                 loss = losses["loss"]
@@ -422,7 +459,11 @@ class Trainer:
         values = self.processes.mean(values)
         if not math.isfinite(values["loss"]):
             self._diverged(values["loss"])
-        if self.config.grad_clip > 0:
+        if self._sharded is not None:
+            self.processes.average_whole_gradients(self.parameters)
+            if self.config.grad_clip > 0:  # the norm of the whole gradient, over every process's shards
+                self.processes.clip_gradients(self.parameters, self.config.grad_clip)
+        elif self.config.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(self.parameters, self.config.grad_clip)
         self.optimizer.step()
         self.scheduler.step()
@@ -440,16 +481,42 @@ class Trainer:
 
     # ---- state --------------------------------------------------------------------------------------------------
 
-    def trainable_state(self) -> dict[str, torch.Tensor]:
-        return {name: p.detach().cpu().clone() for name, p in self.named_parameters}
+    def trainable_state(self, everywhere: bool = False) -> dict[str, torch.Tensor]:
+        """The trained tensors by name, whole, on the CPU. Sharded: gathered from every process's shards (every
+        process must call it), to the main process only (the others get an empty dict) unless ``everywhere``."""
+        if self._sharded is None:
+            return {name: p.detach().cpu().clone() for name, p in self.named_parameters}
+        gathered = gathered_tensors(self._sharded, everywhere=everywhere)
+        return {name: gathered[key] for name, key in self._sharded_names.items()} if gathered else {}
+
+    def _optimizer_keys(self) -> list[str]:
+        """The sharded loss module's name of each parameter, in the optimizer's order (its state dict's indices)."""
+        key_of = {id(p): self._sharded_names[name] for name, p in self.named_parameters}
+        return [key_of[id(p)] for group in self.optimizer.param_groups for p in group["params"]]
+
+    def optimizer_state(self) -> dict[str, Any]:
+        """``optimizer.state_dict()``, whole. Sharded: the moments gathered from every process's shards to the main
+        process (the others get an empty dict; every process must call it), in the same single-process form: state
+        and parameter groups by parameter index."""
+        if self._sharded is None:
+            return self.optimizer.state_dict()
+        gathered = gathered_optimizer_state(self._sharded, self.optimizer)
+        if not gathered:
+            return {}
+        index = {key: i for i, key in enumerate(self._optimizer_keys())}
+        return {"state": {index[key]: value for key, value in gathered["state"].items()},
+                "param_groups": [{**{k: v for k, v in group.items() if k != "params"},
+                                  "params": [index[key] for key in group["params"]]}
+                                 for group in gathered["param_groups"]]}
 
     def state(self, step: int) -> dict[str, Any]:
+        """What a checkpoint holds (sharded: every process must call it; the main process's is the one to write)."""
         rng = {"torch": torch.get_rng_state()}
         if self.device.type == "cuda":
             rng["cuda"] = torch.cuda.get_rng_state(self.device)
         return {"step": int(step), "config": self.config.settings(), "base": self.base_description,
                 "base_signature": self.base_signature, "trainable": self.trainable_state(),
-                "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(), "rng": rng,
+                "optimizer": self.optimizer_state(), "scheduler": self.scheduler.state_dict(), "rng": rng,
                 "torch_version": str(torch.__version__)}
 
     def load_state(self, state: dict[str, Any], source: str = "checkpoint") -> int:
@@ -473,10 +540,23 @@ class Trainer:
                 + "; ".join(differences) + ".",
                 fix="resume with the original settings (see run.json), or start a new run in another --out.",
                 source=source)
-        with torch.no_grad():
-            for name, p in self.named_parameters:
-                p.copy_(saved[name].to(p))
-        self.optimizer.load_state_dict(state["optimizer"])
+        if self._sharded is not None:  # every process keeps its shards of the whole tensors it read
+            keys = self._optimizer_keys()
+            optimizer = state["optimizer"]
+            load_gathered_state(
+                self._sharded, {key: saved[name] for name, key in self._sharded_names.items()}, self.optimizer,
+                {"state": {keys[int(i)]: value for i, value in optimizer["state"].items()},
+                 "param_groups": [{**{k: v for k, v in group.items() if k != "params"},
+                                   "params": [keys[int(i)] for i in group["params"]]}
+                                  for group in optimizer["param_groups"]]})
+            for group, saved_group in zip(self.optimizer.param_groups, optimizer["param_groups"], strict=True):
+                # the settings as written (torch.distributed.checkpoint hands tuples such as betas back as lists)
+                group.update({k: v for k, v in saved_group.items() if k != "params"})
+        else:
+            with torch.no_grad():
+                for name, p in self.named_parameters:
+                    p.copy_(saved[name].to(p))
+            self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         rng = state.get("rng", {})
         if "torch" in rng:
@@ -492,14 +572,33 @@ class Trainer:
 
     def export(self, out: str | Path, step: int) -> Path:
         """Write the adapter file the ComfyUI nodes load (atomically; the main process only, the others hold the same
-        tensors); returns its path."""
+        tensors or, sharded, send it their shards: every process must call it then); returns its path."""
+        if self._sharded is not None:
+            return self._export(out, step, self.trainable_state())
         if not self.processes.is_main:
             return self.adapter_path(out)
         return export_adapter(self.unet if self.is_base else self.attachment, self.config, out, step,
                               base=self.base_name)
 
+    def _export(self, out: str | Path, step: int, trainable: dict[str, torch.Tensor]) -> Path:
+        """Sharded: the main process writes the adapter file from the gathered ``trainable`` tensors."""
+        if not self.processes.is_main:
+            return self.adapter_path(out)
+        whole = {self._sharded_names[name]: tensor for name, tensor in trainable.items()}
+        with whole_parameters(self._sharded, whole):
+            return export_adapter(self.unet if self.is_base else self.attachment, self.config, out, step,
+                                  base=self.base_name)
+
     def save(self, out: str | Path, step: int) -> Path:
-        """Write the step's checkpoint and the adapter file (the main process only); returns the checkpoint's path."""
+        """Write the step's checkpoint and the adapter file (the main process only; sharded, every process must call
+        it: the tensors are gathered from all); returns the checkpoint's path."""
+        if self._sharded is not None:
+            state = self.state(step)
+            if not self.processes.is_main:
+                return ckpt.checkpoint_path(out, step)
+            path = ckpt.save_checkpoint(out, state, keep=self.config.keep)
+            self._export(out, step, state["trainable"])
+            return path
         if not self.processes.is_main:
             return ckpt.checkpoint_path(out, step)
         path = ckpt.save_checkpoint(out, self.state(step), keep=self.config.keep)
