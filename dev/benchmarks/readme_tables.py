@@ -249,6 +249,11 @@ def tiny_svd_base(docs) -> str:
             f"{doc['vae_round_trip_psnr_db']:.1f} dB over whole clips). Training on this project's 2-core CPU: the VAE "
             f"{train['vae']['steps']} steps in {train['vae']['train_hours']:.1f} h, the base {base} (batches of 8 "
             "clips; the second run from the first's weights with a fresh schedule).")
+    kept = {name: c.get("persistence") for name, c in doc["conditions"].items()}
+    if all(v is not None for v in kept.values()):
+        text += (f" Object persistence (visible objects found in their colour at about their size in frames 1-15, "
+                 f"wherever they are): the base model {kept['base, no boxes']:.2f}, the VAE round trip "
+                 f"{kept['vae round trip']:.2f}, the clips themselves {kept['ground truth']:.2f}.")
     if "shipped" in doc:
         text += (f" Shipped: {doc['shipped']['megabytes']:.1f} MB in fp16, the UNet "
                  f"{doc['shipped']['unet_parameters_millions']:.2f} M parameters.")

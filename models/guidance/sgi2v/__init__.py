@@ -10,8 +10,9 @@ The model-independent parts (no ComfyUI import):
 - :mod:`.config`: the settings and the guided-step band;
 - :mod:`.demo_model`: the same optimisation in the embedded demo model's sampler.
 
-The ComfyUI side (frame-0 key/value attention, the forward that stops after the last recorded layer, the sampler
-hook) is ``trackdiffusion.nodes.patches.sgi2v``.
+The model-dependent side (frame-0 key/value attention, the forward that stops after the last recorded layer, the
+sampler hook) has two implementations held equal by a test: ComfyUI's (``trackdiffusion.nodes.patches.sgi2v``) and
+the diffusers backend's (:mod:`.diffusers`, for ``trackdiffusion demo --method sgi2v``).
 """
 
 from .config import DEFAULT_LAYERS, SGI2VConfig
