@@ -251,8 +251,8 @@ def tiny_svd_base(docs) -> str:
             "clips; the second run from the first's weights with a fresh schedule).")
     kept = {name: c.get("persistence") for name, c in doc["conditions"].items()}
     if all(v is not None for v in kept.values()):
-        text += (f" Object persistence (visible objects found in their colour at about their size in frames 1-15, "
-                 f"wherever they are): the base model {kept['base, no boxes']:.2f}, the VAE round trip "
+        text += (" Object persistence (visible objects found in their colour at about their size in every frame "
+                 f"after the first, wherever they are): the base model {kept['base, no boxes']:.2f}, the VAE round trip "
                  f"{kept['vae round trip']:.2f}, the clips themselves {kept['ground truth']:.2f}.")
     if "shipped" in doc:
         text += (f" Shipped: {doc['shipped']['megabytes']:.1f} MB in fp16, the UNet "
