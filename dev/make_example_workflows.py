@@ -337,7 +337,7 @@ def svd_trackgo() -> dict:
         editor := node(3, "PointTrajectoryEditor", None, [trajectory_state(), 1024, 576, 14, 0, 4],
                        [("background", "IMAGE")],
                        [("trajectories", "POINT_TRAJECTORIES"), ("tracks", "TRACKS"), ("trajectory_video", "IMAGE"),
-                        ("masks", "MASK")]),
+                        ("masks", "MASK"), ("preview", "IMAGE")]),
         adapter := load_adapter(4, None, "trackadapter_svd.safetensors"),
         patch := node(5, "TrackAdapterPatch", None, [-100.0, 0.2, 1.0, 4],
                       [("model", "MODEL"), ("trajectories", "POINT_TRAJECTORIES"),
@@ -361,7 +361,7 @@ def svd_trackgo() -> dict:
     links = [(2, 0, 3, "background"), (1, 0, 5, "model"), (3, 0, 5, "trajectories"), (4, 0, 5, "adapter"),
              (5, 0, 6, "model"), (1, 1, 7, "clip_vision"), (2, 0, 7, "init_image"), (1, 2, 7, "vae"),
              (6, 0, 8, "model"), (7, 0, 8, "positive"), (7, 1, 8, "negative"), (7, 2, 8, "latent_image"),
-             (8, 0, 9, "samples"), (1, 2, 9, "vae"), (9, 0, 10, "images"), (3, 2, 11, "images")]
+             (8, 0, 9, "samples"), (1, 2, 9, "vae"), (9, 0, 10, "images"), (3, 4, 11, "images")]  # the editor's preview: points over the first frame
     return build(nodes, links)
 
 

@@ -30,7 +30,7 @@ from ..data.editor_state import box_masks, parse_editor_tracklets, parse_traject
 from ..data.limits import check_output, check_state
 from ..data.tracklets.formats import write_tracks
 from ..data.trajectories import build_point_trajectories
-from ..data.visualize import as_frames, draw_tracklets
+from ..data.visualize import as_frames, draw_tracklets, draw_trajectories
 from .convert import image_to_numpy, numpy_to_image
 from .types import CATEGORY, PointTrajectories, Tracks
 from .types import Tracklets as TrackletsType
@@ -154,6 +154,9 @@ class PointTrajectoryEditor(io.ComfyNode):
                 Tracks.Output(display_name="tracks"),
                 io.Image.Output(display_name="trajectory_video"),
                 io.Mask.Output(display_name="masks", tooltip="One mask per component, [M, H, W]."),
+                io.Image.Output(display_name="preview",
+                                tooltip="The points with their trails over the background (a grey canvas without one), "
+                                "to look at; trajectory_video is TrackGo's input, points on black."),
             ],
         )
 
@@ -164,12 +167,17 @@ class PointTrajectoryEditor(io.ComfyNode):
         masks, arrows = parse_trajectory_state(trajectory_json, width, height)
         trajectories = build_point_trajectories(masks, [a.tolist() for a in arrows], num_frames, seed=seed)
         video = numpy_to_image(trajectories.render(point_size=point_size))
+        first = None
+        if background is not None:  # at the canvas size, as the trajectory video
+            first = cv2.resize(as_frames(image_to_numpy(background[:1]))[0], (width, height),
+                               interpolation=cv2.INTER_AREA)[None]
+        preview = numpy_to_image(draw_trajectories(trajectories, first))
         ui = {"td_points": [{"points": np.round(trajectories.points[0].astype(np.float64), 2).tolist(),
                              "component": trajectories.component.tolist()}]}
         if background is not None:
             ui["td_background"] = _preview_refs(as_frames(image_to_numpy(background[:1])), 1)
         return io.NodeOutput(trajectories, trajectories.to_tracks(), video,
-                             torch.from_numpy(masks.astype(np.float32)), ui=ui)
+                             torch.from_numpy(masks.astype(np.float32)), preview, ui=ui)
 
 
 EDITOR_NODES: list[type[io.ComfyNode]] = [TrackletEditor, PointTrajectoryEditor]

@@ -251,6 +251,7 @@ def test_editors_run_headless_from_api_prompts(comfy_with_probe):
         "7": {"class_type": "TDTestProbe", "inputs": {"value": ["6", 3]}},
         "8": {"class_type": "TDTestProbe", "inputs": {"value": ["6", 2]}},
         "9": {"class_type": "TDTestProbe", "inputs": {"value": ["6", 1]}},
+        "12": {"class_type": "TDTestProbe", "inputs": {"value": ["6", 4]}},
         # An untouched editor (empty state) is valid: no objects yet.
         "10": {"class_type": "TrackletEditor", "inputs": {"tracklets_json": "", "width": 16, "height": 8,
                                                           "num_frames": 3}},
@@ -266,9 +267,17 @@ def test_editors_run_headless_from_api_prompts(comfy_with_probe):
     assert outputs["7"]["probe"][0] == {"shape": [1, 32, 64], "dtype": "torch.float32"}
     assert outputs["8"]["probe"][0]["shape"] == [6, 32, 64, 3]
     assert outputs["9"]["probe"][0]["track_path"]["shape"][0] == 6
+    assert outputs["12"]["probe"][0]["shape"] == [6, 32, 64, 3]  # the readable preview, beside the conditioning
     points = outputs["6"]["td_points"][0]
     assert len(points["points"]) == len(points["component"]) == 16  # K = 16 for a mask under 10 % of the frame
     assert outputs["11"]["probe"][0] == {"shape": [3, 8, 16], "dtype": "torch.float32"}
+    # the preview is readable (grey canvas, coloured points moving right along the arrow), the video points on black
+    result = comfy_with_probe.node_class("PointTrajectoryEditor").execute(json.dumps(state), 64, 32, 6, 0, 2).result
+    video, preview = result[2], result[4]
+    assert float(video.mean()) < 0.05 and float(preview.mean()) > 0.15
+    coloured = (preview.max(-1).values - preview.min(-1).values) > 0.3  # [F, H, W] saturated pixels: the points
+    xs = [float(np.nonzero(coloured[f].numpy())[1].mean()) for f in (0, 5)]
+    assert coloured[0].any() and xs[1] > xs[0] + 15  # the arrow moves the part 30 px right over the clip
 
 
 def test_tracklet_editor_masks_follow_the_boxes(comfy):
