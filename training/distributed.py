@@ -121,6 +121,17 @@ class Sharding:
     asked: str = "FSDP2"
 
 
+@contextlib.contextmanager
+def _unset(name: str) -> Iterator[None]:
+    """Environment variable ``name`` absent inside (as it was afterwards)."""
+    value = os.environ.pop(name, None)
+    try:
+        yield
+    finally:
+        if value is not None:
+            os.environ[name] = value
+
+
 def _refuse_sharding(problem: str, fix: str) -> InvalidInputError:
     return InvalidInputError(f"the accelerate config asks for {problem}.", fix=fix, source=SOURCE)
 
@@ -218,13 +229,15 @@ class AcceleratedProcesses:
             handlers.append(InitProcessGroupKwargs(timeout=datetime.timedelta(seconds=float(timeout_seconds))))
         # mixed precision stays ours (Trainer._autocast): Accelerate's own would wrap the forward a second time and,
         # for fp16, expect its gradient scaler
-        self.accelerator = Accelerator(cpu=torch.device(device).type == "cpu", mixed_precision="no",
-                                       kwargs_handlers=handlers)
+        # sharded, the sharding is ours (wrap): Accelerate is not told, or it would build its own FSDP plugin from
+        # the launch settings, for a wrapping it does not do, and refuse some of them on CPUs (sync_module_states,
+        # which accelerate launch --use_fsdp turns on by default)
+        with _unset(LAUNCHER_FSDP) if sharding is not None else contextlib.nullcontext():
+            self.accelerator = Accelerator(cpu=torch.device(device).type == "cpu", mixed_precision="no",
+                                           kwargs_handlers=handlers)
         data_parallel = {DistributedType.MULTI_GPU, DistributedType.MULTI_CPU, DistributedType.NO}
         data_parallel |= {getattr(DistributedType, n) for n in ("MULTI_XPU", "MULTI_NPU", "MULTI_MLU", "MULTI_SDAA",
                                                                 "MULTI_MUSA", "MULTI_HPU") if hasattr(DistributedType, n)}
-        if sharding is not None:  # Accelerate sets FSDP up on GPUs only (on CPUs it stays MULTI_CPU): we shard
-            data_parallel.add(DistributedType.FSDP)
         if self.accelerator.distributed_type not in data_parallel:
             raise InvalidInputError(f"accelerate set up {self.accelerator.distributed_type}, which trackdiffusion "
                                     "train does not support.", fix="launch with a multi-GPU (DDP) or FSDP config.",
