@@ -90,6 +90,19 @@ def _as_tracker(tracker):
                             source="evaluate_clips")
 
 
+def eligible_boxes(gt: np.ndarray, visible_fraction, min_visible: float, *, source: str, clip_id=None) -> np.ndarray:
+    """[F, G] bool: the ground-truth boxes ``gt`` [G, F, 4] (NaN where absent) that frame-level metrics count: present,
+    and visible by at least ``min_visible`` where the visible fraction [F, G] is known."""
+    eligible = ~np.isnan(gt[..., 0]).T
+    if visible_fraction is not None:
+        vf = np.asarray(visible_fraction, dtype=np.float64)
+        if vf.shape != eligible.shape:
+            raise InvalidInputError(f"visible_fraction has shape {list(vf.shape)}, expected {list(eligible.shape)} "
+                                    "(frames, objects in id order).", source=source, obj=clip_id)
+        eligible &= vf >= min_visible
+    return eligible
+
+
 def evaluate_clip(video: np.ndarray, gt_item, tracker, index: int = 0, *, point_tracker=None, points=None,
                   visible_fraction=None, scenario: str | None = None, min_visible: float = 0.3,
                   keep_iou: float = 0.5) -> ClipResult:
@@ -107,13 +120,7 @@ def evaluate_clip(video: np.ndarray, gt_item, tracker, index: int = 0, *, point_
 
     detections = ClipDetections(np.array([t.score for t in pred_tracks], dtype=np.float64),
                                 [t.label for t in pred_tracks], [t.label for t in gt_tracks], st_iou(pred, gt))
-    eligible = ~np.isnan(gt[..., 0]).T  # [F, G]
-    if visible_fraction is not None:
-        vf = np.asarray(visible_fraction, dtype=np.float64)
-        if vf.shape != eligible.shape:
-            raise InvalidInputError(f"visible_fraction has shape {list(vf.shape)}, expected {list(eligible.shape)} "
-                                    "(frames, objects in id order).", source="evaluate_clips", obj=clip_id)
-        eligible &= vf >= min_visible
+    eligible = eligible_boxes(gt, visible_fraction, min_visible, source="evaluate_clips", clip_id=clip_id)
     diag = math.hypot(width, height)
     assoc = associate(gt, pred, [t.track_id for t in pred_tracks], eligible, diag, keep_iou=keep_iou)
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from ...data.errors import InvalidInputError
-from .evaluate import _as_tracker, _gt_entry, _videos
+from .evaluate import _as_tracker, _gt_entry, _videos, eligible_boxes
 from .tracks import stack_boxes, tracks_from_tracklets
 
 
@@ -30,13 +30,7 @@ def clip_persistence(video: np.ndarray, gt_item, tracker, index: int = 0, *, min
     tracklets, _, visible_fraction, _, clip_id = _gt_entry(gt_item, video.shape)
     gt_tracks = tracks_from_tracklets(tracklets, n_frames, width, height)
     gt = stack_boxes(gt_tracks, n_frames)  # [G, F, 4]
-    eligible = ~np.isnan(gt[..., 0]).T  # [F, G]
-    if visible_fraction is not None:
-        vf = np.asarray(visible_fraction, dtype=np.float64)
-        if vf.shape != eligible.shape:
-            raise InvalidInputError(f"visible_fraction has shape {list(vf.shape)}, expected {list(eligible.shape)} "
-                                    "(frames, objects in id order).", source="object_persistence", obj=clip_id)
-        eligible &= vf >= min_visible
+    eligible = eligible_boxes(gt, visible_fraction, min_visible, source="object_persistence", clip_id=clip_id)
     pred_tracks = tracker(video, index)
     pred = stack_boxes(pred_tracks, n_frames)  # [P, F, 4]
     gt_area, pred_area = _areas(gt).T, _areas(pred).T  # [F, G], [F, P] (NaN where absent)
