@@ -219,7 +219,8 @@ def test_editor_nodes_schemas(comfy):
     assert tracklet["input"]["required"]["tracklets_json"][1]["socketless"] is True
     assert tracklet["input"]["optional"]["background"][0] == "IMAGE"
     traj = comfy.node_class("PointTrajectoryEditor").GET_NODE_INFO_V1()
-    assert traj["output"] == ["POINT_TRAJECTORIES", "TRACKS", "IMAGE", "MASK"]
+    # preview came last: saved workflows link outputs by index, so the first four keep theirs
+    assert traj["output"] == ["POINT_TRAJECTORIES", "TRACKS", "IMAGE", "MASK", "IMAGE"]
     assert traj["input_order"]["required"] == ["trajectory_json", "width", "height", "num_frames", "seed",
                                                "point_size"]
 
